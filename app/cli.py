@@ -1,0 +1,122 @@
+"""The `judge` command: serve, worker, models pull, db upgrade."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from app.core.config import get_settings
+
+cli = typer.Typer(help="Judge service: LLM-as-a-judge over HTTP.", no_args_is_help=True, add_completion=False)
+models_cli = typer.Typer(help="Manage judge models.", no_args_is_help=True)
+db_cli = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+cli.add_typer(models_cli, name="models")
+cli.add_typer(db_cli, name="db")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Run the HTTP API. With no DATABASE_URL/REDIS_URL set, run the embedded mode: SQLite, an
+    in-process Redis and a worker process, judging with the default model (pulled on first start)."""
+    _logging()
+    settings = get_settings()
+    if settings.embedded:
+        from app.embedded import run_embedded
+
+        typer.echo(f"embedded mode: data in {settings.data_dir}")
+        run_embedded(settings, host, port)
+        return
+    if not settings.database_url or not settings.redis_url:
+        raise typer.BadParameter("set both DATABASE_URL and REDIS_URL, or neither (embedded mode)")
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@cli.command()
+def worker(
+    model: str = typer.Option(None, help="Model to serve (default: the service's default model)."),
+    burst: bool = typer.Option(False, help="Exit once the queue is empty."),
+) -> None:
+    """Run a worker for one model: load it once, then take that model's jobs from the queue."""
+    _logging()
+    from workers.main import run_worker
+
+    run_worker(get_settings(), model, burst=burst)
+
+
+@models_cli.command("pull")
+def models_pull(force: bool = typer.Option(False, help="Fetch and convert again even if present.")) -> None:
+    """Fetch the default model (SmolLM2-135M-Instruct), convert it once, and register it."""
+    _logging()
+    from app.core.db import Database
+    from app.models.registry import pull_and_register
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _upgrade_embedded(settings.sqlalchemy_url, settings.embedded)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        path = pull_and_register(settings, db, force=force)
+    finally:
+        db.dispose()
+    typer.echo(f"{settings.default_model} ready at {path}")
+
+
+@models_cli.command("list")
+def models_list() -> None:
+    """List registered models."""
+    from app.core.db import Database
+    from app.models import repository
+
+    db = Database(get_settings().sqlalchemy_url)
+    with db.unit_of_work() as session:
+        for m in repository.list_models(session):
+            typer.echo(f"{m.name}\t{m.backend}\t{m.artifact_path or '-'}")
+    db.dispose()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    from app.core.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sqlalchemy_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
+    """Revert the migrations down to REVISION."""
+    from app.core.migrate import downgrade
+
+    downgrade(get_settings().sqlalchemy_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+def _upgrade_embedded(url: str, embedded: bool) -> None:
+    # The embedded SQLite file is ours to create; a deployment database is migrated explicitly.
+    if embedded:
+        from app.core.migrate import upgrade
+
+        upgrade(url)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

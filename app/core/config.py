@@ -1,0 +1,89 @@
+"""The one settings object. Environment variables use the ``JUDGE_`` prefix, except the two
+connection URLs, which also accept the conventional ``DATABASE_URL`` and ``REDIS_URL``.
+
+With no settings at all the service runs in *embedded* mode: a SQLite file and an in-process
+Redis (fakeredis) under the data directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "judge-service"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JUDGE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Models, SQLite file, logs.")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JUDGE_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL; unset means the embedded SQLite file under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JUDGE_REDIS_URL", "REDIS_URL"),
+        description="Redis URL; unset means an in-process fakeredis server (embedded mode).",
+    )
+
+    default_model: str = DEFAULT_MODEL
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    device: str = Field(default="auto", description="transformers device: auto, cpu, cuda, cuda:1 ...")
+    dtype: str = Field(default="auto", description="auto, float32, bfloat16, float16")
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    openai_model: str | None = Field(default=None, description="Model name on the OpenAI-compatible server.")
+    openai_max_concurrency: int = Field(default=8, ge=1)
+
+    max_items: int = Field(default=1000, ge=1, description="Most items one judging request may carry.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_wait_seconds: float = Field(default=600.0, ge=0)
+    max_new_tokens_limit: int = Field(default=4096, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="Engine batch size (judge calls per batch).")
+
+    job_lease_seconds: float = Field(default=120.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_timeout_seconds: int = Field(default=6 * 3600, ge=1)
+
+    embedded_worker: bool = Field(
+        default=True, description="`judge serve` in embedded mode also starts a worker process."
+    )
+    auto_pull_default_model: bool = Field(
+        default=True, description="Fetch and convert the default model on first start when it is missing."
+    )
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None and self.redis_url is None
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Bare postgres URLs select psycopg 3, the driver we ship.
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{self.data_dir / 'judge.sqlite3'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

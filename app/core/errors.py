@@ -1,0 +1,140 @@
+"""One error shape for every 4xx/5xx: ``{"error": {"type", "message", "field"?}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="Machine-readable error kind, e.g. `validation_error`, `not_found`.")
+    message: str = Field(description="What is wrong, for a human.")
+    field: str | None = Field(
+        default=None, description="The offending request field, e.g. `items[3].answer_a`."
+    )
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Every validation problem found, when there were several."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """Raised by services for errors the caller can fix; rendered with the one error shape."""
+
+    def __init__(self, status: int, type_: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.field = field
+
+
+class NotFound(ApiError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(404, "not_found", message, field)
+
+
+class InvalidInput(ApiError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(422, "validation_error", message, field)
+
+
+class Conflict(ApiError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(409, "conflict", message, field)
+
+
+def format_loc(loc: Sequence[int | str]) -> str | None:
+    """``("body", "items", 3, "answer_a")`` → ``items[3].answer_a``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-after", "function-before", "function-wrap")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or None
+
+
+def _error_body(
+    type_: str, message: str, field: str | None = None, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return ErrorResponse(
+        error=ErrorDetail(type=type_, message=message, field=field, details=details)
+    ).model_dump(exclude_none=True)
+
+
+def _error_field(error: Any) -> str | None:
+    loc = list(error.get("loc", ()))
+    # Item validators name the field at fault in the error context.
+    ctx = error.get("ctx") or {}
+    if isinstance(ctx, dict) and isinstance(ctx.get("field"), str):
+        loc.append(ctx["field"])
+    return format_loc(loc)
+
+
+def _clean_message(msg: str) -> str:
+    return msg.removeprefix("Value error, ")
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(_error_body(exc.type, exc.message, exc.field), status_code=exc.status)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    details = [{"field": _error_field(e), "message": _clean_message(str(e.get("msg", "")))} for e in errors]
+    first = details[0] if details else {"field": None, "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more problem(s))"
+    return JSONResponse(
+        _error_body("validation_error", message, first["field"], details if len(details) > 1 else None),
+        status_code=422,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_ = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    return JSONResponse(_error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(_error_body("internal_error", "internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Not found"},
+    409: {"model": ErrorResponse, "description": "Conflict"},
+    413: {"model": ErrorResponse, "description": "Request body too large"},
+    422: {"model": ErrorResponse, "description": "Invalid request"},
+}

@@ -1,0 +1,143 @@
+"""The service's tables. The schema itself is built only by the Alembic migrations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base, JSONType, TimestampMixin, new_uuid
+
+# SQLite only auto-increments a plain INTEGER primary key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Job(TimestampMixin, Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False, default="default")
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    queue: Mapped[str] = mapped_column(String(200), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    progress_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    items: Mapped[list[JudgmentItem]] = relationship(back_populates="job", lazy="raise")
+
+    __table_args__ = (
+        Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+
+class JudgmentItem(TimestampMixin, Base):
+    __tablename__ = "judgment_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    # pending until judged; then ok | error
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float)
+    consistent: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Reference answers the judge wrote itself (reference: {"auto": true}), one per turn.
+    generated_references: Mapped[list[str] | None] = mapped_column(JSONType)
+
+    job: Mapped[Job] = relationship(back_populates="items", lazy="raise")
+    calls: Mapped[list[JudgeCall]] = relationship(
+        back_populates="item", lazy="raise", order_by="JudgeCall.id"
+    )
+
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+
+class JudgeCall(TimestampMixin, Base):
+    """One raw model call made for an item: a judgment in one order, or a generated reference."""
+
+    __tablename__ = "judge_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("judgment_items.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # AB | BA | single | reference
+    order: Mapped[str] = mapped_column(String(16), nullable=False)
+    sample: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+    item: Mapped[JudgmentItem] = relationship(back_populates="calls", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("item_id", "order", "sample"),)
+
+
+class Template(TimestampMixin, Base):
+    """A client-registered judge template (built-in templates ship as package data)."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    multi_turn: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    reference: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    cot: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    system: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    user: Mapped[str] = mapped_column(Text, nullable=False)
+    placeholders: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    owner: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class ModelRecord(TimestampMixin, Base):
+    """A judge model the service can serve (pulled, or produced by a training job)."""
+
+    __tablename__ = "models"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    backend: Mapped[str] = mapped_column(String(32), nullable=False)
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    iteration: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    owner: Mapped[str | None] = mapped_column(String(128))

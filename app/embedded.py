@@ -1,0 +1,104 @@
+"""Embedded mode: one command runs the API, an in-process Redis (fakeredis's TCP server) and a worker
+process, on a SQLite file under the data directory. The API and the worker run the same code as in
+production; only the connection URLs differ."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fakeredis import TcpFakeServer
+
+from app.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def fake_redis_server(host: str = "127.0.0.1") -> Iterator[str]:
+    """A Redis-protocol server in a thread; yields its URL."""
+    server = TcpFakeServer((host, 0), server_type="redis")
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
+    thread.start()
+    try:
+        yield f"redis://{host}:{server.server_address[1]}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class WorkerProcess:
+    """Runs `judge worker` as a child process and restarts it if it dies (RQ's worker wants a main
+    thread of its own for its signal handling)."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.env = dict(os.environ)
+        self.env["JUDGE_REDIS_URL"] = redis_url
+        self.env["JUDGE_DATA_DIR"] = str(settings.data_dir)
+        self.env.pop("REDIS_URL", None)
+        self.model = settings.default_model
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "app.cli", "worker", "--model", self.model]
+        return subprocess.Popen(cmd, env=self.env)
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            self._proc = self._spawn()
+            code = self._proc.wait()
+            if self._stopping.is_set():
+                return
+            log.error("embedded worker exited with %s; restarting in 2 s", code)
+            time.sleep(2)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_embedded(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.core.migrate import upgrade
+    from app.core.db import Database
+    from app.main import create_app
+    from app.models.registry import ensure_local_model
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        # Pull before the worker starts, so the first start prints one clear progress story.
+        ensure_local_model(settings, db, settings.default_model)
+    finally:
+        db.dispose()
+    with fake_redis_server() as redis_url:
+        live = settings.model_copy(update={"redis_url": redis_url})
+        worker = WorkerProcess(live, redis_url) if settings.embedded_worker else None
+        if worker:
+            worker.start()
+        try:
+            uvicorn.run(create_app(live), host=host, port=port, log_level="info")
+        finally:
+            if worker:
+                worker.stop()

@@ -1,0 +1,84 @@
+"""The inference-engine interface every backend implements.
+
+Inputs and outputs are plain Python values: a prompt is a chat conversation (a list of
+``{"role": ..., "content": ...}`` messages); the backend applies its own chat template. No backend
+type ever leaks past its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict, runtime_checkable
+
+
+class ChatMessage(TypedDict):
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+Conversation = list[ChatMessage]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings for one batch. ``temperature == 0`` means greedy decoding."""
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated completion."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str  # "stop" | "length"
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelDistribution:
+    """Normalised probabilities of candidate labels as the next tokens after a prompt."""
+
+    probs: dict[str, float] = field(default_factory=dict)
+    tokens_in: int = 0
+    latency_ms: float = 0.0
+    # Total probability the labels had before normalisation: near 0 means the model would rather
+    # have said something else (exactly 0, with uniform ``probs``, when no label was seen at all).
+    mass: float = 1.0
+
+
+class EngineError(RuntimeError):
+    """A backend failed in a way the caller may report (not a programming error)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the judging core and the workers need from a model backend."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
+        """Complete every conversation (one assistant turn each), in input order."""
+        ...
+
+    def label_logprobs(
+        self, prompts: Sequence[Conversation], labels: Sequence[str]
+    ) -> list[LabelDistribution]:
+        """For each conversation, the probability of each label as the assistant's next text."""
+        ...
+
+    def render_chat(self, conversation: Conversation) -> str:
+        """The exact text the model sees for a conversation (chat template applied)."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine's memory (GPU included)."""
+        ...

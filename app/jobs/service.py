@@ -1,0 +1,156 @@
+"""Job resources shared by every kind: read, list, cancel, results, and waiting for the end."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy.orm import Session
+
+from app.core.db import Database, after_commit
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.db.tables import Job
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import JobQueue, job_channel
+from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage
+from app.judging import repository as judging_repo
+from app.judging.results import item_result
+
+TERMINAL = frozenset(jobs_repo.TERMINAL)
+
+
+def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
+    return JobOut(
+        id=job.id,
+        kind=job.kind,  # type: ignore[arg-type]
+        status=job.status,  # type: ignore[arg-type]
+        model=job.model,
+        progress=Progress(done=job.progress_done, total=job.progress_total),
+        stage=job.stage,
+        attempts=job.attempts,
+        error=job.error,
+        params={k: v for k, v in job.params.items() if k != "templates"},
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        results=results,
+    )
+
+
+def _encode(payload: list[str | int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> list[str | int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise InvalidInput("malformed cursor", "cursor") from exc
+    if not isinstance(value, list):
+        raise InvalidInput("malformed cursor", "cursor")
+    return value
+
+
+def get_job(session: Session, job_id: uuid.UUID, tenant: str) -> Job:
+    job = jobs_repo.get_job(session, job_id, tenant)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    tenant: str,
+    limit: int,
+    cursor: str | None,
+    status: str | None,
+    kind: str | None,
+    model: str | None,
+) -> JobPage:
+    after = None
+    if cursor:
+        parts = _decode(cursor)
+        try:
+            after = (datetime.fromisoformat(str(parts[0])), uuid.UUID(str(parts[1])))
+        except (IndexError, ValueError) as exc:
+            raise InvalidInput("malformed cursor", "cursor") from exc
+    jobs = jobs_repo.list_jobs(
+        session, tenant=tenant, limit=limit + 1, after=after, status=status, kind=kind, model=model
+    )
+    next_cursor = None
+    if len(jobs) > limit:
+        jobs = jobs[:limit]
+        last = jobs[-1]
+        next_cursor = _encode([last.created_at.isoformat(), str(last.id)])
+    return JobPage(jobs=[job_out(j) for j in jobs], next_cursor=next_cursor)
+
+
+def results_page(
+    session: Session, job_id: uuid.UUID, tenant: str, limit: int, cursor: str | None
+) -> ResultPage:
+    job = get_job(session, job_id, tenant)
+    after = -1
+    if cursor:
+        parts = _decode(cursor)
+        if len(parts) != 1 or not isinstance(parts[0], int):
+            raise InvalidInput("malformed cursor", "cursor")
+        after = parts[0]
+    items = judging_repo.results_page(session, job.id, after, limit + 1)
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_cursor = _encode([items[-1].index])
+    return ResultPage(
+        job_id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        results=[item_result(i) for i in items],
+        next_cursor=next_cursor,
+    )
+
+
+def all_results(session: Session, job: Job) -> list[ItemResult]:
+    return [item_result(i) for i in judging_repo.results_page(session, job.id, -1, job.progress_total + 1)]
+
+
+def cancel(session: Session, queue: JobQueue, job_id: uuid.UUID, tenant: str) -> Job:
+    job = get_job(session, job_id, tenant)
+    if job.status in ("succeeded", "failed"):
+        raise Conflict(f"job {job_id} already {job.status}")
+    if job.status == "cancelled":
+        return job
+    jobs_repo.request_cancel(session, job)
+    if job.status == "cancelled":
+        after_commit(session, lambda: queue.publish_ended(job_id, "cancelled"))
+    return job
+
+
+async def wait_until_ended(
+    db: Database, redis: AsyncRedis, job_id: uuid.UUID, timeout: float, read: Callable[[Session], bool]
+) -> None:
+    """Return when ``read`` (run in a fresh session) says the job ended, or when ``timeout`` passes.
+
+    Workers publish on the job's channel when it ends; the database is re-read after subscribing,
+    so an end published before the subscription is never missed.
+    """
+
+    def ended() -> bool:
+        with db.unit_of_work() as session:
+            return read(session)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(job_channel(job_id))
+        if await asyncio.to_thread(ended):
+            return
+        while (remaining := deadline - loop.time()) > 0:
+            # A slow safety re-read covers a lost message (e.g. Redis restarted).
+            await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5.0))
+            if await asyncio.to_thread(ended):
+                return

@@ -1,0 +1,121 @@
+"""Plain value types shared by the pure judging core, the service layer and the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.engine.base import Conversation
+
+Mode = Literal["pairwise", "single"]
+SwapMode = Literal["none", "conservative", "random"]
+Order = Literal["AB", "BA", "single"]
+Verdict = Literal["A", "B", "tie"]
+ItemStatus = Literal["ok", "error"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Inclusive score range for single-answer grading (MT-Bench uses 1..10)."""
+
+    min: float = 1
+    max: float = 10
+
+    def contains(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One item to judge, normalised: a single-turn item is a conversation of one turn.
+
+    ``answers_a`` holds the single answer(s) in single mode; ``answers_b`` is None there.
+    ``references`` (when given) has one reference answer per turn. ``turn`` is 0-based.
+    """
+
+    turns: tuple[str, ...]
+    answers_a: tuple[str, ...]
+    answers_b: tuple[str, ...] | None = None
+    references: tuple[str, ...] | None = None
+    turn: int = -1
+
+    @property
+    def judged_turn(self) -> int:
+        return self.turn if self.turn >= 0 else len(self.turns) + self.turn
+
+    @property
+    def multi_turn(self) -> bool:
+        return len(self.turns) > 1
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    mode: Mode
+    swap: SwapMode = "none"
+    cot: bool = False
+    scale: Scale = field(default_factory=Scale)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A judge prompt template (built in or registered by a client).
+
+    ``system`` and ``user`` use ``{placeholder}`` fields (``str.format`` syntax, ``{{``/``}}`` for
+    literal braces). ``multi_turn`` templates show whole conversations; ``reference`` templates
+    show a reference answer.
+    """
+
+    name: str
+    mode: Mode
+    system: str
+    user: str
+    multi_turn: bool = False
+    reference: bool = False
+    cot: bool = False
+    version: int = 1
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One judge call to make: the order the answers are shown in and the prompt."""
+
+    order: Order
+    messages: Conversation
+    prompt_hash: str
+
+
+@dataclass(frozen=True)
+class CallOutput:
+    """What the model returned for a planned call."""
+
+    order: Order
+    raw: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    """One order's parsed result, mapped back to the caller's labels (A is always ``answer_a``)."""
+
+    order: Order
+    raw: str
+    verdict: Verdict | None = None
+    score: float | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    status: ItemStatus
+    orders: tuple[OrderOutcome, ...]
+    verdict: Verdict | None = None
+    score: float | None = None
+    consistent: bool | None = None
+    error: str | None = None

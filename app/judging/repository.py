@@ -1,0 +1,121 @@
+"""Every query about judgment items, judge calls and registered templates."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from app.db.tables import JudgeCall, JudgmentItem, Template
+from app.judging.domain import CallOutput, ItemOutcome
+
+
+def add_items(session: Session, job_id: uuid.UUID, inputs: Sequence[dict[str, Any]]) -> None:
+    session.add_all(JudgmentItem(job_id=job_id, index=i, inputs=data) for i, data in enumerate(inputs))
+    session.flush()
+
+
+def pending_items(session: Session, job_id: uuid.UUID) -> list[JudgmentItem]:
+    stmt = (
+        select(JudgmentItem)
+        .where(JudgmentItem.job_id == job_id, JudgmentItem.status == "pending")
+        .order_by(JudgmentItem.index)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_done(session: Session, job_id: uuid.UUID) -> int:
+    stmt = select(func.count()).where(JudgmentItem.job_id == job_id, JudgmentItem.status != "pending")
+    return int(session.scalar(stmt) or 0)
+
+
+def _replace_call(session: Session, item_id: int, order: str, sample: int, **values: Any) -> None:
+    # Unique on (item, order, sample): a re-run overwrites, never duplicates.
+    session.execute(
+        delete(JudgeCall).where(
+            JudgeCall.item_id == item_id, JudgeCall.order == order, JudgeCall.sample == sample
+        )
+    )
+    session.add(JudgeCall(item_id=item_id, order=order, sample=sample, **values))
+
+
+def save_reference(
+    session: Session, item: JudgmentItem, turn_index: int, output: CallOutput, prompt_hash: str
+) -> None:
+    refs = list(item.generated_references or [])
+    refs = refs[:turn_index] + [output.raw]
+    item.generated_references = refs
+    _replace_call(
+        session,
+        item.id,
+        "reference",
+        turn_index,
+        prompt_hash=prompt_hash,
+        raw=output.raw,
+        tokens_in=output.tokens_in,
+        tokens_out=output.tokens_out,
+        latency_ms=output.latency_ms,
+    )
+
+
+def save_outcome(
+    session: Session, item: JudgmentItem, outcome: ItemOutcome, prompt_hashes: dict[str, str]
+) -> None:
+    for o in outcome.orders:
+        _replace_call(
+            session,
+            item.id,
+            o.order,
+            0,
+            prompt_hash=prompt_hashes.get(o.order, ""),
+            raw=o.raw,
+            verdict=o.verdict,
+            score=o.score,
+            error=o.error,
+            tokens_in=o.tokens_in,
+            tokens_out=o.tokens_out,
+            latency_ms=o.latency_ms,
+        )
+    item.status = outcome.status
+    item.verdict = outcome.verdict
+    item.score = outcome.score
+    item.consistent = outcome.consistent
+    item.error = outcome.error
+
+
+def results_page(session: Session, job_id: uuid.UUID, after_index: int, limit: int) -> list[JudgmentItem]:
+    stmt = (
+        select(JudgmentItem)
+        .where(JudgmentItem.job_id == job_id, JudgmentItem.index > after_index)
+        .order_by(JudgmentItem.index)
+        .limit(limit)
+        .options(selectinload(JudgmentItem.calls))
+    )
+    return list(session.scalars(stmt))
+
+
+# Templates -----------------------------------------------------------------------------------
+
+
+def latest_template(session: Session, name: str, version: int | None = None) -> Template | None:
+    stmt = select(Template).where(Template.name == name)
+    if version is not None:
+        stmt = stmt.where(Template.version == version)
+    return session.scalars(stmt.order_by(Template.version.desc()).limit(1)).one_or_none()
+
+
+def list_templates(session: Session) -> list[Template]:
+    return list(session.scalars(select(Template).order_by(Template.name, Template.version)))
+
+
+def add_template(session: Session, template: Template) -> Template:
+    session.add(template)
+    session.flush()
+    return template
+
+
+def items_by_id(session: Session, ids: Sequence[int]) -> list[JudgmentItem]:
+    return list(session.scalars(select(JudgmentItem).where(JudgmentItem.id.in_(ids))))

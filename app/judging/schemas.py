@@ -1,0 +1,232 @@
+"""Request schemas of the judging endpoints (the API contract)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from app.judging.domain import JudgeItem
+
+
+def _bad(field: str, message: str) -> PydanticCustomError:
+    """A validation error that names the item field at fault (the error handler appends it to the loc)."""
+    return PydanticCustomError("invalid_item", message, {"field": field})
+
+
+class ReferenceAuto(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto: Literal[True] = Field(
+        description="Have the judge model first write its own answer to each question and use it as the "
+        "reference (items that carry their own reference keep theirs)."
+    )
+
+
+class ScaleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: float = Field(default=1, ge=-1000, le=1000, description="Lowest score on the scale (inclusive).")
+    max: float = Field(default=10, ge=-1000, le=1000, description="Highest score on the scale (inclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max <= self.min:
+            raise ValueError(f"scale max ({self.max:g}) must be greater than min ({self.min:g})")
+        return self
+
+
+class _ItemBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None, max_length=200, description="Your id for the item; echoed in results."
+    )
+    question: str | None = Field(default=None, min_length=1, description="The user question (single turn).")
+    turns: list[str] | None = Field(
+        default=None, min_length=1, max_length=64, description="The user turns of a multi-turn conversation."
+    )
+    reference: str | None = Field(default=None, min_length=1, description="Reference answer (single turn).")
+    references: list[str] | None = Field(
+        default=None, min_length=1, description="Reference answers, one per turn (multi-turn)."
+    )
+    turn: int | None = Field(
+        default=None, ge=1, description="Which turn to judge, counted from 1; default the last turn."
+    )
+
+    def _user_turns(self) -> list[str]:
+        if (self.question is None) == (self.turns is None):
+            raise _bad("question", "give exactly one of `question` or `turns`")
+        return [self.question] if self.question is not None else list(self.turns or [])
+
+    def _check_common(self, n_turns: int) -> None:
+        if self.turns is not None and any(not t for t in self.turns):
+            raise _bad("turns", "`turns` must not contain empty strings")
+        if self.reference is not None and self.references is not None:
+            raise _bad("references", "give at most one of `reference` or `references`")
+        if self.reference is not None and self.question is None:
+            raise _bad(
+                "reference", "`reference` goes with `question`; use `references` (one per turn) with `turns`"
+            )
+        if self.references is not None and len(self.references) != n_turns:
+            raise _bad(
+                "references",
+                f"`references` must have one entry per turn ({n_turns}), got {len(self.references)}",
+            )
+        if self.turn is not None and self.turn > n_turns:
+            raise _bad("turn", f"turn {self.turn} was requested but the conversation has {n_turns} turn(s)")
+
+    def _refs(self) -> tuple[str, ...] | None:
+        if self.reference is not None:
+            return (self.reference,)
+        return tuple(self.references) if self.references is not None else None
+
+    @property
+    def has_reference(self) -> bool:
+        return self.reference is not None or self.references is not None
+
+    @abstractmethod
+    def to_domain(self) -> JudgeItem:
+        """The item as the judging core sees it."""
+
+
+def _answers(single: str | None, many: list[str] | None, n_turns: int, one: str, per_turn: str) -> list[str]:
+    """The answers of one side, one per turn, from either the single-turn or the per-turn field."""
+    if (single is None) == (many is None):
+        raise _bad(one, f"give exactly one of `{one}` or `{per_turn}`")
+    if single is not None:
+        if n_turns != 1:
+            raise _bad(per_turn, f"a conversation of {n_turns} turns needs `{per_turn}`, one per turn")
+        return [single]
+    assert many is not None
+    if len(many) != n_turns:
+        raise _bad(per_turn, f"`{per_turn}` must have one answer per turn ({n_turns}), got {len(many)}")
+    return many
+
+
+class PairwiseItem(_ItemBase):
+    answer_a: str | None = Field(default=None, description="Answer A (single turn).")
+    answer_b: str | None = Field(default=None, description="Answer B (single turn).")
+    answers_a: list[str] | None = Field(default=None, description="Assistant A's answers, one per turn.")
+    answers_b: list[str] | None = Field(default=None, description="Assistant B's answers, one per turn.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        n = len(self._user_turns())
+        _answers(self.answer_a, self.answers_a, n, "answer_a", "answers_a")
+        _answers(self.answer_b, self.answers_b, n, "answer_b", "answers_b")
+        self._check_common(n)
+        return self
+
+    def to_domain(self) -> JudgeItem:
+        turns = self._user_turns()
+        n = len(turns)
+        return JudgeItem(
+            turns=tuple(turns),
+            answers_a=tuple(_answers(self.answer_a, self.answers_a, n, "answer_a", "answers_a")),
+            answers_b=tuple(_answers(self.answer_b, self.answers_b, n, "answer_b", "answers_b")),
+            references=self._refs(),
+            turn=(self.turn - 1) if self.turn is not None else n - 1,
+        )
+
+
+class SingleItem(_ItemBase):
+    answer: str | None = Field(default=None, description="The answer to grade (single turn).")
+    answers: list[str] | None = Field(default=None, description="The assistant's answers, one per turn.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        n = len(self._user_turns())
+        _answers(self.answer, self.answers, n, "answer", "answers")
+        self._check_common(n)
+        return self
+
+    def to_domain(self) -> JudgeItem:
+        turns = self._user_turns()
+        return JudgeItem(
+            turns=tuple(turns),
+            answers_a=tuple(_answers(self.answer, self.answers, len(turns), "answer", "answers")),
+            references=self._refs(),
+            turn=(self.turn - 1) if self.turn is not None else len(turns) - 1,
+        )
+
+
+class _JudgeRequestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Judge model name; default the service's default.",
+    )
+    template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="Template name (`name` for the latest version or `name@version`); default: the built-in "
+        "template that fits each item (multi-turn, reference, cot).",
+    )
+    cot: bool = Field(default=False, description="Chain-of-thought: the judge works the problem out first.")
+    reference: ReferenceAuto | None = Field(
+        default=None, description='`{"auto": true}`: the judge writes its own reference answers first.'
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Most tokens per judge output; default 256, or 1024 with `cot`."
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="Seed for sampling and for `swap: random`; recorded."
+    )
+
+
+class PairwiseRequest(_JudgeRequestBase):
+    swap: Literal["none", "conservative", "random"] = Field(
+        default="conservative",
+        description="Position swap: `conservative` judges both orders and declares a winner only when both "
+        "agree; `random` picks one order per item from the recorded seed; `none` shows A first.",
+    )
+    items: list[PairwiseItem] = Field(
+        min_length=1, description="Items to judge (1 to the configured maximum)."
+    )
+
+
+class SingleRequest(_JudgeRequestBase):
+    scale: ScaleIn = Field(default_factory=ScaleIn, description="Score scale; default 1 to 10.")
+    items: list[SingleItem] = Field(min_length=1, description="Items to grade (1 to the configured maximum).")
+
+
+class TemplateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="Template name (lowercase letters, digits, `.`, `_`, `-`); re-registering adds a version",
+    )
+    mode: Literal["pairwise", "single"] = Field(description="Which judging endpoint the template serves.")
+    multi_turn: bool = Field(default=False, description="Shows whole conversations (`{conversation_a}` ...).")
+    reference: bool = Field(default=False, description="Shows a reference answer (`{reference}`).")
+    cot: bool = Field(default=False, description="Asks the judge to reason before its verdict.")
+    system: str = Field(default="", max_length=20000, description="System message (may be empty).")
+    user: str = Field(min_length=1, max_length=50000, description="User message with `{placeholders}`.")
+    description: str = Field(default="", max_length=2000)
+
+
+class TemplateOut(BaseModel):
+    name: str
+    version: int
+    mode: Literal["pairwise", "single"]
+    multi_turn: bool
+    reference: bool
+    cot: bool
+    builtin: bool = Field(description="Shipped with the service (read-only).")
+    system: str
+    user: str
+    placeholders: list[str] = Field(description="The placeholders the template uses.")
+    description: str
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateOut]

@@ -1,0 +1,203 @@
+"""Judging behaviour behind the HTTP routes: validate a request against the registry, record the job
+and its items, and hand the job to the model's queue once the transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.db import after_commit
+from app.core.errors import Conflict, InvalidInput
+from app.core.state import AppState
+from app.db.tables import Job, Template
+from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs_service
+from app.jobs.queue import JobQueue, queue_name
+from app.jobs.schemas import JobOut
+from app.judging import repository as judging_repo
+from app.judging.domain import JudgeItem, Mode, TemplateSpec
+from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
+from app.judging.template_catalog import placeholders_of, resolve_template
+from app.judging.templates import (
+    TemplateError,
+    builtin_templates,
+    check_template_fits,
+    default_template_name,
+    validate_template,
+)
+from app.models import repository as models_repo
+
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_MAX_TOKENS_COT = 1024
+
+
+def _item_inputs(item: JudgeItem, client_id: str | None, template: str) -> dict[str, Any]:
+    return {
+        "id": client_id,
+        "turns": list(item.turns),
+        "answers_a": list(item.answers_a),
+        "answers_b": list(item.answers_b) if item.answers_b is not None else None,
+        "references": list(item.references) if item.references is not None else None,
+        "turn": item.judged_turn,
+        "template": template,
+    }
+
+
+def item_from_inputs(inputs: dict[str, Any]) -> JudgeItem:
+    return JudgeItem(
+        turns=tuple(inputs["turns"]),
+        answers_a=tuple(inputs["answers_a"]),
+        answers_b=tuple(inputs["answers_b"]) if inputs.get("answers_b") is not None else None,
+        references=tuple(inputs["references"]) if inputs.get("references") is not None else None,
+        turn=int(inputs["turn"]),
+    )
+
+
+def submit(
+    session: Session,
+    settings: Settings,
+    queue: JobQueue,
+    mode: Mode,
+    request: PairwiseRequest | SingleRequest,
+    tenant: str = "default",
+) -> Job:
+    """Record a judging job and its items; the job is enqueued after the caller's commit."""
+    if len(request.items) > settings.max_items:
+        raise InvalidInput(
+            f"too many items: {len(request.items)} given, at most {settings.max_items} per request", "items"
+        )
+    max_tokens = request.max_tokens or (DEFAULT_MAX_TOKENS_COT if request.cot else DEFAULT_MAX_TOKENS)
+    if max_tokens > settings.max_new_tokens_limit:
+        raise InvalidInput(f"max_tokens must be at most {settings.max_new_tokens_limit}", "max_tokens")
+
+    model = request.model or settings.default_model
+    if models_repo.get_by_name(session, model) is None:
+        known = ", ".join(m.name for m in models_repo.list_models(session)) or "none"
+        raise InvalidInput(f"unknown model '{model}' (registered models: {known})", "model")
+
+    auto_reference = request.reference is not None
+    requested = resolve_template(session, request.template) if request.template else None
+    if request.template and requested is None:
+        raise InvalidInput(f"unknown template '{request.template}'", "template")
+
+    templates: dict[str, TemplateSpec] = {}
+    inputs: list[dict[str, Any]] = []
+    for i, item_in in enumerate(request.items):
+        item = item_in.to_domain()
+        has_reference = item.references is not None or auto_reference
+        if requested is not None:
+            problem = check_template_fits(requested, item, mode, has_reference, request.cot)
+            if problem:
+                raise InvalidInput(
+                    f"template '{requested.name}' cannot judge this item: {problem}", f"items[{i}]"
+                )
+            spec = requested
+        else:
+            spec = builtin_templates()[
+                default_template_name(mode, item.multi_turn, has_reference, request.cot)
+            ]
+        templates[spec.name] = spec
+        inputs.append(_item_inputs(item, item_in.id, spec.name))
+
+    params: dict[str, Any] = {
+        "mode": mode,
+        "swap": request.swap if isinstance(request, PairwiseRequest) else "none",
+        "cot": request.cot,
+        "temperature": request.temperature,
+        "max_tokens": max_tokens,
+        # A recorded seed makes `swap: random` and sampling reproducible.
+        "seed": request.seed if request.seed is not None else random.SystemRandom().randrange(2**31),
+        "reference_auto": auto_reference,
+        "template": request.template,
+        # Snapshot of every template used, so a later edit cannot change a queued job.
+        "templates": {name: dataclasses.asdict(spec) for name, spec in templates.items()},
+    }
+    if isinstance(request, SingleRequest):
+        params["scale"] = {"min": request.scale.min, "max": request.scale.max}
+
+    q = queue_name(model)
+    job = jobs_repo.create_job(
+        session,
+        kind=f"judge_{mode}",
+        model=model,
+        queue=q,
+        params=params,
+        total=len(inputs),
+        tenant=tenant,
+    )
+    judging_repo.add_items(session, job.id, inputs)
+    job_id = job.id
+    after_commit(session, lambda: queue.enqueue(job_id, q))
+    return job
+
+
+def register_template(session: Session, body: TemplateIn, owner: str | None = None) -> Template:
+    """Validate and store a client template; re-registering a name adds a new version."""
+    if body.name in builtin_templates():
+        raise Conflict(f"'{body.name}' is a built-in template; choose another name", "name")
+    spec = TemplateSpec(
+        name=body.name,
+        mode=body.mode,
+        system=body.system,
+        user=body.user,
+        multi_turn=body.multi_turn,
+        reference=body.reference,
+        cot=body.cot,
+        description=body.description,
+    )
+    try:
+        validate_template(spec)
+    except TemplateError as exc:
+        raise InvalidInput(str(exc), exc.field) from exc
+    latest = judging_repo.latest_template(session, body.name)
+    row = Template(
+        name=body.name,
+        version=(latest.version + 1) if latest is not None else 1,
+        mode=body.mode,
+        multi_turn=body.multi_turn,
+        reference=body.reference,
+        cot=body.cot,
+        system=body.system,
+        user=body.user,
+        placeholders=sorted(placeholders_of(spec)),
+        description=body.description,
+        owner=owner,
+    )
+    return judging_repo.add_template(session, row)
+
+
+async def submit_and_wait(
+    state: AppState, mode: Mode, request: PairwiseRequest | SingleRequest, wait: float | None, tenant: str
+) -> tuple[bool, JobOut]:
+    """Record and enqueue the job; with ``wait``, hold until it ends or the wait runs out.
+
+    Returns (ended, job); an ended job carries all its results.
+    """
+
+    def record() -> uuid.UUID:
+        with state.db.unit_of_work() as session:
+            return submit(session, state.settings, state.queue, mode, request, tenant).id
+
+    job_id = await asyncio.to_thread(record)
+    if wait:
+        timeout = min(wait, state.settings.max_wait_seconds)
+
+        def is_ended(session: Session) -> bool:
+            return jobs_service.get_job(session, job_id, tenant).status in jobs_service.TERMINAL
+
+        await jobs_service.wait_until_ended(state.db, state.async_redis, job_id, timeout, is_ended)
+
+    def read() -> tuple[bool, JobOut]:
+        with state.db.unit_of_work() as session:
+            job = jobs_service.get_job(session, job_id, tenant)
+            ended = job.status in jobs_service.TERMINAL
+            results = jobs_service.all_results(session, job) if ended and wait else None
+            return ended, jobs_service.job_out(job, results)
+
+    return await asyncio.to_thread(read)

@@ -1,0 +1,49 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import health
+from app.core.config import Settings, get_settings
+from app.core.errors import install_error_handlers
+from app.core.limits import BodySizeLimit
+from app.core.state import AppState
+from app.jobs.router import router as jobs_router
+from app.judging.router import router as judging_router
+from app.models.router import router as models_router
+
+API_VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
+    """Build the app. ``state`` may be given (tests); otherwise it is built from settings at startup."""
+    settings = settings or (state.settings if state else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = state is None
+        app.state.judge = state if state is not None else AppState.build(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.judge.close()
+
+    app = FastAPI(
+        title="Judge service",
+        version=API_VERSION,
+        description="LLM-as-a-judge over HTTP: pairwise and single-answer grading, reference-guided and "
+        "chain-of-thought judging, position swap; jobs queued to model workers.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(judging_router)
+    app.include_router(jobs_router)
+    app.include_router(models_router)
+    return app

@@ -1,0 +1,54 @@
+"""Registering models and making sure a served model is on local disk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.core.config import DEFAULT_MODEL, Settings
+from app.core.db import Database
+from app.db.tables import ModelRecord
+from app.models import repository
+from app.models.artifacts import is_model_present, model_dir, pull_default_model
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(RuntimeError):
+    """The model is neither on disk nor something the service knows how to fetch."""
+
+
+def register(session: Session, settings: Settings, name: str, path: Path | None) -> ModelRecord:
+    return repository.upsert(session, name, settings.backend, str(path) if path is not None else None)
+
+
+def pull_and_register(settings: Settings, db: Database, force: bool = False) -> Path:
+    """``judge models pull``: fetch and convert the default model once, and register it."""
+    path = pull_default_model(settings.models_dir, force=force)
+    with db.unit_of_work() as session:
+        register(session, settings, DEFAULT_MODEL, path)
+    return path
+
+
+def ensure_local_model(settings: Settings, db: Database, name: str) -> Path:
+    """The folder of model ``name``: its registered artifact, the data directory's copy, or (for the
+    default model, when allowed) a fresh pull. Registers the model when it was not yet."""
+    with db.unit_of_work() as session:
+        record = repository.get_by_name(session, name)
+        registered = Path(record.artifact_path) if record is not None and record.artifact_path else None
+    candidates = [p for p in (registered, model_dir(settings.models_dir, name)) if p is not None]
+    for path in candidates:
+        if is_model_present(path):
+            if registered != path:
+                with db.unit_of_work() as session:
+                    register(session, settings, name, path)
+            return path
+    if name == DEFAULT_MODEL and settings.auto_pull_default_model:
+        log.info("default model missing; pulling it into %s", settings.models_dir)
+        return pull_and_register(settings, db)
+    raise ModelUnavailable(
+        f"model {name!r} is not on disk (looked in {', '.join(map(str, candidates))}); "
+        f"run `judge models pull` for the default model or register the model's folder"
+    )

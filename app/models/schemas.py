@@ -1,0 +1,25 @@
+"""Response schemas of the model registry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelOut(BaseModel):
+    id: uuid.UUID
+    name: str = Field(description="The name to pass as `model` in judging requests.")
+    backend: str = Field(description="The inference backend that serves it (transformers, vllm, openai).")
+    parent_id: uuid.UUID | None = Field(default=None, description="The model it was trained from, if any.")
+    job_id: uuid.UUID | None = Field(default=None, description="The job that produced it, if any.")
+    iteration: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    default: bool = Field(description="Whether requests without `model` use it.")
+    created_at: datetime
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]

@@ -1,0 +1,36 @@
+"""API tests: the real app against the real Postgres (rolled back per test) and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from app.core.config import Settings
+from app.core.state import AppState
+from app.jobs.queue import JobQueue
+from app.main import create_app
+from app.models import repository as models_repo
+from tests.conftest import TEST_REDIS_URL, RollbackDatabase
+
+
+@pytest.fixture
+def state(settings: Settings, db: RollbackDatabase, redis: Redis) -> AppState:
+    with db.unit_of_work() as session:
+        models_repo.upsert(session, settings.default_model, "transformers", None)
+    return AppState(
+        settings=settings,
+        db=db,
+        redis=redis,
+        async_redis=AsyncRedis.from_url(TEST_REDIS_URL),
+        queue=JobQueue(redis, settings.job_timeout_seconds),
+    )
+
+
+@pytest.fixture
+def client(state: AppState) -> Iterator[TestClient]:
+    with TestClient(create_app(state=state)) as c:
+        yield c

@@ -1,0 +1,102 @@
+"""Shared fixtures: the real Postgres and Redis (URLs from TEST_DATABASE_URL / TEST_REDIS_URL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.db import Database, _run_after_commit
+from app.core.migrate import downgrade, upgrade
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def scratch_database(name: str) -> str:
+    """Drop and re-create database ``name`` on the test server; return its URL."""
+    admin_url = make_url(TEST_DATABASE_URL).set(database="postgres")
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def migrated_url() -> str:
+    """The test database, emptied and migrated to head once per test session."""
+    downgrade(TEST_DATABASE_URL, "base")
+    engine = create_engine(TEST_DATABASE_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+    upgrade(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+class RollbackDatabase(Database):
+    """Every unit of work runs in a savepoint of one outer transaction that the test rolls back."""
+
+    def __init__(self, url: str, connection: Connection) -> None:
+        super().__init__(url, engine=connection.engine)
+        self.connection = connection
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        session = Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            session.info.clear()
+            raise
+        else:
+            _run_after_commit(session)
+        finally:
+            session.close()
+
+    def dispose(self) -> None:  # the engine belongs to the fixture
+        pass
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[RollbackDatabase]:
+    engine = create_engine(migrated_url)
+    with engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield RollbackDatabase(migrated_url, conn)
+        finally:
+            outer.rollback()
+    engine.dispose()
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    client = Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=TEST_DATABASE_URL,
+        redis_url=TEST_REDIS_URL,
+        max_items=50,
+        max_body_bytes=256 * 1024,
+    )

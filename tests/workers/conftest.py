@@ -1,0 +1,106 @@
+"""Worker tests: the real job runner and database, with a scripted test-double engine."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from app.core.config import Settings
+from app.engine.base import Conversation, Generation, LabelDistribution, SamplingParams
+from app.jobs.queue import JobQueue
+from app.judging import service
+from app.judging.schemas import PairwiseRequest, SingleRequest
+from app.models import repository as models_repo
+from tests.conftest import RollbackDatabase
+from workers import context
+
+
+class ScriptedEngine:
+    """Answers each prompt with ``reply(conversation)``; records every batch it was given."""
+
+    def __init__(self, reply: Callable[[Conversation], str]) -> None:
+        self.reply = reply
+        self.batches: list[list[Conversation]] = []
+        self.fail_on_batch: int | None = None
+
+    @property
+    def model_name(self) -> str:
+        return "scripted"
+
+    def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
+        if self.fail_on_batch is not None and len(self.batches) == self.fail_on_batch:
+            self.fail_on_batch = None
+            raise RuntimeError("engine fell over")
+        self.batches.append(list(prompts))
+        return [Generation(self.reply(p), tokens_in=10, tokens_out=3, finish_reason="stop") for p in prompts]
+
+    def label_logprobs(self, prompts: Sequence[Conversation], labels: Sequence[str]) -> list[LabelDistribution]:
+        raise NotImplementedError
+
+    def render_chat(self, conversation: Conversation) -> str:
+        return "\n".join(m["content"] for m in conversation)
+
+    def close(self) -> None:
+        pass
+
+
+def first_position_judge(conv: Conversation) -> str:
+    """A maximally position-biased judge: always prefers whatever is shown first."""
+    return "The first one is better. [[A]]"
+
+
+def longer_answer_judge(conv: Conversation) -> str:
+    """Prefers the longer of the two shown answers, wherever it is shown."""
+    text = conv[-1]["content"]
+    a = re.search(r"=== Answer A ===\n(.*?)\n=== End of Answer A ===", text, re.S)
+    b = re.search(r"=== Answer B ===\n(.*?)\n=== End of Answer B ===", text, re.S)
+    assert a and b, text
+    return "[[A]]" if len(a.group(1)) > len(b.group(1)) else "[[B]]"
+
+
+@pytest.fixture
+def worker_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"batch_size": 4, "job_lease_seconds": 600.0, "job_max_attempts": 2})
+
+
+@pytest.fixture
+def make_worker(
+    worker_settings: Settings, db: RollbackDatabase, redis: Redis
+) -> Callable[[Callable[[Conversation], str]], ScriptedEngine]:
+    with db.unit_of_work() as session:
+        models_repo.upsert(session, worker_settings.default_model, "transformers", None)
+
+    def install(reply: Callable[[Conversation], str]) -> ScriptedEngine:
+        engine = ScriptedEngine(reply)
+        context.install(
+            context.WorkerContext(
+                settings=worker_settings,
+                db=db,
+                queue=JobQueue(redis, 60),
+                engine=engine,
+                model=worker_settings.default_model,
+                queue_name="judge.test",
+                worker_id="test-worker",
+            )
+        )
+        return engine
+
+    return install
+
+
+@pytest.fixture
+def submit(
+    worker_settings: Settings, db: RollbackDatabase, redis: Redis
+) -> Callable[[str, dict[str, Any]], uuid.UUID]:
+    def _submit(mode: str, body: dict[str, Any]) -> uuid.UUID:
+        request = PairwiseRequest.model_validate(body) if mode == "pairwise" else SingleRequest.model_validate(body)
+        with db.unit_of_work() as session:
+            job = service.submit(session, worker_settings, JobQueue(redis, 60), mode, request)  # type: ignore[arg-type]
+            return job.id
+
+    return _submit

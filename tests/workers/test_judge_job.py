@@ -1,0 +1,183 @@
+"""The judging job runner end to end against the real database, with a scripted engine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from app.engine.base import Conversation
+from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs_service
+from app.judging.templates import REFERENCE_SYSTEM_PROMPT
+from tests.conftest import RollbackDatabase
+from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge
+from workers.tasks import run_job
+
+Submit = Callable[[str, dict[str, Any]], uuid.UUID]
+Install = Callable[[Callable[[Conversation], str]], ScriptedEngine]
+
+
+def _pair(i: int) -> dict[str, Any]:
+    return {"id": f"item-{i}", "question": f"Question {i}?", "answer_a": "short", "answer_b": "a much longer answer"}
+
+
+def _results(db: RollbackDatabase, job_id: uuid.UUID) -> tuple[str, list[dict[str, Any]]]:
+    with db.unit_of_work() as session:
+        job = jobs_service.get_job(session, job_id, "default")
+        return job.status, [r.model_dump() for r in jobs_service.all_results(session, job)]
+
+
+def test_conservative_swap_exposes_position_bias(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
+    engine = make_worker(first_position_judge)
+    job_id = submit("pairwise", {"items": [_pair(i) for i in range(6)], "swap": "conservative"})
+    assert run_job(str(job_id)) == "succeeded"
+    status, results = _results(db, job_id)
+    assert status == "succeeded"
+    assert len(results) == 6
+    for r in results:
+        assert r["status"] == "ok"
+        assert r["verdict"] == "tie"
+        assert r["consistent"] is False
+        assert [o["order"] for o in r["orders"]] == ["AB", "BA"]
+        # The judge said "A" both times; in BA order that means answer_b.
+        assert [o["verdict"] for o in r["orders"]] == ["A", "B"]
+        assert all(o["raw"] == "The first one is better. [[A]]" for o in r["orders"])
+    # 6 items x 2 orders in batches of 4 items.
+    assert [len(b) for b in engine.batches] == [8, 4]
+
+
+def test_conservative_swap_agrees_for_a_content_judge(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    make_worker(longer_answer_judge)
+    job_id = submit("pairwise", {"items": [_pair(0)], "swap": "conservative"})
+    run_job(str(job_id))
+    _, [r] = _results(db, job_id)
+    assert (r["verdict"], r["consistent"], r["id"]) == ("B", True, "item-0")
+
+
+def test_unparseable_output_is_an_error_with_raw_kept(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    make_worker(lambda conv: "I cannot decide.")
+    job_id = submit("pairwise", {"items": [_pair(0)], "swap": "none"})
+    assert run_job(str(job_id)) == "succeeded"
+    _, [r] = _results(db, job_id)
+    assert r["status"] == "error"
+    assert r["verdict"] is None
+    assert r["error"]
+    assert r["orders"][0]["raw"] == "I cannot decide."
+
+
+def test_single_with_auto_reference(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
+    def reply(conv: Conversation) -> str:
+        if conv[0]["content"] == REFERENCE_SYSTEM_PROMPT:
+            return "  The reference answer is 42.  "
+        assert "The reference answer is 42." in conv[-1]["content"]
+        return "Rating: [[7]]"
+
+    engine = make_worker(reply)
+    job_id = submit(
+        "single", {"items": [{"question": "What is 6*7?", "answer": "42"}], "reference": {"auto": True}}
+    )
+    run_job(str(job_id))
+    _, [r] = _results(db, job_id)
+    assert r["status"] == "ok"
+    assert r["score"] == 7
+    assert r["generated_references"] == ["The reference answer is 42."]
+    assert [o["order"] for o in r["orders"]] == ["single"]
+    assert len(engine.batches) == 2  # references first, then judging
+
+
+def test_multi_turn_auto_reference_generates_each_turn_in_context(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    def reply(conv: Conversation) -> str:
+        if conv[0]["content"] == REFERENCE_SYSTEM_PROMPT:
+            return f"ref for turn {(len(conv) - 1) // 2 + 1}"
+        return "[[A]]"
+
+    make_worker(reply)
+    item = {"turns": ["t1", "t2"], "answers_a": ["a1", "a2"], "answers_b": ["b1", "b2"]}
+    job_id = submit("pairwise", {"items": [item], "reference": {"auto": True}, "swap": "none"})
+    run_job(str(job_id))
+    _, [r] = _results(db, job_id)
+    assert r["generated_references"] == ["ref for turn 1", "ref for turn 2"]
+    assert r["verdict"] == "A"
+
+
+def test_out_of_scale_score_is_an_error(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
+    make_worker(lambda conv: "Rating: [[11]]")
+    job_id = submit("single", {"items": [{"question": "q", "answer": "a"}]})
+    run_job(str(job_id))
+    _, [r] = _results(db, job_id)
+    assert r["status"] == "error"
+    assert "outside the scale" in r["error"]
+
+
+def test_cancelled_before_start(db: RollbackDatabase, make_worker: Install, submit: Submit, redis: Any) -> None:
+    engine = make_worker(first_position_judge)
+    job_id = submit("pairwise", {"items": [_pair(0)]})
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, job_id)
+        assert job is not None
+        jobs_repo.request_cancel(session, job)
+    assert run_job(str(job_id)).startswith("skipped")
+    assert engine.batches == []
+    assert _results(db, job_id)[0] == "cancelled"
+
+
+def test_failed_attempt_resumes_without_redoing_committed_batches(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    engine = make_worker(first_position_judge)
+    engine.fail_on_batch = 1
+    job_id = submit("pairwise", {"items": [_pair(i) for i in range(8)], "swap": "conservative"})
+    assert run_job(str(job_id)) == "retrying"
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, job_id)
+        assert job is not None
+        assert (job.status, job.attempts, job.progress_done) == ("queued", 1, 4)
+    assert run_job(str(job_id)) == "succeeded"
+    # First attempt: batch 1 (4 items) committed, batch 2 failed; second attempt judges only the rest.
+    assert [len(b) for b in engine.batches] == [8, 8]
+    status, results = _results(db, job_id)
+    assert status == "succeeded"
+    assert all(len(r["orders"]) == 2 and r["status"] == "ok" for r in results)
+
+
+def test_failure_after_max_attempts_fails_the_job(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    def broken(conv: Conversation) -> str:
+        raise RuntimeError("CUDA error: device-side assert")
+
+    make_worker(broken)
+    job_id = submit("pairwise", {"items": [_pair(0)]})
+    assert run_job(str(job_id)) == "retrying"
+    assert run_job(str(job_id)) == "failed"
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, job_id)
+        assert job is not None
+        assert job.status == "failed"
+        assert job.error is not None and "device-side assert" in job.error
+
+
+def test_random_swap_is_reproducible_from_the_seed(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    make_worker(first_position_judge)
+    body = {"items": [_pair(i) for i in range(12)], "swap": "random", "seed": 1234}
+    first = submit("pairwise", body)
+    second = submit("pairwise", body)
+    run_job(str(first))
+    run_job(str(second))
+    orders_1 = [r["orders"][0]["order"] for r in _results(db, first)[1]]
+    orders_2 = [r["orders"][0]["order"] for r in _results(db, second)[1]]
+    assert orders_1 == orders_2
+    assert set(orders_1) == {"AB", "BA"}
+    # A first-position judge picks whichever answer was shown first.
+    for r in _results(db, first)[1]:
+        assert r["verdict"] == ("A" if r["orders"][0]["order"] == "AB" else "B")
+        assert r["consistent"] is None

@@ -1,0 +1,62 @@
+"""``judge worker``: load one model once, then serve its queue with RQ in this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.engine.factory import build_engine
+from app.jobs.queue import JobQueue, queue_name
+from app.models import registry
+from workers import context
+from workers.sweeper import Sweeper
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | None:
+    """The model's local folder (registered artifact, or pulled now if it is the default model)."""
+    if settings.backend == "openai":
+        with db.unit_of_work() as session:
+            registry.register(session, settings, model, None)
+        return None
+    return registry.ensure_local_model(settings, db, model)
+
+
+def run_worker(settings: Settings, model: str | None = None, burst: bool = False) -> None:
+    """Serve ``model``'s queue until stopped (or, with ``burst``, until the queue is empty)."""
+    if not settings.redis_url:
+        raise RuntimeError("the worker needs REDIS_URL (embedded mode passes its own)")
+    model = model or settings.default_model
+    db = Database(settings.sqlalchemy_url)
+    path = resolve_model_path(settings, db, model)
+    log.info("loading model %s (%s backend) from %s", model, settings.backend, path)
+    engine = build_engine(settings, model, path)
+    redis = Redis.from_url(settings.redis_url)
+    job_queue = JobQueue(redis, settings.job_timeout_seconds)
+    name = queue_name(model)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
+    context.install(
+        context.WorkerContext(
+            settings=settings, db=db, queue=job_queue, engine=engine, model=model, queue_name=name,
+            worker_id=worker_id,
+        )
+    )
+    sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
+    sweeper.start()
+    # SimpleWorker runs jobs in this process: the engine (and its GPU memory) stays loaded.
+    worker = SimpleWorker([Queue(name, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
+    log.info("worker %s serving queue %s", worker_id, name)
+    try:
+        worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
+    finally:
+        sweeper.stop()
+        engine.close()
+        db.dispose()

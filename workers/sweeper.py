@@ -1,0 +1,65 @@
+"""Repairs delivery: re-queues jobs whose worker died (expired lease) and re-delivers queued jobs
+that RQ does not hold (enqueue failed after the commit, Redis lost its data, a worker released one).
+
+Every worker runs one for its own queue; the conditional claim makes duplicates harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from datetime import timedelta
+
+from app.core.db import Database, after_commit
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+
+def sweep(db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int) -> int:
+    """One pass; returns how many jobs it re-delivered or failed."""
+    fixed = 0
+    with db.unit_of_work() as session:
+        for job in jobs_repo.expired_running(session):
+            if job.queue != queue_name:
+                continue
+            if job.attempts >= max_attempts:
+                reason = f"worker lost {job.attempts} time(s) (lease expired); giving up"
+                jobs_repo.finish(session, job.id, "failed", reason)
+                after_commit(session, functools.partial(queue.publish_ended, job.id, "failed"))
+            else:
+                jobs_repo.release(session, job.id, "previous worker stopped heartbeating; retrying")
+                after_commit(session, functools.partial(queue.enqueue, job.id, queue_name, job.attempts))
+            fixed += 1
+    with db.unit_of_work() as session:
+        for job in jobs_repo.stale_queued(session, timedelta(seconds=lease_seconds), [queue_name]):
+            if not queue.is_delivery_pending(job.id, job.attempts):
+                log.warning("re-delivering job %s (not held by the queue)", job.id)
+                queue.enqueue(job.id, queue_name, job.attempts)
+                fixed += 1
+    return fixed
+
+
+class Sweeper:
+    def __init__(
+        self, db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int
+    ):
+        self._args = (db, queue, queue_name, lease_seconds, max_attempts)
+        self._interval = max(1.0, lease_seconds / 2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                sweep(*self._args)
+            except Exception:
+                log.exception("sweep failed")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
