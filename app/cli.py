@@ -106,6 +106,20 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     typer.echo(f"database at {revision}")
 
 
+@cli.command()
+def openapi(output: str = typer.Option("openapi.yaml", help="Where to write it ('-' for stdout).")) -> None:
+    """Write the OpenAPI document the app serves (keep openapi.yaml in the repository equal to it)."""
+    from app.openapi import openapi_yaml
+
+    text_ = openapi_yaml()
+    if output == "-":
+        typer.echo(text_, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text_)
+        typer.echo(f"wrote {output}")
+
+
 def _upgrade_embedded(url: str, embedded: bool) -> None:
     # The embedded SQLite file is ours to create; a deployment database is migrated explicitly.
     if embedded:

@@ -79,8 +79,8 @@ class WorkerProcess:
 def run_embedded(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from app.core.migrate import upgrade
     from app.core.db import Database
+    from app.core.migrate import upgrade
     from app.main import create_app
     from app.models.registry import ensure_local_model
 

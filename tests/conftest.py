@@ -53,7 +53,9 @@ class RollbackDatabase(Database):
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        session = Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        session = Session(
+            bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
         try:
             yield session
             session.commit()

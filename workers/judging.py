@@ -60,7 +60,9 @@ def _options(params: dict[str, Any]) -> JudgeOptions:
 
 
 class JudgeJobRunner:
-    def __init__(self, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], lease: LeaseKeeper) -> None:
+    def __init__(
+        self, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], lease: LeaseKeeper
+    ) -> None:
         self.ctx = ctx
         self.job_id = job_id
         self.params = params
@@ -68,7 +70,9 @@ class JudgeJobRunner:
         self.options = _options(params)
         self.templates = {name: TemplateSpec(**spec) for name, spec in params["templates"].items()}
         self.sampling = SamplingParams(
-            temperature=float(params["temperature"]), max_tokens=int(params["max_tokens"]), seed=params["seed"]
+            temperature=float(params["temperature"]),
+            max_tokens=int(params["max_tokens"]),
+            seed=params["seed"],
         )
         self.batch_size = ctx.settings.batch_size
 
@@ -90,7 +94,8 @@ class JudgeJobRunner:
                     item=item_from_inputs(row.inputs),
                     template=row.inputs["template"],
                     generated=list(row.generated_references or []),
-                    needs_reference=bool(self.params.get("reference_auto")) and row.inputs.get("references") is None,
+                    needs_reference=bool(self.params.get("reference_auto"))
+                    and row.inputs.get("references") is None,
                 )
                 for row in rows
             ]
@@ -146,8 +151,18 @@ class JudgeJobRunner:
                     results = []
                     for call in calls:
                         gen = next(outputs)
-                        results.append(CallOutput(call.order, gen.text, gen.tokens_in, gen.tokens_out, gen.latency_ms))
+                        results.append(
+                            CallOutput(
+                                call.order,
+                                call.response_prefix + gen.text,
+                                gen.tokens_in,
+                                gen.tokens_out,
+                                gen.latency_ms,
+                            )
+                        )
                     outcome = aggregate(self.options.mode, self.options.swap, results, self.options.scale)
-                    judging_repo.save_outcome(session, rows[p.id], outcome, {c.order: c.prompt_hash for c in calls})
+                    judging_repo.save_outcome(
+                        session, rows[p.id], outcome, {c.order: c.prompt_hash for c in calls}
+                    )
                 session.flush()
                 jobs_repo.set_progress(session, self.job_id, self._done(session), "judging")

@@ -45,7 +45,12 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
     context.install(
         context.WorkerContext(
-            settings=settings, db=db, queue=job_queue, engine=engine, model=model, queue_name=name,
+            settings=settings,
+            db=db,
+            queue=job_queue,
+            engine=engine,
+            model=model,
+            queue_name=name,
             worker_id=worker_id,
         )
     )

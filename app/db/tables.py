@@ -120,6 +120,7 @@ class Template(TimestampMixin, Base):
     cot: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     system: Mapped[str] = mapped_column(Text, nullable=False, default="")
     user: Mapped[str] = mapped_column(Text, nullable=False)
+    response_prefix: Mapped[str] = mapped_column(Text, nullable=False, default="")
     placeholders: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     owner: Mapped[str | None] = mapped_column(String(128))

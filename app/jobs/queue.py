@@ -24,7 +24,7 @@ def queue_name(model: str) -> str:
 
 
 def delivery_id(job_id: uuid.UUID | str, attempt: int) -> str:
-    return f"{job_id}.{attempt}"
+    return f"{job_id}_{attempt}"
 
 
 def job_channel(job_id: uuid.UUID | str) -> str:

@@ -63,7 +63,9 @@ class TemplateSpec:
 
     ``system`` and ``user`` use ``{placeholder}`` fields (``str.format`` syntax, ``{{``/``}}`` for
     literal braces). ``multi_turn`` templates show whole conversations; ``reference`` templates
-    show a reference answer.
+    show a reference answer. ``response_prefix`` (plain text) opens the judge's reply, e.g.
+    ``"Verdict: [["``, so even a small model answers in the verdict format; the raw output kept
+    is the prefix followed by what the model wrote.
     """
 
     name: str
@@ -75,15 +77,21 @@ class TemplateSpec:
     cot: bool = False
     version: int = 1
     description: str = ""
+    response_prefix: str = ""
 
 
 @dataclass(frozen=True)
 class PlannedCall:
-    """One judge call to make: the order the answers are shown in and the prompt."""
+    """One judge call to make: the order the answers are shown in and the prompt.
+
+    When ``response_prefix`` is set, ``messages`` ends with an assistant message holding it, which
+    the engine continues; the judge's full reply is the prefix plus the generated text.
+    """
 
     order: Order
     messages: Conversation
     prompt_hash: str
+    response_prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,5 +32,12 @@ def plan_item(
     calls = []
     for order in orders_for(options.mode, options.swap, options.seed, item_index):
         messages = render(template, item, order, options.scale)
-        calls.append(PlannedCall(order=order, messages=messages, prompt_hash=prompt_hash(messages)))
+        calls.append(
+            PlannedCall(
+                order=order,
+                messages=messages,
+                prompt_hash=prompt_hash(messages),
+                response_prefix=template.response_prefix,
+            )
+        )
     return calls

@@ -211,6 +211,12 @@ class TemplateIn(BaseModel):
     cot: bool = Field(default=False, description="Asks the judge to reason before its verdict.")
     system: str = Field(default="", max_length=20000, description="System message (may be empty).")
     user: str = Field(min_length=1, max_length=50000, description="User message with `{placeholders}`.")
+    response_prefix: str = Field(
+        default="",
+        max_length=200,
+        description='Plain text that opens the judge\'s reply (e.g. `"Verdict: [["`); the model continues it, '
+        "which keeps small judges in the verdict format. Kept at the start of each raw output.",
+    )
     description: str = Field(default="", max_length=2000)
 
 
@@ -224,6 +230,7 @@ class TemplateOut(BaseModel):
     builtin: bool = Field(description="Shipped with the service (read-only).")
     system: str
     user: str
+    response_prefix: str = Field(description="Text that opens the judge's reply (may be empty).")
     placeholders: list[str] = Field(description="The placeholders the template uses.")
     description: str
 

@@ -150,6 +150,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         reference=body.reference,
         cot=body.cot,
         description=body.description,
+        response_prefix=body.response_prefix,
     )
     try:
         validate_template(spec)
@@ -165,6 +166,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         cot=body.cot,
         system=body.system,
         user=body.user,
+        response_prefix=body.response_prefix,
         placeholders=sorted(placeholders_of(spec)),
         description=body.description,
         owner=owner,

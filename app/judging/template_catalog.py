@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from string import Formatter
 
 from sqlalchemy.orm import Session
 
@@ -11,16 +10,13 @@ from app.db.tables import Template
 from app.judging import repository as judging_repo
 from app.judging.domain import TemplateSpec
 from app.judging.schemas import TemplateList, TemplateOut
-from app.judging.templates import builtin_templates
+from app.judging.templates import builtin_templates, template_placeholders
 
 _TEMPLATE_REF = re.compile(r"^(?P<name>[^@]+)(?:@(?P<version>[0-9]+))?$")
 
 
-def placeholders_of(spec: TemplateSpec) -> set[str]:
-    names: set[str] = set()
-    for text in (spec.system, spec.user):
-        names.update(field for _, field, _, _ in Formatter().parse(text) if field)
-    return names
+def placeholders_of(spec: TemplateSpec) -> frozenset[str]:
+    return template_placeholders(spec)
 
 
 def spec_from_row(row: Template) -> TemplateSpec:
@@ -34,6 +30,7 @@ def spec_from_row(row: Template) -> TemplateSpec:
         cot=row.cot,
         version=row.version,
         description=row.description,
+        response_prefix=row.response_prefix,
     )
 
 
@@ -61,6 +58,7 @@ def _out(spec: TemplateSpec, builtin: bool) -> TemplateOut:
         builtin=builtin,
         system=spec.system,
         user=spec.user,
+        response_prefix=spec.response_prefix,
         placeholders=sorted(placeholders_of(spec)),
         description=spec.description,
     )

@@ -20,6 +20,7 @@ from app.engine.base import ChatMessage, Conversation
 from app.judging.domain import JudgeItem, Mode, Order, Scale, TemplateSpec
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_RESPONSE_PREFIX = 200
 
 _MODES: tuple[str, ...] = get_args(Mode)
 _SCALE_FIELDS = frozenset({"scale_min", "scale_max"})
@@ -146,6 +147,12 @@ def validate_template(spec: TemplateSpec) -> None:
             )
         used |= names
 
+    if len(spec.response_prefix) > MAX_RESPONSE_PREFIX or "\n\n" in spec.response_prefix:
+        raise TemplateError(
+            f"response_prefix must be at most {MAX_RESPONSE_PREFIX} characters without blank lines",
+            "response_prefix",
+        )
+
     missing = sorted(required_placeholders(spec.mode, spec.multi_turn, spec.reference) - used)
     if missing:
         raise TemplateError(
@@ -179,6 +186,7 @@ def _spec_from_yaml(entry: dict[str, Any]) -> TemplateSpec:
         cot=bool(entry.get("cot", False)),
         version=int(entry.get("version", 1)),
         description=str(entry.get("description", "")).strip(),
+        response_prefix=str(entry.get("response_prefix", "")),
     )
 
 
@@ -265,6 +273,9 @@ def render(spec: TemplateSpec, item: JudgeItem, order: Order, scale: Scale) -> C
     if system.strip():
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": spec.user.format_map(values)})
+    if spec.response_prefix:
+        # An open assistant turn: the engine continues it rather than starting a new reply.
+        messages.append({"role": "assistant", "content": spec.response_prefix})
     return messages
 
 

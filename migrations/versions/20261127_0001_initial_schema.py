@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("cot", sa.Boolean(), nullable=False),
         sa.Column("system", sa.Text(), nullable=False),
         sa.Column("user", sa.Text(), nullable=False),
+        sa.Column("response_prefix", sa.Text(), nullable=False),
         sa.Column(
             "placeholders",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),

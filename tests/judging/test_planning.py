@@ -60,7 +60,7 @@ def test_plan_single_uses_the_scale() -> None:
     options = JudgeOptions(mode="single", swap="conservative", scale=Scale(0, 5))
     calls = plan_item(SINGLE, BUILTIN["single"], options, item_index=3)
     assert [call.order for call in calls] == ["single"]
-    assert "from 0 to 5" in calls[0].messages[-1]["content"]
+    assert "from 0 to 5" in calls[0].messages[1]["content"]
 
 
 @pytest.mark.parametrize(
@@ -91,4 +91,4 @@ def test_plan_reference_template_with_references() -> None:
     calls = plan_item(
         item, BUILTIN["pairwise-ref-cot"], JudgeOptions(mode="pairwise", cot=True), item_index=0
     )
-    assert "Four." in calls[0].messages[-1]["content"]
+    assert "Four." in calls[0].messages[1]["content"]

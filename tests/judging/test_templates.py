@@ -227,10 +227,14 @@ def test_builtin_for_each_kind(mode: Mode, multi_turn: bool, reference: bool, co
         assert user.endswith("[[A]], [[B]], [[C]]")
         assert "[[C]] if they are equally good" in user
     else:
-        assert user.endswith("Rating: [[N]]")
+        assert "Rating: [[3]]" in user
         assert "{scale_min}" in user and "{scale_max}" in user
+    # Non-CoT templates open the judge's reply with the verdict marker; CoT ones let it reason first.
+    expected_prefix = "" if cot else ("Verdict: [[" if mode == "pairwise" else "Rating: [[")
+    assert template.response_prefix == expected_prefix
     assert ("last line" in user) is cot
-    assert ("Answer with exactly" in user) is not cot
+    if mode == "pairwise":
+        assert ("Answer with exactly" in user) is not cot
     assert ("{reference}" in user) is reference
 
 
@@ -292,7 +296,10 @@ def test_every_builtin_renders_fitting_items(name: str, base: JudgeItem) -> None
     orders: tuple[Order, ...] = ("single",) if template.mode == "single" else ("AB", "BA")
     for order in orders:
         messages = render(template, item, order, TEN)
-        assert [m["role"] for m in messages] == ["system", "user"]
+        roles = ["system", "user"] + (["assistant"] if template.response_prefix else [])
+        assert [m["role"] for m in messages] == roles
+        if template.response_prefix:
+            assert messages[-1]["content"] == template.response_prefix
         text = messages[0]["content"] + messages[1]["content"]
         assert "{" not in text and "}" not in text
         assert item.turns[-1] in text
@@ -374,7 +381,8 @@ def test_check_template_fits_accepts(name: str, item: JudgeItem, mode: Mode, has
 
 
 def _user(template: TemplateSpec, item: JudgeItem, order: Order, scale: Scale = TEN) -> str:
-    return render(template, item, order, scale)[-1]["content"]
+    [user] = [m["content"] for m in render(template, item, order, scale) if m["role"] == "user"]
+    return user
 
 
 def test_ab_and_ba_rendering_swap_the_answers() -> None:

@@ -39,7 +39,9 @@ class ScriptedEngine:
         self.batches.append(list(prompts))
         return [Generation(self.reply(p), tokens_in=10, tokens_out=3, finish_reason="stop") for p in prompts]
 
-    def label_logprobs(self, prompts: Sequence[Conversation], labels: Sequence[str]) -> list[LabelDistribution]:
+    def label_logprobs(
+        self, prompts: Sequence[Conversation], labels: Sequence[str]
+    ) -> list[LabelDistribution]:
         raise NotImplementedError
 
     def render_chat(self, conversation: Conversation) -> str:
@@ -49,18 +51,22 @@ class ScriptedEngine:
         pass
 
 
+def user_text(conv: Conversation) -> str:
+    return next(m["content"] for m in conv if m["role"] == "user")
+
+
 def first_position_judge(conv: Conversation) -> str:
     """A maximally position-biased judge: always prefers whatever is shown first."""
-    return "The first one is better. [[A]]"
+    return "A]]"
 
 
 def longer_answer_judge(conv: Conversation) -> str:
     """Prefers the longer of the two shown answers, wherever it is shown."""
-    text = conv[-1]["content"]
+    text = user_text(conv)
     a = re.search(r"=== Answer A ===\n(.*?)\n=== End of Answer A ===", text, re.S)
     b = re.search(r"=== Answer B ===\n(.*?)\n=== End of Answer B ===", text, re.S)
     assert a and b, text
-    return "[[A]]" if len(a.group(1)) > len(b.group(1)) else "[[B]]"
+    return "A]]" if len(a.group(1)) > len(b.group(1)) else "B]]"
 
 
 @pytest.fixture
@@ -98,7 +104,9 @@ def submit(
     worker_settings: Settings, db: RollbackDatabase, redis: Redis
 ) -> Callable[[str, dict[str, Any]], uuid.UUID]:
     def _submit(mode: str, body: dict[str, Any]) -> uuid.UUID:
-        request = PairwiseRequest.model_validate(body) if mode == "pairwise" else SingleRequest.model_validate(body)
+        request = (
+            PairwiseRequest.model_validate(body) if mode == "pairwise" else SingleRequest.model_validate(body)
+        )
         with db.unit_of_work() as session:
             job = service.submit(session, worker_settings, JobQueue(redis, 60), mode, request)  # type: ignore[arg-type]
             return job.id

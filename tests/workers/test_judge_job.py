@@ -11,7 +11,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.judging.templates import REFERENCE_SYSTEM_PROMPT
 from tests.conftest import RollbackDatabase
-from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge
+from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge, user_text
 from workers.tasks import run_job
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
@@ -19,7 +19,12 @@ Install = Callable[[Callable[[Conversation], str]], ScriptedEngine]
 
 
 def _pair(i: int) -> dict[str, Any]:
-    return {"id": f"item-{i}", "question": f"Question {i}?", "answer_a": "short", "answer_b": "a much longer answer"}
+    return {
+        "id": f"item-{i}",
+        "question": f"Question {i}?",
+        "answer_a": "short",
+        "answer_b": "a much longer answer",
+    }
 
 
 def _results(db: RollbackDatabase, job_id: uuid.UUID) -> tuple[str, list[dict[str, Any]]]:
@@ -28,7 +33,9 @@ def _results(db: RollbackDatabase, job_id: uuid.UUID) -> tuple[str, list[dict[st
         return job.status, [r.model_dump() for r in jobs_service.all_results(session, job)]
 
 
-def test_conservative_swap_exposes_position_bias(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
+def test_conservative_swap_exposes_position_bias(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
     engine = make_worker(first_position_judge)
     job_id = submit("pairwise", {"items": [_pair(i) for i in range(6)], "swap": "conservative"})
     assert run_job(str(job_id)) == "succeeded"
@@ -42,7 +49,8 @@ def test_conservative_swap_exposes_position_bias(db: RollbackDatabase, make_work
         assert [o["order"] for o in r["orders"]] == ["AB", "BA"]
         # The judge said "A" both times; in BA order that means answer_b.
         assert [o["verdict"] for o in r["orders"]] == ["A", "B"]
-        assert all(o["raw"] == "The first one is better. [[A]]" for o in r["orders"])
+        # The raw output kept is the template's reply prefix plus what the model wrote.
+        assert all(o["raw"] == "Verdict: [[A]]" for o in r["orders"])
     # 6 items x 2 orders in batches of 4 items.
     assert [len(b) for b in engine.batches] == [8, 4]
 
@@ -67,15 +75,16 @@ def test_unparseable_output_is_an_error_with_raw_kept(
     assert r["status"] == "error"
     assert r["verdict"] is None
     assert r["error"]
-    assert r["orders"][0]["raw"] == "I cannot decide."
+    assert r["orders"][0]["raw"] == "Verdict: [[I cannot decide."
 
 
 def test_single_with_auto_reference(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
     def reply(conv: Conversation) -> str:
         if conv[0]["content"] == REFERENCE_SYSTEM_PROMPT:
             return "  The reference answer is 42.  "
-        assert "The reference answer is 42." in conv[-1]["content"]
-        return "Rating: [[7]]"
+        assert "The reference answer is 42." in user_text(conv)
+        assert conv[-1] == {"role": "assistant", "content": "Rating: [["}
+        return "7]]"
 
     engine = make_worker(reply)
     job_id = submit(
@@ -96,7 +105,7 @@ def test_multi_turn_auto_reference_generates_each_turn_in_context(
     def reply(conv: Conversation) -> str:
         if conv[0]["content"] == REFERENCE_SYSTEM_PROMPT:
             return f"ref for turn {(len(conv) - 1) // 2 + 1}"
-        return "[[A]]"
+        return "A]]"
 
     make_worker(reply)
     item = {"turns": ["t1", "t2"], "answers_a": ["a1", "a2"], "answers_b": ["b1", "b2"]}
@@ -108,7 +117,7 @@ def test_multi_turn_auto_reference_generates_each_turn_in_context(
 
 
 def test_out_of_scale_score_is_an_error(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
-    make_worker(lambda conv: "Rating: [[11]]")
+    make_worker(lambda conv: "11]]")
     job_id = submit("single", {"items": [{"question": "q", "answer": "a"}]})
     run_job(str(job_id))
     _, [r] = _results(db, job_id)
@@ -116,7 +125,9 @@ def test_out_of_scale_score_is_an_error(db: RollbackDatabase, make_worker: Insta
     assert "outside the scale" in r["error"]
 
 
-def test_cancelled_before_start(db: RollbackDatabase, make_worker: Install, submit: Submit, redis: Any) -> None:
+def test_cancelled_before_start(
+    db: RollbackDatabase, make_worker: Install, submit: Submit, redis: Any
+) -> None:
     engine = make_worker(first_position_judge)
     job_id = submit("pairwise", {"items": [_pair(0)]})
     with db.unit_of_work() as session:

@@ -1,0 +1,46 @@
+"""`judge serve` with no settings: SQLite, in-process Redis, a worker process, the real model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Service, _spawn, free_port, stop, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+
+def test_embedded_serve_judges_with_the_real_model(model_cache: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    # Reuse the converted model instead of pulling it again.
+    (data / "models").symlink_to(model_cache, target_is_directory=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JUDGE_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env["JUDGE_DATA_DIR"] = str(data)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = _spawn(["serve", "--port", str(port)], env, log)
+    service = Service(f"http://127.0.0.1:{port}", [proc], [log])
+    try:
+        wait_ready(service)
+        body = {
+            "max_tokens": 16,
+            "items": [{"question": "Is water wet?", "answer_a": "Yes.", "answer_b": "No."}],
+        }
+        r = httpx.post(f"{service.url}/v1/judgments/pairwise", params={"wait": 300}, json=body, timeout=600)
+        assert r.status_code == 200, f"{r.text}\n{service.output()}"
+        [item] = r.json()["results"]
+        assert [o["order"] for o in item["orders"]] == ["AB", "BA"]
+        assert all(o["raw"].strip() for o in item["orders"])
+        models = httpx.get(f"{service.url}/v1/models").json()["models"]
+        assert [m["name"] for m in models] == ["SmolLM2-135M-Instruct"]
+        assert (data / "judge.sqlite3").exists()
+    finally:
+        stop([proc])

@@ -1,0 +1,82 @@
+"""API and worker as separate processes, Postgres and Redis, the real default model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Service
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "What is the capital of France? Answer in one word."
+
+
+def test_pairwise_with_conservative_swap(production_service: Service) -> None:
+    body = {
+        "swap": "conservative",
+        "max_tokens": 24,
+        "items": [
+            {"id": "paris", "question": QUESTION, "answer_a": "Paris.", "answer_b": "Berlin."},
+            {"id": "berlin", "question": QUESTION, "answer_a": "Berlin.", "answer_b": "Paris."},
+        ],
+    }
+    with production_service.client() as client:
+        r = client.post("/v1/judgments/pairwise", params={"wait": 300}, json=body)
+        assert r.status_code == 200, f"{r.status_code} {r.text}\n{production_service.output()}"
+        job = r.json()
+        assert job["status"] == "succeeded"
+        assert job["progress"] == {"done": 2, "total": 2}
+        results = job["results"]
+        assert [r["id"] for r in results] == ["paris", "berlin"]
+        for item in results:
+            # Both orders were judged and every raw output is kept.
+            assert [o["order"] for o in item["orders"]] == ["AB", "BA"]
+            assert all(o["raw"].strip() for o in item["orders"])
+            assert all(o["tokens_out"] > 0 for o in item["orders"])
+            if item["status"] == "ok":
+                verdicts = {o["verdict"] for o in item["orders"]}
+                assert item["consistent"] is (len(verdicts) == 1)
+                assert item["verdict"] == (verdicts.pop() if item["consistent"] else "tie")
+            else:
+                assert item["error"] and item["verdict"] is None
+        # The results endpoint serves the same stored results.
+        page = client.get(f"/v1/jobs/{job['id']}/results").json()
+        assert page["results"] == results
+
+
+def test_single_grading_with_a_reference(production_service: Service) -> None:
+    body = {
+        "max_tokens": 24,
+        "scale": {"min": 1, "max": 10},
+        "items": [
+            {"question": "What is 12 * 12?", "answer": "144", "reference": "12 * 12 = 144."},
+            {"question": "What is 12 * 12?", "answer": "124", "reference": "12 * 12 = 144."},
+        ],
+    }
+    with production_service.client() as client:
+        r = client.post("/v1/judgments/single", params={"wait": 300}, json=body)
+        assert r.status_code == 200, f"{r.status_code} {r.text}\n{production_service.output()}"
+        job = r.json()
+        assert job["status"] == "succeeded"
+        for item in job["results"]:
+            [order] = item["orders"]
+            assert order["order"] == "single" and order["raw"].strip()
+            if item["status"] == "ok":
+                assert 1 <= item["score"] <= 10
+            else:
+                assert item["error"] and item["score"] is None
+
+
+def test_auto_reference_is_generated_stored_and_returned(production_service: Service) -> None:
+    body = {
+        "max_tokens": 24,
+        "reference": {"auto": True},
+        "items": [{"question": "Name the largest planet of the solar system.", "answer": "Jupiter."}],
+    }
+    with production_service.client() as client:
+        r = client.post("/v1/judgments/single", params={"wait": 300}, json=body)
+        assert r.status_code == 200, r.text
+        [item] = r.json()["results"]
+        [reference] = item["generated_references"]
+        assert reference.strip()
+        assert item["orders"][0]["raw"].strip()

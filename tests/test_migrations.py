@@ -1,0 +1,51 @@
+"""The schema exists only through the migrations: they build it on an empty database, undo it, and
+match the SQLAlchemy models exactly."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from app.core.migrate import downgrade, upgrade
+from app.db import Base
+from tests.conftest import scratch_database
+
+TABLES = {"jobs", "judgment_items", "judge_calls", "templates", "models"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_round_trip_on_empty_postgres() -> None:
+    url = scratch_database("judge_test_migrations")
+    assert _tables(url) == set()
+    upgrade(url)
+    assert _tables(url) == TABLES
+    downgrade(url, "base")
+    assert _tables(url) == set()
+    upgrade(url)
+    assert _tables(url) == TABLES
+
+
+def test_models_match_migrations() -> None:
+    url = scratch_database("judge_test_migrations")
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_sqlite_embedded_database_migrates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'judge.sqlite3'}"
+    upgrade(url)
+    assert _tables(url) == TABLES
+    downgrade(url, "base")
+    assert _tables(url) == set()
