@@ -81,6 +81,8 @@ def _error_body(
 
 
 def _error_field(error: Any) -> str | None:
+    if error.get("type") == "json_invalid":
+        return None  # its loc is a character offset into the body, not a field
     loc = list(error.get("loc", ()))
     # Item validators name the field at fault in the error context.
     ctx = error.get("ctx") or {}

@@ -7,10 +7,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -45,26 +41,30 @@ class BodySizeLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await self._reject(send)
                 return
-        received = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+        if not any(name == b"content-length" for name, _ in scope.get("headers", [])):
+            # A streamed body: read it here (up to the limit) so an oversized one is a clean 413,
+            # then replay it to the app.
+            buffered: list[Message] = []
+            received = 0
+            while True:
+                message = await receive()
+                buffered.append(message)
+                if message["type"] != "http.request":
+                    break
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+                    await self._reject(send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replay = iter(buffered)
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+            async def replayed_receive() -> Message:
+                try:
+                    return next(replay)
+                except StopIteration:
+                    return await receive()
 
-        try:
-            await self.app(scope, counted_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
+            await self.app(scope, replayed_receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -98,7 +98,8 @@ def results_page(
     after = -1
     if cursor:
         parts = _decode(cursor)
-        if len(parts) != 1 or not isinstance(parts[0], int):
+        # bool is an int subclass: a forged [true] must not pass.
+        if len(parts) != 1 or type(parts[0]) is not int or not 0 <= parts[0] < 2**31:
             raise InvalidInput("malformed cursor", "cursor")
         after = parts[0]
     items = judging_repo.results_page(session, job.id, after, limit + 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,10 +11,13 @@ from redis.asyncio import Redis as AsyncRedis
 
 from app.core.config import Settings
 from app.core.state import AppState
-from app.jobs.queue import JobQueue
+from app.engine.base import Conversation
+from app.jobs.queue import JobQueue, queue_name
 from app.main import create_app
 from app.models import repository as models_repo
 from tests.conftest import TEST_REDIS_URL, RollbackDatabase
+from tests.workers.conftest import ScriptedEngine
+from workers import context
 
 
 @pytest.fixture
@@ -34,3 +37,31 @@ def state(settings: Settings, db: RollbackDatabase, redis: Redis) -> AppState:
 def client(state: AppState) -> Iterator[TestClient]:
     with TestClient(create_app(state=state)) as c:
         yield c
+
+
+Reply = Callable[[Conversation], str]
+
+
+@pytest.fixture
+def worker(state: AppState, monkeypatch: pytest.MonkeyPatch) -> Callable[[Reply], ScriptedEngine]:
+    """Install an in-process worker for the default model whose engine answers with ``reply``;
+    then ``workers.tasks.run_job(job_id)`` runs a job against the test database."""
+    monkeypatch.setattr(context, "_current", None)
+    settings = state.settings.model_copy(update={"batch_size": 4, "job_lease_seconds": 600.0})
+
+    def install(reply: Reply) -> ScriptedEngine:
+        engine = ScriptedEngine(reply)
+        context.install(
+            context.WorkerContext(
+                settings=settings,
+                db=state.db,
+                queue=state.queue,
+                engine=engine,
+                model=settings.default_model,
+                queue_name=queue_name(settings.default_model),
+                worker_id="api-test-worker",
+            )
+        )
+        return engine
+
+    return install

@@ -1,0 +1,399 @@
+"""The transformers backend: a Hugging Face causal LM in this process, on CPU or one GPU."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
+from transformers.generation.stopping_criteria import StoppingCriteriaList
+
+from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
+
+log = logging.getLogger(__name__)
+
+# End-of-turn markers of common chat templates; generation stops at whichever the tokenizer knows.
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+class TransformersEngine:
+    """A causal LM loaded once with transformers; batched, order-preserving generation and scoring.
+
+    ``device`` is ``auto`` (CUDA when available, else CPU) or a torch device string; ``dtype`` is
+    ``auto`` (float32 on CPU, bfloat16/float16 on GPU) or a torch dtype name. ``batch_size`` bounds
+    the sequences in one forward pass.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        model_name: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._model_name = model_name
+        self._batch_size = batch_size
+        self._device = _resolve_device(device)
+        self._dtype = _resolve_dtype(dtype, self._device)
+        self._lock = threading.Lock()
+        started = time.perf_counter()
+        try:
+            self._tokenizer: Any = AutoTokenizer.from_pretrained(str(model_path))
+            model: Any = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=self._dtype)
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"cannot load model {model_name!r} from {model_path}: {exc}") from exc
+        self._model: Any = model.to(self._device).eval()
+        if self._tokenizer.chat_template is None:
+            raise EngineError(f"model {model_name!r} at {model_path} has no chat template")
+        if self._tokenizer.pad_token_id is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        self._pad_id: int = int(self._tokenizer.pad_token_id)
+        self._stop_ids = self._collect_stop_ids()
+        self._max_positions: int | None = getattr(self._model.config, "max_position_embeddings", None)
+        log.info(
+            "loaded %s on %s (%s) in %.1f s",
+            model_name,
+            self._device,
+            str(self._dtype).removeprefix("torch."),
+            time.perf_counter() - started,
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    def render_chat(self, conversation: Conversation) -> str:
+        """The prompt text: the tokenizer's chat template with the assistant turn opened."""
+        text = self._tokenizer.apply_chat_template(
+            list(conversation), tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
+
+    def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
+        """Complete each conversation; greedy output does not depend on what else is in the batch."""
+        if not prompts:
+            return []
+        if sampling.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        encoded = [self._encode(p) for p in prompts]
+        self._check_lengths(encoded, sampling.max_tokens)
+        config = self._generation_config(sampling)
+        results: list[Generation | None] = [None] * len(prompts)
+        with self._lock, torch.inference_mode(), self._seeded(sampling.seed):
+            model = self._require_model()
+            for batch in self._length_sorted_batches(encoded):
+                started = time.perf_counter()
+                ids, mask = self._pad([encoded[i] for i in batch], left=True)
+                criteria = _StopStrings(self._tokenizer, sampling.stop, ids.shape[1], len(batch))
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    generation_config=config,
+                    stopping_criteria=StoppingCriteriaList([criteria]),
+                )
+                new_tokens = out[:, ids.shape[1] :].tolist()
+                latency = (time.perf_counter() - started) * 1000 / len(batch)
+                for row, index in enumerate(batch):
+                    results[index] = self._finish(
+                        new_tokens[row], criteria.stopped_at[row], len(encoded[index]), sampling, latency
+                    )
+        return [r for r in results if r is not None]
+
+    def label_logprobs(
+        self, prompts: Sequence[Conversation], labels: Sequence[str]
+    ) -> list[LabelDistribution]:
+        """Each label's probability as the assistant's whole reply, normalised over ``labels``.
+
+        A label's score is the summed log-probability of its tokens after the prompt, so
+        multi-token labels compete fairly with single-token ones.
+        """
+        if not prompts:
+            return []
+        label_ids = self._label_token_ids(labels)
+        encoded = [self._encode(p) for p in prompts]
+        self._check_lengths(encoded, max(len(t) for t in label_ids))
+        with self._lock, torch.inference_mode():
+            self._require_model()
+            if all(len(t) == 1 for t in label_ids):
+                scores, latencies = self._score_next_token(encoded, [t[0] for t in label_ids])
+            else:
+                scores, latencies = self._score_continuations(encoded, label_ids)
+        return [
+            _distribution(list(labels), scores[i], len(encoded[i]), latencies[i]) for i in range(len(prompts))
+        ]
+
+    def close(self) -> None:
+        """Drop the model and return its memory (GPU included)."""
+        with self._lock:
+            if self._model is None:
+                return
+            self._model = None
+        gc.collect()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _score_next_token(
+        self, encoded: list[list[int]], label_ids: list[int]
+    ) -> tuple[list[list[float]], list[float]]:
+        """Single-token labels: one forward pass over the prompts, read the next-token log-probs."""
+        scores: list[list[float]] = [[] for _ in encoded]
+        latencies = [0.0] * len(encoded)
+        index = torch.tensor(label_ids, device=self._device)
+        for batch in self._length_sorted_batches(encoded):
+            started = time.perf_counter()
+            logprobs = self._tail_logprobs([encoded[i] for i in batch], keep=1)
+            picked = logprobs[:, -1, index].tolist()
+            latency = (time.perf_counter() - started) * 1000 / len(batch)
+            for row, i in enumerate(batch):
+                scores[i] = picked[row]
+                latencies[i] = latency
+        return scores, latencies
+
+    def _score_continuations(
+        self, encoded: list[list[int]], label_ids: list[list[int]]
+    ) -> tuple[list[list[float]], list[float]]:
+        """Any labels: score every prompt + label sequence and sum the label tokens' log-probs."""
+        pairs = [(p, lab) for p in range(len(encoded)) for lab in range(len(label_ids))]
+        sequences = [encoded[p] + label_ids[lab] for p, lab in pairs]
+        scores = [[0.0] * len(label_ids) for _ in encoded]
+        latencies = [0.0] * len(encoded)
+        for batch in self._length_sorted_batches(sequences):
+            started = time.perf_counter()
+            keep = 1 + max(len(label_ids[pairs[i][1]]) for i in batch)
+            logprobs = self._tail_logprobs([sequences[i] for i in batch], keep=keep)
+            share = (time.perf_counter() - started) * 1000 / len(batch)
+            for row, i in enumerate(batch):
+                p, lab = pairs[i]
+                targets = label_ids[lab]
+                n = len(targets)
+                # Left padding aligns every sequence's end: the label is its last n tokens, and the
+                # kept logits at tail index keep - 1 - n + k predict label token k.
+                positions = torch.arange(keep - 1 - n, keep - 1, device=self._device)
+                target_ids = torch.tensor(targets, device=self._device)
+                scores[p][lab] = float(logprobs[row, positions, target_ids].sum())
+                latencies[p] += share
+        return scores, latencies
+
+    def _tail_logprobs(self, sequences: list[list[int]], keep: int) -> torch.Tensor:
+        """Next-token log-probs at the last ``keep`` positions of each (left-padded) sequence.
+
+        Only the tail goes through the LM head: full-sequence logits of a long prompt batch would
+        take gigabytes (vocabulary x tokens x batch).
+        """
+        ids, mask = self._pad(sequences, left=True)
+        # Positions count real tokens only, as generate() does, so padding never shifts them.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = self._require_model()(
+            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
+        )
+        return torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
+
+    def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
+        if not labels:
+            raise ValueError("labels must not be empty")
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct")
+        out = []
+        for label in labels:
+            ids = self._tokenizer(label, add_special_tokens=False)["input_ids"]
+            if not label or not ids:
+                raise ValueError(f"label {label!r} has no tokens")
+            out.append(list(ids))
+        return out
+
+    # -- generation helpers --------------------------------------------------------------------
+
+    def _generation_config(self, sampling: SamplingParams) -> GenerationConfig:
+        common: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "eos_token_id": sorted(self._stop_ids),
+            "pad_token_id": self._pad_id,
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+        }
+        if sampling.temperature <= 0:
+            return GenerationConfig(do_sample=False, **common)
+        # top_k=0 switches off transformers' default top-k of 50: only temperature and top_p apply.
+        return GenerationConfig(
+            do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0, **common
+        )
+
+    def _finish(
+        self,
+        tokens: list[int],
+        stopped_at: int | None,
+        tokens_in: int,
+        sampling: SamplingParams,
+        latency_ms: float,
+    ) -> Generation:
+        eos_at = next((i for i, t in enumerate(tokens) if t in self._stop_ids), None)
+        if eos_at is not None and (stopped_at is None or eos_at < stopped_at):
+            tokens, ended = tokens[: eos_at + 1], True
+        elif stopped_at is not None:
+            tokens, ended = tokens[:stopped_at], True
+        else:
+            ended = False
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = _first_stop(text, sampling.stop)
+        if cut is not None:
+            text, ended = text[:cut], True
+        return Generation(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=len(tokens),
+            finish_reason="stop" if ended else "length",
+            latency_ms=latency_ms,
+        )
+
+    def _collect_stop_ids(self) -> set[int]:
+        ids: set[int] = set()
+        configured = getattr(self._model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(int(i) for i in configured)
+        if self._tokenizer.eos_token_id is not None:
+            ids.add(int(self._tokenizer.eos_token_id))
+        special = set(self._tokenizer.all_special_tokens) | set(self._tokenizer.get_added_vocab())
+        for token in _END_OF_TURN_TOKENS:
+            if token in special:
+                ids.add(int(self._tokenizer.convert_tokens_to_ids(token)))
+        return ids
+
+    # -- shared helpers ------------------------------------------------------------------------
+
+    def _encode(self, conversation: Conversation) -> list[int]:
+        # The template already holds the special tokens the model expects.
+        ids = self._tokenizer(self.render_chat(conversation), add_special_tokens=False)["input_ids"]
+        return list(ids)
+
+    def _check_lengths(self, encoded: list[list[int]], extra: int) -> None:
+        if self._max_positions is None:
+            return
+        for i, ids in enumerate(encoded):
+            if len(ids) + extra > self._max_positions:
+                raise EngineError(
+                    f"prompt {i} has {len(ids)} tokens; with {extra} more it exceeds the model's "
+                    f"context of {self._max_positions}"
+                )
+
+    def _length_sorted_batches(self, sequences: list[list[int]]) -> Iterator[list[int]]:
+        """Indices of ``sequences`` in batches of similar length, to keep padding small."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        for start in range(0, len(order), self._batch_size):
+            yield order[start : start + self._batch_size]
+
+    def _pad(self, sequences: list[list[int]], *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(width - len(seq), width) if left else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            mask[row, span] = 1
+        return ids.to(self._device), mask.to(self._device)
+
+    @contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """Seed torch's generators for one call without disturbing the process-wide RNG state."""
+        if seed is None:
+            yield
+            return
+        devices: list[int] = []
+        if self._device.type == "cuda":
+            devices = [self._device.index if self._device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _require_model(self) -> Any:
+        if self._model is None:
+            raise EngineError(f"engine for {self._model_name!r} is closed")
+        return self._model
+
+
+class _StopStrings(StoppingCriteria):
+    """Marks each row done once its generated text contains a stop string; records where."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_len: int, batch: int) -> None:
+        self._tokenizer = tokenizer
+        self._stop = [s for s in stop if s]
+        self._prompt_len = prompt_len
+        # A stop string spans at most len(s) tokens; the margin covers tokens that decode to nothing.
+        self._window = max((len(s) for s in self._stop), default=0) + 8
+        self.stopped_at: list[int | None] = [None] * batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if not self._stop:
+            return done  # type: ignore[return-value]
+        generated = input_ids.shape[1] - self._prompt_len
+        for row in range(input_ids.shape[0]):
+            if self.stopped_at[row] is not None:
+                done[row] = True
+                continue
+            tail = input_ids[row, max(self._prompt_len, input_ids.shape[1] - self._window) :].tolist()
+            text = self._tokenizer.decode(tail, skip_special_tokens=True)
+            if any(s in text for s in self._stop):
+                self.stopped_at[row] = generated
+                done[row] = True
+        return done  # type: ignore[return-value]
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+    hits = [text.find(s) for s in stop if s and s in text]
+    return min(hits) if hits else None
+
+
+def _distribution(
+    labels: list[str], scores: list[float], tokens_in: int, latency_ms: float
+) -> LabelDistribution:
+    top = max(scores)
+    weights = [math.exp(s - top) for s in scores]
+    total = sum(weights)
+    return LabelDistribution(
+        probs={label: w / total for label, w in zip(labels, weights, strict=True)},
+        tokens_in=tokens_in,
+        latency_ms=latency_ms,
+        mass=math.exp(top) * total,
+    )
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineError(f"unknown device {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    return resolved
