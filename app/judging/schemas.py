@@ -214,8 +214,8 @@ class TemplateIn(BaseModel):
     response_prefix: str = Field(
         default="",
         max_length=200,
-        description='Plain text that opens the judge\'s reply (e.g. `"Verdict: [["`); the model continues it, '
-        "which keeps small judges in the verdict format. Kept at the start of each raw output.",
+        description='Plain text that opens the judge\'s reply (e.g. `"Verdict: [["`); the model continues '
+        "it, which keeps small judges in the verdict format. Kept at the start of each raw output.",
     )
     description: str = Field(default="", max_length=2000)
 
