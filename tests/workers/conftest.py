@@ -75,11 +75,16 @@ def worker_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def make_worker(
-    worker_settings: Settings, db: RollbackDatabase, redis: Redis
-) -> Callable[[Callable[[Conversation], str]], ScriptedEngine]:
+def registered_model(worker_settings: Settings, db: RollbackDatabase) -> str:
     with db.unit_of_work() as session:
         models_repo.upsert(session, worker_settings.default_model, "transformers", None)
+    return worker_settings.default_model
+
+
+@pytest.fixture
+def make_worker(
+    worker_settings: Settings, db: RollbackDatabase, redis: Redis, registered_model: str
+) -> Callable[[Callable[[Conversation], str]], ScriptedEngine]:
 
     def install(reply: Callable[[Conversation], str]) -> ScriptedEngine:
         engine = ScriptedEngine(reply)
@@ -101,7 +106,7 @@ def make_worker(
 
 @pytest.fixture
 def submit(
-    worker_settings: Settings, db: RollbackDatabase, redis: Redis
+    worker_settings: Settings, db: RollbackDatabase, redis: Redis, registered_model: str
 ) -> Callable[[str, dict[str, Any]], uuid.UUID]:
     def _submit(mode: str, body: dict[str, Any]) -> uuid.UUID:
         request = (

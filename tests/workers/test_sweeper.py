@@ -1,0 +1,91 @@
+"""Delivery repair: dead workers' jobs go back to the queue, lost deliveries are re-sent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import update
+
+from app.db.base import utcnow
+from app.db.tables import Job
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import JobQueue, delivery_id, queue_name
+from tests.conftest import RollbackDatabase
+from workers.sweeper import sweep
+
+Submit = Callable[[str, dict[str, Any]], uuid.UUID]
+ITEM = {"question": "q", "answer_a": "a", "answer_b": "b"}
+QUEUE = queue_name("SmolLM2-135M-Instruct")
+
+
+def _age(db: RollbackDatabase, job_id: uuid.UUID, **values: Any) -> None:
+    with db.unit_of_work() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def _job(db: RollbackDatabase, job_id: uuid.UUID) -> Job:
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, job_id)
+        assert job is not None
+        return job
+
+
+def test_expired_lease_sends_the_job_back_to_the_queue(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    with db.unit_of_work() as session:
+        assert jobs_repo.claim(session, job_id, "dead-worker", lease_seconds=60) is not None
+    _age(db, job_id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    queue = JobQueue(redis, 60)
+    assert sweep(db, queue, QUEUE, lease_seconds=60, max_attempts=3) == 1
+    job = _job(db, job_id)
+    assert (job.status, job.lease_owner, job.attempts) == ("queued", None, 1)
+    assert delivery_id(job_id, 1) in Queue(QUEUE, connection=redis).job_ids
+
+
+def test_expired_lease_after_the_last_attempt_fails_the_job(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    with db.unit_of_work() as session:
+        jobs_repo.claim(session, job_id, "dead-worker", lease_seconds=60)
+    _age(db, job_id, lease_expires_at=utcnow() - timedelta(seconds=1), attempts=3)
+    sweep(db, JobQueue(redis, 60), QUEUE, lease_seconds=60, max_attempts=3)
+    job = _job(db, job_id)
+    assert job.status == "failed"
+    assert job.error is not None and "lease expired" in job.error
+
+
+def test_live_lease_is_left_alone(db: RollbackDatabase, redis: Redis, submit: Submit) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    with db.unit_of_work() as session:
+        jobs_repo.claim(session, job_id, "busy-worker", lease_seconds=60)
+    assert sweep(db, JobQueue(redis, 60), QUEUE, lease_seconds=60, max_attempts=3) == 0
+    assert _job(db, job_id).lease_owner == "busy-worker"
+
+
+def test_queued_job_lost_by_redis_is_redelivered_once(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    redis.flushdb()  # Redis lost its data after the commit
+    _age(db, job_id, updated_at=utcnow() - timedelta(minutes=5))
+    queue = JobQueue(redis, 60)
+    assert sweep(db, queue, QUEUE, lease_seconds=60, max_attempts=3) == 1
+    assert Queue(QUEUE, connection=redis).job_ids == [delivery_id(job_id, 0)]
+    # Still held by the queue: a second pass sends nothing more.
+    assert sweep(db, queue, QUEUE, lease_seconds=60, max_attempts=3) == 0
+    assert len(Queue(QUEUE, connection=redis).job_ids) == 1
+
+
+def test_other_models_jobs_are_not_touched(db: RollbackDatabase, redis: Redis, submit: Submit) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    redis.flushdb()
+    _age(db, job_id, updated_at=utcnow() - timedelta(minutes=5))
+    assert sweep(db, JobQueue(redis, 60), "judge.other-model", lease_seconds=60, max_attempts=3) == 0
