@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
+from app.engine.chat import has_open_reply
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class OpenAIEngine:
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
         }
+        if has_open_reply(prompt):
+            # vLLM's OpenAI-compatible server extension: continue the final assistant message.
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.stop:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
+from app.engine.chat import label_distribution, render_with_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,8 @@ class TransformersEngine:
         return str(self._device)
 
     def render_chat(self, conversation: Conversation) -> str:
-        """The prompt text: the tokenizer's chat template with the assistant turn opened."""
-        text = self._tokenizer.apply_chat_template(
-            list(conversation), tokenize=False, add_generation_prompt=True
-        )
-        return str(text)
+        """The prompt text: the tokenizer's chat template (see app.engine.chat)."""
+        return render_with_tokenizer(self._tokenizer, conversation)
 
     def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
         """Complete each conversation; greedy output does not depend on what else is in the batch."""
@@ -134,7 +131,8 @@ class TransformersEngine:
             else:
                 scores, latencies = self._score_continuations(encoded, label_ids)
         return [
-            _distribution(list(labels), scores[i], len(encoded[i]), latencies[i]) for i in range(len(prompts))
+            label_distribution(list(labels), scores[i], len(encoded[i]), latencies[i])
+            for i in range(len(prompts))
         ]
 
     def close(self) -> None:
@@ -360,20 +358,6 @@ class _StopStrings(StoppingCriteria):
 def _first_stop(text: str, stop: Sequence[str]) -> int | None:
     hits = [text.find(s) for s in stop if s and s in text]
     return min(hits) if hits else None
-
-
-def _distribution(
-    labels: list[str], scores: list[float], tokens_in: int, latency_ms: float
-) -> LabelDistribution:
-    top = max(scores)
-    weights = [math.exp(s - top) for s in scores]
-    total = sum(weights)
-    return LabelDistribution(
-        probs={label: w / total for label, w in zip(labels, weights, strict=True)},
-        tokens_in=tokens_in,
-        latency_ms=latency_ms,
-        mass=math.exp(top) * total,
-    )
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
+from app.engine.chat import label_distribution, render_with_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,8 @@ class VLLMEngine:
         return self._model_name
 
     def render_chat(self, conversation: Conversation) -> str:
-        """The prompt text: the tokenizer's chat template with the assistant turn opened."""
-        text = self._tokenizer.apply_chat_template(
-            list(conversation), tokenize=False, add_generation_prompt=True
-        )
-        return str(text)
+        """The prompt text: the tokenizer's chat template (see app.engine.chat)."""
+        return render_with_tokenizer(self._tokenizer, conversation)
 
     def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
         """Complete each conversation; vLLM schedules the whole list as one batch."""
@@ -152,7 +149,7 @@ class VLLMEngine:
                 scores[i] = row
 
         return [
-            _distribution(list(labels), s, len(ids), lat)
+            label_distribution(list(labels), s, len(ids), lat)
             for s, ids, lat in zip(scores, encoded, latencies, strict=True)
             if s is not None
         ]
@@ -209,17 +206,3 @@ class VLLMEngine:
                 raise ValueError(f"label {label!r} has no tokens")
             out.append(ids)
         return out
-
-
-def _distribution(
-    labels: list[str], scores: list[float], tokens_in: int, latency_ms: float
-) -> LabelDistribution:
-    top = max(scores)
-    weights = [math.exp(s - top) for s in scores]
-    total = sum(weights)
-    return LabelDistribution(
-        probs={label: w / total for label, w in zip(labels, weights, strict=True)},
-        tokens_in=tokens_in,
-        latency_ms=latency_ms,
-        mass=math.exp(top) * total,
-    )

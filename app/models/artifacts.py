@@ -205,9 +205,8 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
 
     log.info("converting %s (de-quantizing GGUF)", gguf_path.name)
     src_dir, name = str(gguf_path.parent), gguf_path.name
-    with _quiet_progress_bars():
-        tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
-        loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config and weights.
     config = loaded.config
     if hasattr(config, "quantization_config"):
@@ -221,20 +220,6 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del loaded, plain
-
-
-@contextlib.contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
-    # Our log lines report progress; transformers' per-tensor bars would flood a worker's log.
-    from transformers.utils import logging as hf_logging
-
-    were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if were_on:
-            hf_logging.enable_progress_bar()
 
 
 def _install_dir(src: Path, target: Path) -> None:

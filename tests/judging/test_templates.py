@@ -227,7 +227,7 @@ def test_builtin_for_each_kind(mode: Mode, multi_turn: bool, reference: bool, co
         assert user.endswith("[[A]], [[B]], [[C]]")
         assert "[[C]] if they are equally good" in user
     else:
-        assert "Rating: [[3]]" in user
+        assert "[[{scale_min}]]" in user and "[[{scale_max}]]" in user
         assert "{scale_min}" in user and "{scale_max}" in user
     # Non-CoT templates open the judge's reply with the verdict marker; CoT ones let it reason first.
     expected_prefix = "" if cot else ("Verdict: [[" if mode == "pairwise" else "Rating: [[")

@@ -1,0 +1,155 @@
+"""The transformers backend on the real default model (CPU, float32: deterministic kernels)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.engine.base import Conversation, Engine, EngineError, SamplingParams
+from app.engine.transformers_backend import TransformersEngine
+
+pytestmark = pytest.mark.model
+
+
+def user(text: str) -> Conversation:
+    return [{"role": "user", "content": text}]
+
+
+PROMPTS = [
+    user("What is the capital of France?"),
+    user("Write a haiku about the sea."),
+    user("Name three colors."),
+    [
+        {"role": "system", "content": "You are a strict judge. Reply with one letter."},
+        {"role": "user", "content": "Which answer is better, A or B? A: 2+2=4. B: 2+2=5."},
+    ],
+    user("Explain gravity in one sentence to a child who is five years old and curious."),
+]
+JUDGE = [
+    {"role": "system", "content": "You are a judge. Reply with A or B only."},
+    {"role": "user", "content": "Question: 2+2? Answer A: 4. Answer B: 5. Which answer is correct?"},
+]
+
+
+@pytest.fixture(scope="module")
+def engine(default_model_path: Path) -> Iterator[TransformersEngine]:
+    # batch_size 2 with 5 prompts: several length-sorted batches whose order must be restored.
+    eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=2)
+    yield eng
+    eng.close()
+
+
+def test_is_an_engine(engine: TransformersEngine) -> None:
+    assert isinstance(engine, Engine)
+    assert engine.model_name == "smol"
+
+
+def test_render_chat_applies_template_and_opens_assistant_turn(engine: TransformersEngine) -> None:
+    text = engine.render_chat(user("hi"))
+    assert "<|im_start|>user\nhi<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_greedy_batch_equals_one_by_one(engine: TransformersEngine) -> None:
+    sampling = SamplingParams(max_tokens=12)
+    alone = [engine.generate([p], sampling)[0] for p in PROMPTS]
+    batched = engine.generate(PROMPTS, sampling)
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [(g.tokens_in, g.tokens_out, g.finish_reason) for g in batched] == [
+        (g.tokens_in, g.tokens_out, g.finish_reason) for g in alone
+    ]
+    assert batched[0].text.startswith("The capital of France is Paris")
+
+
+def test_token_counts_and_finish_reasons(engine: TransformersEngine) -> None:
+    stopped, cut = engine.generate([PROMPTS[0], PROMPTS[1]], SamplingParams(max_tokens=24))
+    prompt_ids = engine._tokenizer(engine.render_chat(PROMPTS[0]), add_special_tokens=False)["input_ids"]
+    assert stopped.tokens_in == len(prompt_ids)
+    # Ended by <|im_end|>: counted as generated, not shown in the text.
+    assert stopped.finish_reason == "stop"
+    assert 0 < stopped.tokens_out < 24
+    assert "<|im_end|>" not in stopped.text
+    assert cut.finish_reason == "length"
+    assert cut.tokens_out == 24
+
+    (tiny,) = engine.generate([PROMPTS[0]], SamplingParams(max_tokens=2))
+    assert (tiny.tokens_out, tiny.finish_reason) == (2, "length")
+    assert tiny.latency_ms > 0
+
+
+def test_stop_strings_truncate_and_end_early(engine: TransformersEngine) -> None:
+    (full,) = engine.generate([PROMPTS[1]], SamplingParams(max_tokens=24))
+    assert "," in full.text  # "The waves of the sea, a silent beauty, ..."
+    stop_sequences = engine.generate(PROMPTS[1:3], SamplingParams(max_tokens=24, stop=("\n", ",")))
+    haiku = stop_sequences[0]
+    assert haiku.text == full.text[: full.text.index(",")]
+    assert haiku.finish_reason == "stop"
+    assert haiku.tokens_out < full.tokens_out
+    assert "\n" not in stop_sequences[1].text
+
+
+def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(engine: TransformersEngine) -> None:
+    prompts = PROMPTS[1:3]
+    sampling = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=10, seed=7)
+    state = torch.random.get_rng_state()
+    first = engine.generate(prompts, sampling)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again = engine.generate(prompts, sampling)
+    other = engine.generate(prompts, SamplingParams(temperature=1.0, top_p=0.95, max_tokens=10, seed=8))
+    assert [g.text for g in first] == [g.text for g in again]
+    assert [g.text for g in first] != [g.text for g in other]
+
+
+def test_label_logprobs_are_normalised_deterministic_and_batch_independent(
+    engine: TransformersEngine,
+) -> None:
+    prompts = [JUDGE, PROMPTS[3], PROMPTS[0]]
+    dists = engine.label_logprobs(prompts, ["A", "B"])
+    again = engine.label_logprobs(prompts, ["A", "B"])
+    alone = engine.label_logprobs([PROMPTS[3]], ["A", "B"])[0]
+    for dist in dists:
+        assert set(dist.probs) == {"A", "B"}
+        assert math.isclose(sum(dist.probs.values()), 1.0, abs_tol=1e-9)
+        assert 0 < dist.mass <= 1
+        assert dist.tokens_in > 0
+    assert [d.probs for d in dists] == [d.probs for d in again]
+    assert alone.probs == pytest.approx(dists[1].probs, abs=1e-5)
+    # The judge prompt puts most of its mass on the two labels.
+    assert dists[0].mass > dists[2].mass
+
+
+def test_multi_token_labels_score_whole_continuations(engine: TransformersEngine) -> None:
+    # "10" is two tokens for this tokenizer, so this label set takes the prompt+label scoring path;
+    # "A" and "B" keep the same relative odds as on the single-token path.
+    single = engine.label_logprobs([JUDGE], ["A", "B"])[0]
+    multi = engine.label_logprobs([JUDGE], ["A", "B", "10"])[0]
+    assert math.isclose(sum(multi.probs.values()), 1.0, abs_tol=1e-9)
+    assert multi.probs["A"] / multi.probs["B"] == pytest.approx(
+        single.probs["A"] / single.probs["B"], rel=1e-4
+    )
+    assert multi.mass == pytest.approx(single.mass + multi.mass * multi.probs["10"], rel=1e-4)
+
+
+def test_rejects_bad_labels(engine: TransformersEngine) -> None:
+    with pytest.raises(ValueError):
+        engine.label_logprobs([JUDGE], [])
+    with pytest.raises(ValueError):
+        engine.label_logprobs([JUDGE], ["A", "A"])
+    assert engine.generate([], SamplingParams()) == []
+
+
+def test_closed_engine_refuses_work(default_model_path: Path) -> None:
+    eng = TransformersEngine(default_model_path, "smol", device="cpu")
+    eng.close()
+    eng.close()  # idempotent
+    with pytest.raises(EngineError, match="closed"):
+        eng.generate([PROMPTS[0]], SamplingParams(max_tokens=2))
+
+
+def test_missing_model_folder_is_an_engine_error(tmp_path: Path) -> None:
+    with pytest.raises(EngineError):
+        TransformersEngine(tmp_path, "nothing", device="cpu")
