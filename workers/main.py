@@ -21,6 +21,19 @@ from workers.sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 
+class JudgeWorker(SimpleWorker):
+    """RQ's in-process worker: jobs run in this process, so the engine (and its GPU memory) stays
+    loaded for the worker's whole life."""
+
+    def _set_ip_address(self, connection: Redis) -> None:
+        # Only informational. fakeredis (embedded mode) answers CLIENT INFO in a form redis-py
+        # cannot parse; a worker must not die of that.
+        try:
+            super()._set_ip_address(connection)
+        except ValueError:
+            self.ip_address = "unknown"
+
+
 def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | None:
     """The model's local folder (registered artifact, or pulled now if it is the default model)."""
     if settings.backend == "openai":
@@ -56,8 +69,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     )
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
     sweeper.start()
-    # SimpleWorker runs jobs in this process: the engine (and its GPU memory) stays loaded.
-    worker = SimpleWorker([Queue(name, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
+    worker = JudgeWorker([Queue(name, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
     log.info("worker %s serving queue %s", worker_id, name)
     try:
         worker.work(burst=burst, logging_level="INFO", with_scheduler=False)

@@ -54,6 +54,18 @@ def test_render_chat_applies_template_and_opens_assistant_turn(engine: Transform
     assert text.endswith("<|im_start|>assistant\n")
 
 
+def test_open_reply_is_continued_not_restarted(engine: TransformersEngine) -> None:
+    conversation: Conversation = [
+        {"role": "user", "content": "Which is better, A or B? Answer [[A]] or [[B]]."},
+        {"role": "assistant", "content": "Verdict: [["},
+    ]
+    text = engine.render_chat(conversation)
+    # The prompt ends inside the assistant's message: no end-of-turn, no new assistant header.
+    assert text.endswith("<|im_start|>assistant\nVerdict: [[")
+    [out] = engine.generate([conversation], SamplingParams(max_tokens=3))
+    assert out.text[:1] in {"A", "B", "C"}
+
+
 def test_greedy_batch_equals_one_by_one(engine: TransformersEngine) -> None:
     sampling = SamplingParams(max_tokens=12)
     alone = [engine.generate([p], sampling)[0] for p in PROMPTS]
