@@ -73,6 +73,30 @@ def models_pull(force: bool = typer.Option(False, help="Fetch and convert again 
     typer.echo(f"{settings.default_model} ready at {path}")
 
 
+@models_cli.command("register")
+def models_register(
+    name: str = typer.Argument(..., help="The name requests will use as `model`."),
+    path: str = typer.Argument(..., help="A local model folder (config.json, *.safetensors, tokenizer)."),
+) -> None:
+    """Register a local model folder so requests can name it; then run `judge worker --model NAME`."""
+    from pathlib import Path
+
+    from app.core.db import Database
+    from app.models.registry import ModelUnavailable, register_local
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _upgrade_embedded(settings.sqlalchemy_url, settings.embedded)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        record = register_local(settings, db, name, Path(path))
+    except ModelUnavailable as exc:
+        raise typer.BadParameter(str(exc), param_hint="PATH") from exc
+    finally:
+        db.dispose()
+    typer.echo(f"registered {record.name} ({record.backend}) at {record.artifact_path}")
+
+
 @models_cli.command("list")
 def models_list() -> None:
     """List registered models."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from app.engine.base import Conversation, LabelDistribution
@@ -25,6 +26,21 @@ def render_with_tokenizer(tokenizer: Any, conversation: Conversation) -> str:
         continue_final_message=open_reply,
     )
     return str(text)
+
+
+def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
+    """Each label's token ids as a continuation (no special tokens); labels must be distinct."""
+    if not labels:
+        raise ValueError("labels must not be empty")
+    if len(set(labels)) != len(labels):
+        raise ValueError("labels must be distinct")
+    out = []
+    for label in labels:
+        ids = list(tokenizer(label, add_special_tokens=False)["input_ids"]) if label else []
+        if not ids:
+            raise ValueError(f"label {label!r} has no tokens")
+        out.append(ids)
+    return out
 
 
 def label_distribution(

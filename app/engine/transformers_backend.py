@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
-from app.engine.chat import label_distribution, render_with_tokenizer
+from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -204,17 +204,7 @@ class TransformersEngine:
         return torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
-        if not labels:
-            raise ValueError("labels must not be empty")
-        if len(set(labels)) != len(labels):
-            raise ValueError("labels must be distinct")
-        out = []
-        for label in labels:
-            ids = self._tokenizer(label, add_special_tokens=False)["input_ids"]
-            if not label or not ids:
-                raise ValueError(f"label {label!r} has no tokens")
-            out.append(list(ids))
-        return out
+        return label_token_ids(self._tokenizer, labels)
 
     # -- generation helpers --------------------------------------------------------------------
 

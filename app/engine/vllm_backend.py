@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
-from app.engine.chat import label_distribution, render_with_tokenizer
+from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +195,4 @@ class VLLMEngine:
         return list(self._tokenizer(self.render_chat(conversation), add_special_tokens=False)["input_ids"])
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
-        if not labels:
-            raise ValueError("labels must not be empty")
-        if len(set(labels)) != len(labels):
-            raise ValueError("labels must be distinct")
-        out = []
-        for label in labels:
-            ids = list(self._tokenizer(label, add_special_tokens=False)["input_ids"]) if label else []
-            if not ids:
-                raise ValueError(f"label {label!r} has no tokens")
-            out.append(ids)
-        return out
+        return label_token_ids(self._tokenizer, labels)

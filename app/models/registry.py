@@ -32,6 +32,15 @@ def pull_and_register(settings: Settings, db: Database, force: bool = False) -> 
     return path
 
 
+def register_local(settings: Settings, db: Database, name: str, path: Path) -> ModelRecord:
+    """Register a model folder (Hugging Face layout, safetensors weights) under ``name``."""
+    path = path.resolve()
+    if not is_model_present(path):
+        raise ModelUnavailable(f"{path} is not a model folder (config.json, *.safetensors and a tokenizer)")
+    with db.unit_of_work() as session:
+        return register(session, settings, name, path)
+
+
 def ensure_local_model(settings: Settings, db: Database, name: str) -> Path:
     """The folder of model ``name``: its registered artifact, the data directory's copy, or (for the
     default model, when allowed) a fresh pull. Registers the model when it was not yet."""
