@@ -18,6 +18,11 @@ from app.jobs.queue import JobQueue
 log = logging.getLogger(__name__)
 
 
+# A queued job untouched this long is checked against RQ; a duplicate delivery is harmless (the
+# claim is conditional), so this can be short.
+REDELIVERY_AFTER = timedelta(seconds=15)
+
+
 def sweep(db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int) -> int:
     """One pass; returns how many jobs it re-delivered or failed."""
     fixed = 0
@@ -34,7 +39,7 @@ def sweep(db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, 
                 after_commit(session, functools.partial(queue.enqueue, job.id, queue_name, job.attempts))
             fixed += 1
     with db.unit_of_work() as session:
-        for job in jobs_repo.stale_queued(session, timedelta(seconds=lease_seconds), [queue_name]):
+        for job in jobs_repo.stale_queued(session, REDELIVERY_AFTER, [queue_name]):
             if not queue.is_delivery_pending(job.id, job.attempts):
                 log.warning("re-delivering job %s (not held by the queue)", job.id)
                 queue.enqueue(job.id, queue_name, job.attempts)
@@ -47,16 +52,20 @@ class Sweeper:
         self, db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int
     ):
         self._args = (db, queue, queue_name, lease_seconds, max_attempts)
-        self._interval = max(1.0, lease_seconds / 2)
+        self._interval = max(1.0, min(lease_seconds / 2, 30.0))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # The first pass runs at once: after a restart (or an embedded Redis that lost its data),
+        # queued work is picked up without waiting a whole interval.
+        while True:
             try:
                 sweep(*self._args)
             except Exception:
                 log.exception("sweep failed")
+            if self._stop.wait(self._interval):
+                return
 
     def start(self) -> None:
         self._thread.start()
