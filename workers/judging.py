@@ -1,19 +1,27 @@
-"""Runs a judging job: optional reference generation, then batched judging, committing each batch
-(results and progress together) so a retry resumes where the last attempt stopped."""
+"""Runs judging jobs, fusing the items of every compatible queued job into shared engine batches.
+
+A worker that takes one judging job also claims the other queued judging jobs of its model that
+decode the same way (temperature, max_tokens, verdict mode), and keeps admitting new ones between
+batches. Each engine batch holds up to ``batch_size`` calls (both orders of an item included) drawn
+from the jobs in claim order. After every batch the results and progress of each job it touched are
+committed, so a retry resumes where the last attempt stopped and many small concurrent requests
+cost about what one large request costs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
-from app.engine.base import SamplingParams
+from app.core.db import after_commit
+from app.engine.base import Conversation, SamplingParams
 from app.jobs import repository as jobs_repo
 from app.judging import repository as judging_repo
-from app.judging.domain import CallOutput, JudgeItem, JudgeOptions, Scale, TemplateSpec
+from app.judging.domain import CallOutput, JudgeItem, JudgeOptions, PlannedCall, Scale, TemplateSpec
 from app.judging.planning import plan_item, prompt_hash
 from app.judging.service import item_from_inputs
 from app.judging.swap import aggregate
@@ -22,30 +30,16 @@ from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+JUDGE_KINDS = ("judge_pairwise", "judge_single")
 
 
-class JobInterrupted(Exception):
-    """The job was cancelled or taken over by another worker; stop without writing more."""
-
-    def __init__(self, status: str | None) -> None:
-        super().__init__(status or "lease lost")
-        self.status = status
-
-
-@dataclass
-class PendingItem:
-    id: int
-    index: int
-    item: JudgeItem
-    template: str
-    generated: list[str]
-    needs_reference: bool
-
-
-def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def batch_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    """Jobs with equal keys may share engine batches: they decode identically."""
+    temperature = float(params["temperature"])
+    # Sampled jobs also need their own seed; greedy decoding ignores it.
+    seed = params["seed"] if temperature > 0 else None
+    return (temperature, int(params["max_tokens"]), params.get("verdict_mode", "generate"), seed)
 
 
 def _options(params: dict[str, Any]) -> JudgeOptions:
@@ -59,110 +53,240 @@ def _options(params: dict[str, Any]) -> JudgeOptions:
     )
 
 
-class JudgeJobRunner:
-    def __init__(
-        self, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], lease: LeaseKeeper
-    ) -> None:
-        self.ctx = ctx
-        self.job_id = job_id
-        self.params = params
-        self.lease = lease
-        self.options = _options(params)
-        self.templates = {name: TemplateSpec(**spec) for name, spec in params["templates"].items()}
-        self.sampling = SamplingParams(
-            temperature=float(params["temperature"]),
-            max_tokens=int(params["max_tokens"]),
-            seed=params["seed"],
-        )
-        self.batch_size = ctx.settings.batch_size
+@dataclass
+class PendingItem:
+    id: int
+    index: int
+    item: JudgeItem
+    template: str
+    generated: list[str]
+    needs_reference: bool
 
-    def _checkpoint(self) -> None:
-        """Between batches: stop if the job was cancelled or our lease was lost."""
-        if self.lease.lost.is_set():
-            raise JobInterrupted(None)
-        with self.ctx.db.unit_of_work() as session:
-            if jobs_repo.is_cancel_requested(session, self.job_id):
-                raise JobInterrupted("cancelled")
 
-    def _load(self) -> list[PendingItem]:
-        with self.ctx.db.unit_of_work() as session:
-            rows = judging_repo.pending_items(session, self.job_id)
-            return [
+@dataclass
+class ActiveJob:
+    id: uuid.UUID
+    attempts: int
+    options: JudgeOptions
+    templates: dict[str, TemplateSpec]
+    pending: list[PendingItem]
+    done: int
+    references_todo: int = 0
+    touched: bool = False
+
+    @classmethod
+    def load(cls, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], attempts: int) -> ActiveJob:
+        reference_auto = bool(params.get("reference_auto"))
+        with ctx.db.unit_of_work() as session:
+            rows = judging_repo.pending_items(session, job_id)
+            done = judging_repo.count_done(session, job_id)
+            pending = [
                 PendingItem(
                     id=row.id,
                     index=row.index,
                     item=item_from_inputs(row.inputs),
                     template=row.inputs["template"],
                     generated=list(row.generated_references or []),
-                    needs_reference=bool(self.params.get("reference_auto"))
-                    and row.inputs.get("references") is None,
+                    needs_reference=reference_auto and row.inputs.get("references") is None,
                 )
                 for row in rows
             ]
+        return cls(
+            id=job_id,
+            attempts=attempts,
+            options=_options(params),
+            templates={name: TemplateSpec(**spec) for name, spec in params["templates"].items()},
+            pending=pending,
+            done=done,
+        )
+
+    def reference_units(self) -> list[tuple[PendingItem, int]]:
+        """(item, turn) pairs whose reference answer is next to write (turn by turn, in context)."""
+        return [
+            (p, len(p.generated))
+            for p in self.pending
+            if p.needs_reference and len(p.generated) <= p.item.judged_turn
+        ]
+
+
+@dataclass
+class JudgeUnit:
+    job: ActiveJob
+    pending: PendingItem
+    calls: list[PlannedCall] = field(default_factory=list)
+
+
+class JudgeBatcher:
+    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, key: tuple[Any, ...], params: dict[str, Any]):
+        self.ctx = ctx
+        self.lease = lease
+        self.key = key
+        self.batch_size = ctx.settings.batch_size
+        self.sampling = SamplingParams(
+            temperature=float(params["temperature"]),
+            max_tokens=int(params["max_tokens"]),
+            seed=params["seed"],
+        )
+        self.jobs: dict[uuid.UUID, ActiveJob] = {}
+
+    # -- membership ------------------------------------------------------------------------------
+
+    def add(self, job_id: uuid.UUID, params: dict[str, Any], attempts: int) -> None:
+        self.lease.hold(job_id)
+        self.jobs[job_id] = ActiveJob.load(self.ctx, job_id, params, attempts)
+
+    def _calls_in_hand(self) -> int:
+        per_item = {"conservative": 2}
+        return sum(len(j.pending) * per_item.get(j.options.swap, 1) for j in self.jobs.values())
+
+    def admit(self) -> None:
+        """Claim compatible queued jobs while fewer than two batches of work are in hand, so other
+        workers of the same model still get their share."""
+        if self._calls_in_hand() >= 2 * self.batch_size:
+            return
+        with self.ctx.db.unit_of_work() as session:
+            candidates = [
+                (job.id, dict(job.params))
+                for job in jobs_repo.queued_candidates(session, self.ctx.queue_name, JUDGE_KINDS, limit=64)
+                if batch_key(job.params) == self.key
+            ]
+        for job_id, params in candidates:
+            if self._calls_in_hand() >= 2 * self.batch_size:
+                break
+            with self.ctx.db.unit_of_work() as session:
+                claimed = jobs_repo.claim(
+                    session, job_id, self.ctx.worker_id, self.ctx.settings.job_lease_seconds
+                )
+                attempts = claimed.attempts if claimed is not None else 0
+            if claimed is not None:
+                log.info("fused job %s into the running batch", job_id)
+                self.add(job_id, params, attempts)
+
+    def _drop_interrupted(self) -> None:
+        """Between batches: end cancelled jobs, forget jobs another worker took over."""
+        ids = list(self.jobs)
+        with self.ctx.db.unit_of_work() as session:
+            cancelled = {i for i in ids if jobs_repo.is_cancel_requested(session, i)}
+            for job_id in cancelled:
+                jobs_repo.finish(session, job_id, "cancelled")
+                after_commit(session, functools.partial(self.ctx.queue.publish_ended, job_id, "cancelled"))
+        for job_id in ids:
+            if job_id in cancelled or self.lease.is_lost(job_id):
+                if job_id not in cancelled:
+                    log.warning("job %s: lease lost to another worker; dropping it", job_id)
+                self._forget(job_id)
+
+    def _forget(self, job_id: uuid.UUID) -> None:
+        self.jobs.pop(job_id, None)
+        self.lease.release(job_id)
+
+    # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> None:
-        pending = self._load()
-        self._generate_references([p for p in pending if p.needs_reference])
-        self._judge(pending)
+        while self.jobs:
+            self._drop_interrupted()
+            self.admit()
+            if self._reference_batch():
+                continue
+            if self._judge_batch():
+                continue
+            self._finish_completed()
 
-    def _generate_references(self, pending: list[PendingItem]) -> None:
-        """The judge writes its own answers, turn by turn (each turn sees the earlier reference answers)."""
-        if not pending:
-            return
-        last_turn = max(p.item.judged_turn for p in pending)
-        sampling = dataclasses.replace(self.sampling, temperature=0.0)
-        for turn in range(last_turn + 1):
-            todo = [p for p in pending if p.item.judged_turn >= turn and len(p.generated) <= turn]
-            for batch in chunks(todo, self.batch_size):
-                self._checkpoint()
-                prompts = [reference_prompt(p.item, turn, p.generated[:turn]) for p in batch]
-                outputs = self.ctx.engine.generate(prompts, sampling)
-                with self.ctx.db.unit_of_work() as session:
-                    rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for p in batch])}
-                    for p, prompt, gen in zip(batch, prompts, outputs, strict=True):
-                        text = gen.text.strip()
-                        judging_repo.save_reference(
-                            session,
-                            rows[p.id],
-                            turn,
-                            CallOutput("reference", text, gen.tokens_in, gen.tokens_out, gen.latency_ms),  # type: ignore[arg-type]
-                            prompt_hash(prompt),
-                        )
-                        p.generated = p.generated[:turn] + [text]
-                    jobs_repo.set_progress(session, self.job_id, self._done(session), "references")
-
-    def _done(self, session: Any) -> int:
-        return judging_repo.count_done(session, self.job_id)
-
-    def _judge(self, pending: list[PendingItem]) -> None:
-        for batch in chunks(pending, self.batch_size):
-            self._checkpoint()
-            planned = []
-            for p in batch:
-                item = p.item
-                if p.needs_reference:
-                    item = dataclasses.replace(item, references=tuple(p.generated))
-                planned.append(plan_item(item, self.templates[p.template], self.options, p.index))
-            flat = [call for calls in planned for call in calls]
-            outputs = iter(self.ctx.engine.generate([c.messages for c in flat], self.sampling))
-            with self.ctx.db.unit_of_work() as session:
-                rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for p in batch])}
-                for p, calls in zip(batch, planned, strict=True):
-                    results = []
-                    for call in calls:
-                        gen = next(outputs)
-                        results.append(
-                            CallOutput(
-                                call.order,
-                                call.response_prefix + gen.text,
-                                gen.tokens_in,
-                                gen.tokens_out,
-                                gen.latency_ms,
-                            )
-                        )
-                    outcome = aggregate(self.options.mode, self.options.swap, results, self.options.scale)
-                    judging_repo.save_outcome(
-                        session, rows[p.id], outcome, {c.order: c.prompt_hash for c in calls}
+    def fail_all(self, error: str) -> None:
+        """An engine or database failure: every held job is retried, or fails after its last attempt."""
+        with self.ctx.db.unit_of_work() as session:
+            for job in self.jobs.values():
+                if job.attempts < self.ctx.settings.job_max_attempts:
+                    jobs_repo.release(session, job.id, error)
+                    after_commit(
+                        session,
+                        functools.partial(self.ctx.queue.enqueue, job.id, self.ctx.queue_name, job.attempts),
                     )
-                session.flush()
-                jobs_repo.set_progress(session, self.job_id, self._done(session), "judging")
+                else:
+                    jobs_repo.finish(session, job.id, "failed", error)
+                    after_commit(session, functools.partial(self.ctx.queue.publish_ended, job.id, "failed"))
+        for job_id in list(self.jobs):
+            self._forget(job_id)
+
+    def _finish_completed(self) -> None:
+        finished = [j for j in self.jobs.values() if not j.pending]
+        if not finished:
+            return
+        with self.ctx.db.unit_of_work() as session:
+            for job in finished:
+                jobs_repo.finish(session, job.id, "succeeded")
+                after_commit(session, functools.partial(self.ctx.queue.publish_ended, job.id, "succeeded"))
+        for job in finished:
+            self._forget(job.id)
+
+    def _reference_batch(self) -> bool:
+        """One batch of reference answers (reference: {"auto": true}); False when none are due."""
+        units = [(job, p, turn) for job in self.jobs.values() for p, turn in job.reference_units()]
+        if not units:
+            return False
+        units = units[: self.batch_size]
+        prompts: list[Conversation] = [
+            reference_prompt(p.item, turn, p.generated[:turn]) for _, p, turn in units
+        ]
+        outputs = self.ctx.engine.generate(prompts, dataclasses.replace(self.sampling, temperature=0.0))
+        with self.ctx.db.unit_of_work() as session:
+            rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for _, p, _ in units])}
+            for (job, p, turn), prompt, gen in zip(units, prompts, outputs, strict=True):
+                text = gen.text.strip()
+                output = CallOutput("reference", text, gen.tokens_in, gen.tokens_out, gen.latency_ms)  # type: ignore[arg-type]
+                judging_repo.save_reference(session, rows[p.id], turn, output, prompt_hash(prompt))
+                p.generated = p.generated[:turn] + [text]
+                job.touched = True
+            self._record_progress(session, "references")
+        return True
+
+    def _next_judge_units(self) -> list[JudgeUnit]:
+        units: list[JudgeUnit] = []
+        budget = self.batch_size
+        for job in self.jobs.values():
+            for p in job.pending:
+                if p.needs_reference and len(p.generated) <= p.item.judged_turn:
+                    continue  # its reference is not written yet
+                item = (
+                    dataclasses.replace(p.item, references=tuple(p.generated))
+                    if p.needs_reference
+                    else p.item
+                )
+                calls = plan_item(item, job.templates[p.template], job.options, p.index)
+                if units and len(calls) > budget:
+                    return units
+                units.append(JudgeUnit(job, p, calls))
+                budget -= len(calls)
+                if budget <= 0:
+                    return units
+        return units
+
+    def _judge_batch(self) -> bool:
+        units = self._next_judge_units()
+        if not units:
+            return False
+        flat = [call for unit in units for call in unit.calls]
+        outputs = iter(self.ctx.engine.generate([c.messages for c in flat], self.sampling))
+        with self.ctx.db.unit_of_work() as session:
+            rows = {row.id: row for row in judging_repo.items_by_id(session, [u.pending.id for u in units])}
+            for unit in units:
+                results = []
+                for call in unit.calls:
+                    gen = next(outputs)
+                    raw = call.response_prefix + gen.text
+                    results.append(CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms))
+                options = unit.job.options
+                outcome = aggregate(options.mode, options.swap, results, options.scale)
+                hashes: dict[str, str] = {c.order: c.prompt_hash for c in unit.calls}
+                judging_repo.save_outcome(session, rows[unit.pending.id], outcome, hashes)
+                unit.job.pending.remove(unit.pending)
+                unit.job.done += 1
+                unit.job.touched = True
+            self._record_progress(session, "judging")
+        return True
+
+    def _record_progress(self, session: Any, stage: str) -> None:
+        for job in self.jobs.values():
+            if job.touched:
+                jobs_repo.set_progress(session, job.id, job.done, stage)
+                job.touched = False

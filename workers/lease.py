@@ -1,4 +1,4 @@
-"""Keeps a running job's lease fresh from a background thread."""
+"""Keeps the leases of the jobs a worker holds fresh, from a background thread."""
 
 from __future__ import annotations
 
@@ -14,29 +14,46 @@ log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Context manager: heartbeats every third of the lease; ``lost`` turns true if another worker
-    took the job over (our lease had expired), so the runner stops writing."""
+    """Context manager: heartbeats every held job every third of the lease. A job whose lease was
+    taken over by another worker (ours had expired) lands in ``lost``, so the runner stops writing."""
 
-    def __init__(self, db: Database, job_id: uuid.UUID, worker_id: str, lease_seconds: float) -> None:
+    def __init__(self, db: Database, worker_id: str, lease_seconds: float) -> None:
         self.db = db
-        self.job_id = job_id
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
-        self.lost = threading.Event()
+        self._held: set[uuid.UUID] = set()
+        self._lost: set[uuid.UUID] = set()
+        self._mutex = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def hold(self, job_id: uuid.UUID) -> None:
+        with self._mutex:
+            self._held.add(job_id)
+
+    def release(self, job_id: uuid.UUID) -> None:
+        with self._mutex:
+            self._held.discard(job_id)
+            self._lost.discard(job_id)
+
+    def is_lost(self, job_id: uuid.UUID) -> bool:
+        with self._mutex:
+            return job_id in self._lost
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
-            try:
-                with self.db.unit_of_work() as session:
-                    held = jobs_repo.heartbeat(session, self.job_id, self.worker_id, self.lease_seconds)
-            except Exception:
-                log.exception("heartbeat failed for job %s", self.job_id)
-                continue
-            if not held:
-                self.lost.set()
-                return
+            with self._mutex:
+                held = list(self._held - self._lost)
+            for job_id in held:
+                try:
+                    with self.db.unit_of_work() as session:
+                        ok = jobs_repo.heartbeat(session, job_id, self.worker_id, self.lease_seconds)
+                except Exception:
+                    log.exception("heartbeat failed for job %s", job_id)
+                    continue
+                if not ok:
+                    with self._mutex:
+                        self._lost.add(job_id)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()

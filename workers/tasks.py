@@ -5,19 +5,17 @@ from __future__ import annotations
 import logging
 import uuid
 
-from app.core.db import after_commit
 from app.jobs import repository as jobs_repo
 from workers import context
-from workers.judging import JobInterrupted, JudgeJobRunner
+from workers.judging import JUDGE_KINDS, JudgeBatcher, batch_key
 from workers.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
-RUNNERS = {"judge_pairwise": JudgeJobRunner, "judge_single": JudgeJobRunner}
-
 
 def run_job(job_id: str) -> str:
-    """Claim the job, run it, and record how it ended. Returns the final status (for RQ's logs)."""
+    """Claim the job and run it (fused with compatible queued jobs). Returns what happened, for
+    RQ's logs; the outcome itself is recorded on the job rows."""
     ctx = context.current()
     jid = uuid.UUID(job_id)
     settings = ctx.settings
@@ -25,32 +23,21 @@ def run_job(job_id: str) -> str:
         job = jobs_repo.claim(session, jid, ctx.worker_id, settings.job_lease_seconds)
         if job is None:
             current = jobs_repo.get_job(session, jid)
+            # Already taken: typically fused into another job's batch, or cancelled.
             return f"skipped ({current.status if current else 'missing'})"
         kind, params, attempts = job.kind, dict(job.params), job.attempts
 
-    runner_cls = RUNNERS.get(kind)
-    status, error = "succeeded", None
-    with LeaseKeeper(ctx.db, jid, ctx.worker_id, settings.job_lease_seconds) as lease:
+    with LeaseKeeper(ctx.db, ctx.worker_id, settings.job_lease_seconds) as lease:
+        if kind not in JUDGE_KINDS:
+            with ctx.db.unit_of_work() as session:
+                jobs_repo.finish(session, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")
+            return "failed"
+        batcher = JudgeBatcher(ctx, lease, batch_key(params), params)
         try:
-            if runner_cls is None:
-                raise ValueError(f"this worker cannot run jobs of kind {kind!r}")
-            runner_cls(ctx, jid, params, lease).run()
-        except JobInterrupted as stop:
-            if stop.status is None:
-                log.warning("job %s: lease lost to another worker; stopping", jid)
-                return "lease lost"
-            status = stop.status
+            batcher.add(jid, params, attempts)
+            batcher.run()
         except Exception as exc:
-            log.exception("job %s failed (attempt %d)", jid, attempts)
-            error = f"{type(exc).__name__}: {exc}"
-            if attempts < settings.job_max_attempts:
-                with ctx.db.unit_of_work() as session:
-                    jobs_repo.release(session, jid, error)
-                    after_commit(session, lambda: ctx.queue.enqueue(jid, ctx.queue_name, attempts))
-                return "retrying"
-            status = "failed"
-
-    with ctx.db.unit_of_work() as session:
-        jobs_repo.finish(session, jid, status, error)
-        after_commit(session, lambda: ctx.queue.publish_ended(jid, status))
-    return status
+            log.exception("judging batch failed; releasing %d job(s)", len(batcher.jobs))
+            batcher.fail_all(f"{type(exc).__name__}: {exc}")
+            return "failed or retrying"
+    return "done"

@@ -173,3 +173,16 @@ def stale_queued(session: Session, older_than: timedelta, queues: list[str], lim
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def queued_candidates(session: Session, queue: str, kinds: tuple[str, ...], limit: int) -> list[Job]:
+    """The oldest queued jobs of these kinds on a queue (for a worker fusing jobs into one batch)."""
+    stmt = (
+        select(Job)
+        .where(
+            Job.queue == queue, Job.status == "queued", Job.kind.in_(kinds), Job.cancel_requested.is_(False)
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

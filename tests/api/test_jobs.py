@@ -293,7 +293,7 @@ def test_cancel_a_running_job_leaves_the_stop_to_the_worker(client: TestClient, 
 def test_cancel_a_succeeded_job_run_in_process_is_409(client: TestClient, worker: Worker) -> None:
     worker(first_position_judge)
     job_id = _create(client)
-    assert run_job(job_id) == "succeeded"
+    assert run_job(job_id) == "done"
     error = assert_error(client.post(f"/v1/jobs/{job_id}/cancel"), 409, "conflict", None)
     assert "already succeeded" in error["message"]
     assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"

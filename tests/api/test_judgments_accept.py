@@ -448,7 +448,7 @@ def test_queued_job_keeps_the_template_version_it_was_given(
     client.post(
         "/v1/templates", json={"name": "my-judge", "mode": "pairwise", "user": CUSTOM_V1.replace("v1", "v3")}
     )
-    assert run_job(job_id) == "succeeded"
+    assert run_job(job_id) == "done"
     [[prompt]] = engine.batches
     # A custom template without a response prefix ends on the user message.
     assert prompt[-1] == {"role": "user", "content": CUSTOM_V2.format(**PAIR)}
@@ -492,7 +492,7 @@ def test_job_run_in_process_shows_verdicts_with_both_orders(
     engine = worker(lambda conv: reply)
     items = [with_(PAIR, id=f"item-{i}") for i in range(3)]
     job_id = client.post(PAIRWISE, json={"items": items, "cot": cot}).json()["id"]
-    assert run_job(job_id) == "succeeded"
+    assert run_job(job_id) == "done"
 
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert (job["status"], job["progress"], job["attempts"]) == ("succeeded", {"done": 3, "total": 3}, 1)
@@ -523,7 +523,7 @@ def test_single_job_run_in_process_shows_scores(client: TestClient, worker: Work
     job_id = client.post(
         SINGLE_URL, json={"items": [with_(SINGLE, id="s")], "scale": {"min": 1, "max": 5}}
     ).json()["id"]
-    assert run_job(job_id) == "succeeded"
+    assert run_job(job_id) == "done"
     [result] = client.get(f"/v1/jobs/{job_id}/results").json()["results"]
     assert (result["id"], result["status"], result["score"], result["verdict"]) == ("s", "ok", 4.0, None)
     assert [(o["order"], o["score"], o["raw"]) for o in result["orders"]] == [

@@ -12,7 +12,7 @@ from redis import Redis
 
 from app.core.config import Settings
 from app.engine.base import Conversation, Generation, LabelDistribution, SamplingParams
-from app.jobs.queue import JobQueue
+from app.jobs.queue import JobQueue, queue_name
 from app.judging import service
 from app.judging.schemas import PairwiseRequest, SingleRequest
 from app.models import repository as models_repo
@@ -95,7 +95,7 @@ def make_worker(
                 queue=JobQueue(redis, 60),
                 engine=engine,
                 model=worker_settings.default_model,
-                queue_name="judge.test",
+                queue_name=queue_name(worker_settings.default_model),
                 worker_id="test-worker",
             )
         )
