@@ -68,6 +68,9 @@ class JudgmentItem(TimestampMixin, Base):
     score: Mapped[float | None] = mapped_column(Float)
     consistent: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
+    # verdict_mode logprobs: the combined label distribution, and (grading) the expected score.
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+    expected_score: Mapped[float | None] = mapped_column(Float)
     # Reference answers the judge wrote itself (reference: {"auto": true}), one per turn.
     generated_references: Mapped[list[str] | None] = mapped_column(JSONType)
 
@@ -96,6 +99,8 @@ class JudgeCall(TimestampMixin, Base):
     verdict: Mapped[str | None] = mapped_column(String(8))
     score: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # verdict_mode logprobs: this order's label distribution, in the caller's labels.
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)

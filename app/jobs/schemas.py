@@ -25,8 +25,18 @@ class OrderResult(BaseModel):
     verdict: Literal["A", "B", "tie"] | None = Field(
         default=None, description="This order's verdict, in the caller's labels (A is always answer_a)."
     )
-    score: float | None = Field(default=None, description="This order's score (single grading).")
+    score: float | None = Field(
+        default=None,
+        description="This order's score (single grading); with `verdict_mode: logprobs`, its most likely "
+        "score.",
+    )
     error: str | None = Field(default=None, description="Why this order's output could not be parsed.")
+    probabilities: dict[str, float] | None = Field(
+        default=None,
+        description="`verdict_mode: logprobs` only: this order's label probabilities in the caller's "
+        "labels (`A`, `B`, `tie`; A is always answer_a), or each score's probability (keys are the "
+        "scores, e.g. `7`). `raw` shows the same distribution in the judge's own labels.",
+    )
     tokens_in: int = Field(default=0, ge=0)
     tokens_out: int = Field(default=0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
@@ -36,10 +46,30 @@ class ItemResult(BaseModel):
     index: int = Field(ge=0, description="Position of the item in the request, from 0.")
     id: str | None = Field(default=None, description="The id you gave the item, if any.")
     status: Literal["pending", "ok", "error"] = Field(description="`pending` until the item is judged.")
-    verdict: Literal["A", "B", "tie"] | None = Field(default=None, description="Pairwise verdict.")
-    score: float | None = Field(default=None, description="Single-answer score.")
+    verdict: Literal["A", "B", "tie"] | None = Field(
+        default=None,
+        description="Pairwise verdict; with `verdict_mode: logprobs`, the most likely label of "
+        "`probabilities` (equally likely leaders make a tie).",
+    )
+    score: float | None = Field(
+        default=None,
+        description="Single-answer score; with `verdict_mode: logprobs`, the most likely score (the "
+        "lowest of equally likely ones).",
+    )
+    expected_score: float | None = Field(
+        default=None,
+        description="`verdict_mode: logprobs` grading only: the probability-weighted mean score "
+        "(G-Eval style), a finer signal than `score`.",
+    )
+    probabilities: dict[str, float] | None = Field(
+        default=None,
+        description="`verdict_mode: logprobs` only: the item's verdict distribution, keyed `A`, `B`, "
+        "`tie` (with `swap: conservative`, the mean of both orders'), or by score when grading.",
+    )
     consistent: bool | None = Field(
-        default=None, description="Conservative swap: whether both orders agreed (null for other swap modes)."
+        default=None,
+        description="Conservative swap: whether both orders agreed (null for other swap modes). With "
+        "`verdict_mode: logprobs`, whether both orders' most likely labels agreed.",
     )
     error: str | None = Field(default=None, description="Why the item failed.")
     generated_references: list[str] | None = Field(

@@ -12,6 +12,9 @@ SwapMode = Literal["none", "conservative", "random"]
 Order = Literal["AB", "BA", "single"]
 Verdict = Literal["A", "B", "tie"]
 ItemStatus = Literal["ok", "error"]
+# generate: the judge writes its verdict and we parse it; logprobs: one forward pass reads the
+# probabilities of the verdict labels as the judge's next text (non-CoT templates with a reply prefix).
+VerdictMode = Literal["generate", "logprobs"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class JudgeOptions:
     cot: bool = False
     scale: Scale = field(default_factory=Scale)
     seed: int = 0
+    verdict_mode: VerdictMode = "generate"
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,13 @@ class CallOutput:
 
 @dataclass(frozen=True)
 class OrderOutcome:
-    """One order's parsed result, mapped back to the caller's labels (A is always ``answer_a``)."""
+    """One order's parsed result, mapped back to the caller's labels (A is always ``answer_a``).
+
+    ``probs`` (logprobs verdicts only) is the order's label distribution in the caller's labels:
+    keys ``"A"``, ``"B"``, ``"tie"`` when comparing, the scale's integers as strings when grading.
+    ``verdict``/``score`` are then its most probable label; ``raw`` a rendering of what the judge
+    saw, in its own labels (e.g. ``P(A)=0.61 P(B)=0.30 P(C)=0.09``).
+    """
 
     order: Order
     raw: str
@@ -117,13 +127,20 @@ class OrderOutcome:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
+    probs: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class ItemOutcome:
+    """An item's result. ``score`` is always a score the judge gives (parsed, or the most probable
+    one); logprobs grading adds ``expected_score`` (the probability-weighted mean, G-Eval style) and
+    ``probs``, the item's combined distribution (conservative swap: the mean of both orders')."""
+
     status: ItemStatus
     orders: tuple[OrderOutcome, ...]
     verdict: Verdict | None = None
     score: float | None = None
     consistent: bool | None = None
     error: str | None = None
+    probs: dict[str, float] | None = None
+    expected_score: float | None = None

@@ -75,6 +75,7 @@ def save_outcome(
             verdict=o.verdict,
             score=o.score,
             error=o.error,
+            probabilities=o.probs,
             tokens_in=o.tokens_in,
             tokens_out=o.tokens_out,
             latency_ms=o.latency_ms,
@@ -84,6 +85,8 @@ def save_outcome(
     item.score = outcome.score
     item.consistent = outcome.consistent
     item.error = outcome.error
+    item.probabilities = outcome.probs
+    item.expected_score = outcome.expected_score
 
 
 def results_page(session: Session, job_id: uuid.UUID, after_index: int, limit: int) -> list[JudgmentItem]:

@@ -16,6 +16,7 @@ def item_result(item: JudgmentItem) -> ItemResult:
             verdict=call.verdict,  # type: ignore[arg-type]
             score=call.score,
             error=call.error,
+            probabilities=call.probabilities,
             tokens_in=call.tokens_in,
             tokens_out=call.tokens_out,
             latency_ms=call.latency_ms,
@@ -31,6 +32,8 @@ def item_result(item: JudgmentItem) -> ItemResult:
         score=item.score,
         consistent=item.consistent,
         error=item.error,
+        expected_score=item.expected_score,
+        probabilities=item.probabilities,
         generated_references=item.generated_references,
         orders=orders,
     )

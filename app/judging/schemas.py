@@ -180,13 +180,23 @@ class _JudgeRequestBase(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, le=2**31 - 1, description="Seed for sampling and for `swap: random`; recorded."
     )
+    verdict_mode: Literal["generate", "logprobs"] = Field(
+        default="generate",
+        description="`generate`: the judge writes its verdict, which is parsed. `logprobs`: one forward "
+        "pass reads the probability of each verdict label (A / B / C=tie, or each whole score on the "
+        "scale) as the judge's next text after the template's `response_prefix`; results carry the "
+        "distribution (`probabilities`), its most likely verdict and, when grading, the expected score. "
+        "Needs `cot: false`, a template with a `response_prefix` and (single) a whole-number scale of at "
+        "most 100 scores.",
+    )
 
 
 class PairwiseRequest(_JudgeRequestBase):
     swap: Literal["none", "conservative", "random"] = Field(
         default="conservative",
         description="Position swap: `conservative` judges both orders and declares a winner only when both "
-        "agree; `random` picks one order per item from the recorded seed; `none` shows A first.",
+        "agree (with `verdict_mode: logprobs`: the most likely label of both orders' averaged "
+        "probabilities); `random` picks one order per item from the recorded seed; `none` shows A first.",
     )
     items: list[PairwiseItem] = Field(
         min_length=1, description="Items to judge (1 to the configured maximum)."

@@ -21,7 +21,8 @@ from app.jobs import service as jobs_service
 from app.jobs.queue import JobQueue, queue_name
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
-from app.judging.domain import JudgeItem, Mode, TemplateSpec
+from app.judging.domain import JudgeItem, Mode, Scale, TemplateSpec
+from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
 from app.judging.template_catalog import placeholders_of, resolve_template
 from app.judging.templates import (
@@ -59,6 +60,29 @@ def item_from_inputs(inputs: dict[str, Any]) -> JudgeItem:
     )
 
 
+def _check_logprobs(request: PairwiseRequest | SingleRequest) -> None:
+    """``verdict_mode: logprobs`` reads the verdict label as the judge's very next text."""
+    if request.cot:
+        raise InvalidInput(
+            "verdict_mode 'logprobs' reads the verdict as the judge's first words, so it cannot be used "
+            "with cot (the judge would reason first); use verdict_mode 'generate' or cot false",
+            "verdict_mode",
+        )
+    if isinstance(request, SingleRequest):
+        try:
+            verdict_labels("single", Scale(min=request.scale.min, max=request.scale.max))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), "scale") from exc
+
+
+def _no_prefix_problem(spec: TemplateSpec) -> str:
+    return (
+        f"template '{spec.name}' has no response_prefix: verdict_mode 'logprobs' reads the verdict label "
+        "as the judge's next text after the prefix (e.g. 'Verdict: [['), so the template must open the "
+        "judge's reply with one"
+    )
+
+
 def submit(
     session: Session,
     settings: Settings,
@@ -75,6 +99,9 @@ def submit(
     max_tokens = request.max_tokens or (DEFAULT_MAX_TOKENS_COT if request.cot else DEFAULT_MAX_TOKENS)
     if max_tokens > settings.max_new_tokens_limit:
         raise InvalidInput(f"max_tokens must be at most {settings.max_new_tokens_limit}", "max_tokens")
+    logprobs = request.verdict_mode == "logprobs"
+    if logprobs:
+        _check_logprobs(request)
 
     model = request.model or settings.default_model
     if models_repo.get_by_name(session, model) is None:
@@ -85,6 +112,8 @@ def submit(
     requested = resolve_template(session, request.template) if request.template else None
     if request.template and requested is None:
         raise InvalidInput(f"unknown template '{request.template}'", "template")
+    if logprobs and requested is not None and not requested.response_prefix:
+        raise InvalidInput(_no_prefix_problem(requested), "template")
 
     templates: dict[str, TemplateSpec] = {}
     inputs: list[dict[str, Any]] = []
@@ -102,6 +131,8 @@ def submit(
             spec = builtin_templates()[
                 default_template_name(mode, item.multi_turn, has_reference, request.cot)
             ]
+        if logprobs and not spec.response_prefix:
+            raise InvalidInput(_no_prefix_problem(spec), "template")
         templates[spec.name] = spec
         inputs.append(_item_inputs(item, item_in.id, spec.name))
 
@@ -120,6 +151,10 @@ def submit(
     }
     if isinstance(request, SingleRequest):
         params["scale"] = {"min": request.scale.min, "max": request.scale.max}
+    if logprobs:
+        # Only when not the default, so jobs recorded before verdict modes existed read the same:
+        # a job without the key generates its verdicts.
+        params["verdict_mode"] = request.verdict_mode
 
     q = queue_name(model)
     job = jobs_repo.create_job(

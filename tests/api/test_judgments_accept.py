@@ -473,6 +473,8 @@ def test_results_are_pending_before_a_worker_runs(client: TestClient) -> None:
             "score": None,
             "consistent": None,
             "error": None,
+            "expected_score": None,
+            "probabilities": None,
             "generated_references": None,
             "orders": [],
         }

@@ -27,6 +27,9 @@ class ScriptedEngine:
         self.reply = reply
         self.batches: list[list[Conversation]] = []
         self.fail_on_batch: int | None = None
+        # For label scoring: label -> weight (unnormalised); missing labels weigh 1.
+        self.label_weights: Callable[[Conversation], dict[str, float]] = lambda conv: {}
+        self.scored_labels: list[list[str]] = []
 
     @property
     def model_name(self) -> str:
@@ -42,7 +45,16 @@ class ScriptedEngine:
     def label_logprobs(
         self, prompts: Sequence[Conversation], labels: Sequence[str]
     ) -> list[LabelDistribution]:
-        raise NotImplementedError
+        self.batches.append(list(prompts))
+        self.scored_labels.append(list(labels))
+        out = []
+        for prompt in prompts:
+            weights = self.label_weights(prompt)
+            raw = {label: weights.get(label, 1.0) for label in labels}
+            total = sum(raw.values())
+            probs = {k: v / total for k, v in raw.items()}
+            out.append(LabelDistribution(probs=probs, tokens_in=10, mass=0.9))
+        return out
 
     def render_chat(self, conversation: Conversation) -> str:
         return "\n".join(m["content"] for m in conversation)
