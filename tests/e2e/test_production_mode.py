@@ -80,3 +80,32 @@ def test_auto_reference_is_generated_stored_and_returned(production_service: Ser
         [reference] = item["generated_references"]
         assert reference.strip()
         assert item["orders"][0]["raw"].strip()
+
+
+def test_probability_verdicts_with_the_real_model(production_service: Service) -> None:
+    pair = {"question": QUESTION, "answer_a": "Paris.", "answer_b": "Berlin."}
+    with production_service.client() as client:
+        r = client.post(
+            "/v1/judgments/pairwise",
+            params={"wait": 300},
+            json={"verdict_mode": "logprobs", "swap": "conservative", "items": [pair]},
+        )
+        assert r.status_code == 200, r.text
+        [item] = r.json()["results"]
+        assert item["status"] == "ok"
+        assert sum(item["probabilities"].values()) == pytest.approx(1.0)
+        assert item["verdict"] == max(item["probabilities"], key=item["probabilities"].get)
+        for order in item["orders"]:
+            assert order["raw"].startswith("P(A)=")
+            assert set(order["probabilities"]) == {"A", "B", "tie"}
+
+        r = client.post(
+            "/v1/judgments/single",
+            params={"wait": 300},
+            json={"verdict_mode": "logprobs", "items": [{"question": "What is 2 + 2?", "answer": "4"}]},
+        )
+        assert r.status_code == 200, r.text
+        [item] = r.json()["results"]
+        assert set(item["probabilities"]) == {str(s) for s in range(1, 11)}
+        assert 1 <= item["expected_score"] <= 10
+        assert item["score"] in range(1, 11)
