@@ -35,6 +35,17 @@ def fake_redis_server(host: str = "127.0.0.1") -> Iterator[str]:
         server.server_close()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the `judge serve` process dies, even
+    by SIGKILL, so an embedded worker is never orphaned (it could not work without its parent's
+    in-process Redis anyway)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class WorkerProcess:
     """Runs `judge worker` as a child process and restarts it if it dies (RQ's worker wants a main
     thread of its own for its signal handling)."""
@@ -51,7 +62,7 @@ class WorkerProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "app.cli", "worker", "--model", self.model]
-        return subprocess.Popen(cmd, env=self.env)
+        return subprocess.Popen(cmd, env=self.env, preexec_fn=_die_with_parent)
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
