@@ -224,11 +224,19 @@ def test_builtin_for_each_kind(mode: Mode, multi_turn: bool, reference: bool, co
     validate_template(template)
     user = template.user
     if mode == "pairwise":
-        assert user.endswith("[[A]], [[B]], [[C]]")
+        assert "[[A]], [[B]], [[C]]" in user
         assert "[[C]] if they are equally good" in user
     else:
         assert "[[{scale_min}]]" in user and "[[{scale_max}]]" in user
         assert "{scale_min}" in user and "{scale_max}" in user
+    if not cot:
+        # Fixed instructions first, the item last: a long shared prefix, and the reply prefix
+        # directly after the item.
+        first_placeholder = min(
+            user.index("{" + name) for name in ("question", "conversation") if "{" + name in user
+        )
+        assert user.index("[[") < first_placeholder
+        assert user.rstrip().endswith("===")
     # Non-CoT templates open the judge's reply with the verdict marker; CoT ones let it reason first.
     expected_prefix = "" if cot else ("Verdict: [[" if mode == "pairwise" else "Rating: [[")
     assert template.response_prefix == expected_prefix
