@@ -80,7 +80,9 @@ def fmt(x: float) -> str:
 # -- 1. the naive baseline -------------------------------------------------------------------------
 
 
-def naive_loop(model_dir: Path, prompts: list[Any], max_tokens: int) -> tuple[float, list[str]]:
+def naive_loop(
+    model_dir: Path, prompts: list[Any], max_tokens: int, stop: str | None
+) -> tuple[float, list[str]]:
     """One prompt at a time with transformers generate; returns (seconds per judgment, texts)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -99,13 +101,14 @@ def naive_loop(model_dir: Path, prompts: list[Any], max_tokens: int) -> tuple[fl
         )
         ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
+            extra = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
             out = model.generate(
-                **ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.eos_token_id
+                **ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.eos_token_id, **extra
             )
-        texts.append(
-            conversation[-1]["content"]
-            + tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        )
+        text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        if stop and stop in text:
+            text = text[: text.index(stop) + len(stop)]
+        texts.append(conversation[-1]["content"] + text)
     return (time.perf_counter() - started) / len(prompts), texts
 
 
@@ -204,6 +207,7 @@ def main() -> None:
     )
     parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--naive-calls", type=int, default=16, help="judge calls the naive loop runs")
+    parser.add_argument("--naive-free-calls", type=int, default=4, help="naive calls run to EOS (context)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64, help="the worker's JUDGE_BATCH_SIZE")
     parser.add_argument("--latency-requests", type=int, default=30)
@@ -225,12 +229,20 @@ def main() -> None:
         f"# workload: {args.items} pairwise items, conservative swap ({2 * args.items} judge calls), "
         f"greedy, max_tokens={args.max_tokens}, worker batch size {args.batch_size}"
     )
-    naive_s, naive_texts = naive_loop(model_dir, prompts[: args.naive_calls], args.max_tokens)
+    # The baseline decodes exactly as the service does: verdict-only templates stop at the marker's
+    # closing "]]" (see workers/judging.py). The FastChat-style run to EOS is shown for context.
+    naive_s, naive_texts = naive_loop(model_dir, prompts[: args.naive_calls], args.max_tokens, stop="]]")
     naive_rate = 1 / naive_s
     print(
         f"naive loop ({args.naive_calls} calls):      {fmt(naive_rate)} judgments/s  "
-        f"({naive_s:.2f} s per judgment)"
+        f"({naive_s:.2f} s per judgment, same decoding as the service: stop at ']]')"
     )
+    if args.naive_free_calls:
+        free_s, _ = naive_loop(model_dir, prompts[: args.naive_free_calls], args.max_tokens, stop=None)
+        print(
+            f"naive loop to EOS ({args.naive_free_calls} calls):  {fmt(1 / free_s)} judgments/s  "
+            f"({free_s:.2f} s per judgment, FastChat-style: up to max_tokens={args.max_tokens})"
+        )
 
     service = Service(models_dir, args.batch_size)
     try:

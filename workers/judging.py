@@ -49,7 +49,19 @@ def batch_key(params: dict[str, Any]) -> tuple[Any, ...]:
     temperature = float(params["temperature"])
     # Sampled jobs also need their own seed; greedy decoding ignores it.
     seed = params["seed"] if temperature > 0 else None
-    return (temperature, int(params["max_tokens"]), params.get("verdict_mode", "generate"), seed)
+    return (
+        temperature,
+        int(params["max_tokens"]),
+        params.get("verdict_mode", "generate"),
+        seed,
+        verdict_only(params),
+    )
+
+
+def verdict_only(params: dict[str, Any]) -> bool:
+    """Whether every template of the job opens the reply with the verdict marker ("Verdict: [["): then
+    the judgment is complete at the marker's closing brackets and generation stops there."""
+    return all(spec.get("response_prefix") for spec in params["templates"].values())
 
 
 def _options(params: dict[str, Any]) -> JudgeOptions:
@@ -145,6 +157,8 @@ class JudgeBatcher:
             temperature=float(params["temperature"]),
             max_tokens=int(params["max_tokens"]),
             seed=params["seed"],
+            # A verdict-only reply is complete at the marker's closing brackets.
+            stop=(MARKER_CLOSE,) if verdict_only(params) else (),
         )
         self.jobs: dict[uuid.UUID, ActiveJob] = {}
 
@@ -247,7 +261,9 @@ class JudgeBatcher:
         prompts: list[Conversation] = [
             reference_prompt(p.item, turn, p.generated[:turn]) for _, p, turn in units
         ]
-        outputs = self.ctx.engine.generate(prompts, dataclasses.replace(self.sampling, temperature=0.0))
+        outputs = self.ctx.engine.generate(
+            prompts, dataclasses.replace(self.sampling, temperature=0.0, stop=())
+        )
         with self.ctx.db.unit_of_work() as session:
             rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for _, p, _ in units])}
             for (job, p, turn), prompt, gen in zip(units, prompts, outputs, strict=True):
@@ -308,8 +324,9 @@ class JudgeBatcher:
             results = []
             for call in unit.calls:
                 gen = next(outputs)
-                # The template's reply prefix ("Verdict: [[") is part of what the judge said.
-                raw = call.response_prefix + gen.text
+                # The template's reply prefix ("Verdict: [[") and the stop string that ended the reply
+                # ("]]") are part of what the judge said.
+                raw = call.response_prefix + gen.text + (gen.stop_string or "")
                 results.append(CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms))
             options = unit.job.options
             outcomes.append(aggregate(options.mode, options.swap, results, options.scale))

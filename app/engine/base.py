@@ -40,6 +40,9 @@ class Generation:
     tokens_out: int
     finish_reason: str  # "stop" | "length"
     latency_ms: float = 0.0
+    # The stop string (from SamplingParams.stop) that ended the text, if one did; it is not in
+    # ``text``, but the model did write it.
+    stop_string: str | None = None
 
 
 @dataclass(frozen=True)

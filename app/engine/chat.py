@@ -1,4 +1,4 @@
-"""Chat-template helpers shared by the backends that render prompts themselves (transformers, vllm)."""
+"""Helpers shared by the backends: chat templates, label tokens and distributions, stop strings."""
 
 from __future__ import annotations
 
@@ -56,3 +56,8 @@ def label_distribution(
         latency_ms=latency_ms,
         mass=math.exp(top) * total,
     )
+
+
+def matched_stop(stop_reason: object, stop: Sequence[str]) -> str | None:
+    """The stop string a server reports as its stop reason (vLLM does), if it is one of ours."""
+    return stop_reason if isinstance(stop_reason, str) and stop_reason in stop else None

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
-from app.engine.chat import has_open_reply
+from app.engine.chat import has_open_reply, matched_stop
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ class OpenAIEngine:
             tokens_out=int(usage.get("completion_tokens") or 0),
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             latency_ms=latency_ms,
+            # vLLM's server names the matched stop string; plain OpenAI servers do not.
+            stop_string=matched_stop(choice.get("stop_reason"), body.get("stop") or []),
         )
 
     def _distribution(self, body: dict[str, Any], labels: Sequence[str]) -> LabelDistribution:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
-from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
+from app.engine.chat import label_distribution, label_token_ids, matched_stop, render_with_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class VLLMEngine:
                     tokens_out=len(completion.token_ids),
                     finish_reason="length" if completion.finish_reason == "length" else "stop",
                     latency_ms=latency_ms,
+                    # vLLM reports the matched stop string (or a stop token id) as stop_reason.
+                    stop_string=matched_stop(getattr(completion, "stop_reason", None), sampling.stop),
                 )
             )
         return results

@@ -30,6 +30,7 @@ class ScriptedEngine:
         # For label scoring: label -> weight (unnormalised); missing labels weigh 1.
         self.label_weights: Callable[[Conversation], dict[str, float]] = lambda conv: {}
         self.scored_labels: list[list[str]] = []
+        self.samplings: list[SamplingParams] = []
 
     @property
     def model_name(self) -> str:
@@ -40,7 +41,19 @@ class ScriptedEngine:
             self.fail_on_batch = None
             raise RuntimeError("engine fell over")
         self.batches.append(list(prompts))
-        return [Generation(self.reply(p), tokens_in=10, tokens_out=3, finish_reason="stop") for p in prompts]
+        self.samplings.append(sampling)
+        return [self._generation(self.reply(p), sampling.stop) for p in prompts]
+
+    @staticmethod
+    def _generation(text: str, stop: Sequence[str]) -> Generation:
+        # Stop strings behave as in the real engines: the text ends before the first one.
+        hits = sorted((text.find(s), s) for s in stop if s in text)
+        if hits:
+            at, matched = hits[0]
+            return Generation(
+                text[:at], tokens_in=10, tokens_out=3, finish_reason="stop", stop_string=matched
+            )
+        return Generation(text, tokens_in=10, tokens_out=3, finish_reason="stop")
 
     def label_logprobs(
         self, prompts: Sequence[Conversation], labels: Sequence[str]

@@ -194,3 +194,25 @@ def test_random_swap_is_reproducible_from_the_seed(
     for r in _results(db, first)[1]:
         assert r["verdict"] == ("A" if r["orders"][0]["order"] == "AB" else "B")
         assert r["consistent"] is None
+
+
+def test_verdict_only_templates_stop_at_the_closing_marker(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    engine = make_worker(lambda conv: "B]] and then a long explanation nobody asked for")
+    job_id = submit("pairwise", {"items": [_pair(0)], "swap": "none"})
+    run_job(str(job_id))
+    assert engine.samplings[0].stop == ("]]",)
+    _, [r] = _results(db, job_id)
+    assert r["orders"][0]["raw"] == "Verdict: [[B]]"
+    assert r["verdict"] == "B"
+
+
+def test_cot_templates_generate_freely(db: RollbackDatabase, make_worker: Install, submit: Submit) -> None:
+    engine = make_worker(lambda conv: "A is right because ... [[B]]? No: [[A]]")
+    job_id = submit("pairwise", {"items": [_pair(0)], "swap": "none", "cot": True})
+    run_job(str(job_id))
+    assert engine.samplings[0].stop == ()
+    _, [r] = _results(db, job_id)
+    assert r["orders"][0]["raw"] == "A is right because ... [[B]]? No: [[A]]"
+    assert r["verdict"] == "A"  # the last marker wins
