@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, StoppingCriteria
+from transformers.cache_utils import DynamicLayer
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
@@ -23,13 +24,18 @@ log = logging.getLogger(__name__)
 # End-of-turn markers of common chat templates; generation stops at whichever the tokenizer knows.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
+# A shared prefix shorter than this is not worth an extra forward pass and a cache copy.
+_MIN_SHARED_PREFIX = 16
+
 
 class TransformersEngine:
     """A causal LM loaded once with transformers; batched, order-preserving generation and scoring.
 
     ``device`` is ``auto`` (CUDA when available, else CPU) or a torch device string; ``dtype`` is
     ``auto`` (float32 on CPU, bfloat16/float16 on GPU) or a torch dtype name. ``batch_size`` bounds
-    the sequences in one forward pass.
+    the sequences in one forward pass. With ``prefix_cache`` the longest token prefix that all
+    prompts of a batch share (a judge template's system prompt, say) is run once per batch and its
+    key/value cache reused by every sequence, on models whose layers all attend to the whole context.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class TransformersEngine:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 16,
+        prefix_cache: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -61,6 +68,7 @@ class TransformersEngine:
         self._pad_id: int = int(self._tokenizer.pad_token_id)
         self._stop_ids = self._collect_stop_ids()
         self._max_positions: int | None = getattr(self._model.config, "max_position_embeddings", None)
+        self._prefix_cache = prefix_cache and _full_attention_only(self._model.config)
         log.info(
             "loaded %s on %s (%s) in %.1f s",
             model_name,
@@ -95,11 +103,17 @@ class TransformersEngine:
             model = self._require_model()
             for batch in self._length_sorted_batches(encoded):
                 started = time.perf_counter()
-                ids, mask = self._pad([encoded[i] for i in batch], left=True)
+                sequences = [encoded[i] for i in batch]
+                shared = self._shared_prefix_len(sequences, keep=1)
+                ids, mask = self._pad(sequences, shared=shared)
                 criteria = _StopStrings(self._tokenizer, sampling.stop, ids.shape[1], len(batch))
+                # generate() feeds the model only the tokens past the cache, with positions counted
+                # over the attention mask: the padding between prefix and suffix shifts nothing.
+                cache = self._prefix_kv(sequences[0][:shared], len(batch)) if shared else None
                 out = model.generate(
                     input_ids=ids,
                     attention_mask=mask,
+                    cache=cache,
                     generation_config=config,
                     stopping_criteria=StoppingCriteriaList([criteria]),
                 )
@@ -172,20 +186,27 @@ class TransformersEngine:
         sequences = [encoded[p] + label_ids[lab] for p, lab in pairs]
         scores = [[0.0] * len(label_ids) for _ in encoded]
         latencies = [0.0] * len(encoded)
+        width = max(len(t) for t in label_ids)
+        # Label tokens right-aligned in a (labels, width) grid; -1 marks unused slots.
+        targets = torch.full((len(label_ids), width), -1, dtype=torch.long)
+        for lab, ids in enumerate(label_ids):
+            targets[lab, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        targets = targets.to(self._device)
         for batch in self._length_sorted_batches(sequences):
             started = time.perf_counter()
             keep = 1 + max(len(label_ids[pairs[i][1]]) for i in batch)
+            grid = targets[torch.tensor([pairs[i][1] for i in batch], device=self._device)]
             logprobs = self._tail_logprobs([sequences[i] for i in batch], keep=keep)
+            # Left padding aligns every sequence's end: the label is its last n tokens, and the kept
+            # logits at tail index keep - 1 - width + k predict grid slot k.
+            rows = torch.arange(len(batch), device=self._device)[:, None]
+            slots = torch.arange(keep - 1 - width, keep - 1, device=self._device)[None, :]
+            picked = logprobs[rows, slots.clamp(min=0), grid.clamp(min=0)]
+            summed = picked.masked_fill(grid < 0, 0.0).sum(dim=1).tolist()
             share = (time.perf_counter() - started) * 1000 / len(batch)
             for row, i in enumerate(batch):
                 p, lab = pairs[i]
-                targets = label_ids[lab]
-                n = len(targets)
-                # Left padding aligns every sequence's end: the label is its last n tokens, and the
-                # kept logits at tail index keep - 1 - n + k predict label token k.
-                positions = torch.arange(keep - 1 - n, keep - 1, device=self._device)
-                target_ids = torch.tensor(targets, device=self._device)
-                scores[p][lab] = float(logprobs[row, positions, target_ids].sum())
+                scores[p][lab] = summed[row]
                 latencies[p] += share
         return scores, latencies
 
@@ -195,13 +216,41 @@ class TransformersEngine:
         Only the tail goes through the LM head: full-sequence logits of a long prompt batch would
         take gigabytes (vocabulary x tokens x batch).
         """
-        ids, mask = self._pad(sequences, left=True)
+        shared = self._shared_prefix_len(sequences, keep=keep)
+        ids, mask = self._pad(sequences, shared=shared)
         # Positions count real tokens only, as generate() does, so padding never shifts them.
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = self._prefix_kv(sequences[0][:shared], len(sequences)) if shared else None
         out = self._require_model()(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
+            input_ids=ids[:, shared:],
+            attention_mask=mask,
+            position_ids=positions[:, shared:],
+            cache=cache,
+            logits_to_keep=keep,
+            use_cache=cache is not None,
         )
         return torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
+
+    # -- shared prefixes -----------------------------------------------------------------------
+
+    def _shared_prefix_len(self, sequences: list[list[int]], keep: int) -> int:
+        """How many leading tokens every sequence shares, leaving each at least ``keep`` of its own;
+        0 when prefix caching is off or the shared part is too short to pay off."""
+        if not self._prefix_cache or len(sequences) < 2:
+            return 0
+        # The longest prefix common to all sequences is the one common to the lexicographic extremes.
+        low, high = min(sequences), max(sequences)
+        limit = min(len(s) for s in sequences) - keep
+        shared = next((i for i in range(limit) if low[i] != high[i]), max(limit, 0))
+        return shared if shared >= _MIN_SHARED_PREFIX else 0
+
+    def _prefix_kv(self, prefix: list[int], rows: int) -> DynamicCache:
+        """The key/value cache of ``prefix``, computed once and repeated for ``rows`` sequences."""
+        ids = torch.tensor([prefix], dtype=torch.long, device=self._device)
+        out = self._require_model()(input_ids=ids, use_cache=True, logits_to_keep=1)
+        cache: DynamicCache = out.cache
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
         return label_token_ids(self._tokenizer, labels)
@@ -239,8 +288,10 @@ class TransformersEngine:
         else:
             ended = False
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = _first_stop(text, sampling.stop)
-        if cut is not None:
+        hit = _first_stop(text, sampling.stop)
+        matched = None
+        if hit is not None:
+            cut, matched = hit
             text, ended = text[:cut], True
         return Generation(
             text=text,
@@ -248,6 +299,7 @@ class TransformersEngine:
             tokens_out=len(tokens),
             finish_reason="stop" if ended else "length",
             latency_ms=latency_ms,
+            stop_string=matched,
         )
 
     def _collect_stop_ids(self) -> set[int]:
@@ -288,14 +340,18 @@ class TransformersEngine:
         for start in range(0, len(order), self._batch_size):
             yield order[start : start + self._batch_size]
 
-    def _pad(self, sequences: list[list[int]], *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, sequences: list[list[int]], *, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, left-padded; with ``shared`` > 0 the padding goes after the
+        first ``shared`` tokens (which all sequences have in common) instead of before them."""
         width = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        if shared:
+            ids[:, :shared] = torch.tensor(sequences[0][:shared], dtype=torch.long)
+            mask[:, :shared] = 1
         for row, seq in enumerate(sequences):
-            span = slice(width - len(seq), width) if left else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq, dtype=torch.long)
-            mask[row, span] = 1
+            ids[row, width - len(seq) + shared :] = torch.tensor(seq[shared:], dtype=torch.long)
+            mask[row, width - len(seq) + shared :] = 1
         return ids.to(self._device), mask.to(self._device)
 
     @contextmanager
@@ -329,24 +385,36 @@ class _StopStrings(StoppingCriteria):
         self.stopped_at: list[int | None] = [None] * batch
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self._stop:
-            return done  # type: ignore[return-value]
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
         generated = input_ids.shape[1] - self._prompt_len
-        for row in range(input_ids.shape[0]):
-            if self.stopped_at[row] is not None:
-                done[row] = True
-                continue
-            tail = input_ids[row, max(self._prompt_len, input_ids.shape[1] - self._window) :].tolist()
-            text = self._tokenizer.decode(tail, skip_special_tokens=True)
-            if any(s in text for s in self._stop):
-                self.stopped_at[row] = generated
-                done[row] = True
-        return done  # type: ignore[return-value]
+        # One device-to-host copy per step for the whole batch, not one per row.
+        tails = input_ids[:, max(self._prompt_len, input_ids.shape[1] - self._window) :].tolist()
+        for row, tail in enumerate(tails):
+            if self.stopped_at[row] is None:
+                text = self._tokenizer.decode(tail, skip_special_tokens=True)
+                if any(s in text for s in self._stop):
+                    self.stopped_at[row] = generated
+        done = [at is not None for at in self.stopped_at]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    hits = [text.find(s) for s in stop if s and s in text]
+def _full_attention_only(config: Any) -> bool:
+    """Whether every layer of the model keeps a plain, whole-context key/value cache.
+
+    A shared prefix is cached with the padding after it, inside the context: sliding-window and
+    recurrent layers would count those pad slots, so such models keep plain left padding.
+    """
+    try:
+        layers = DynamicCache(config=config).layers
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:
+    """Where the first stop string starts in ``text``, and which one it is."""
+    hits = [(text.find(s), s) for s in stop if s and s in text]
     return min(hits) if hits else None
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from app.engine.base import Conversation, Engine, EngineError, SamplingParams
+from app.engine.base import Conversation, Engine, EngineError, Generation, SamplingParams
 from app.engine.transformers_backend import TransformersEngine
 
 pytestmark = pytest.mark.model
@@ -33,6 +34,34 @@ JUDGE = [
     {"role": "system", "content": "You are a judge. Reply with A or B only."},
     {"role": "user", "content": "Question: 2+2? Answer A: 4. Answer B: 5. Which answer is correct?"},
 ]
+JUDGE_SYSTEM = (
+    "You are an impartial judge. You will see one user question and two answers to it from AI assistants. "
+    "Decide which answer is better and reply with the letter of the better answer only."
+)
+
+
+def judged(question: str, a: str, b: str) -> Conversation:
+    """A judge prompt: the same system prompt and user-message opening for every question."""
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Judge this.\nQuestion: {question}\nAnswer A: {a}\nAnswer B: {b}\nWhich is better?",
+        },
+    ]
+
+
+# A long shared prefix, suffixes of mixed lengths, and a duplicate (shared prefix = all but one token).
+SHARED = [
+    judged("2+2?", "4", "5"),
+    judged("What is the capital of France?", "Paris.", "Lyon, the largest city of France by far."),
+    judged("Name a primary colour.", "Red", "Green, or maybe purple; it depends on who you ask and why."),
+    judged("What is the boiling point of water at sea level, in degrees Celsius?", "100", "About 90"),
+    [*judged("Is the sun a star?", "Yes.", "No."), {"role": "assistant", "content": "Verdict: [["}],
+    judged("2+2?", "4", "5"),
+]
+# System prompts that differ after a few tokens: nothing worth caching.
+UNSHARED = [PROMPTS[3], JUDGE, PROMPTS[0]]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +70,41 @@ def engine(default_model_path: Path) -> Iterator[TransformersEngine]:
     eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=2)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def wide(default_model_path: Path) -> Iterator[TransformersEngine]:
+    """Prefix caching on, one batch for all of SHARED: the suffixes get padded between prefix and text."""
+    eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=8)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def plain(default_model_path: Path) -> Iterator[TransformersEngine]:
+    """The same batches as ``wide`` without prefix caching: the reference it must match."""
+    eng = TransformersEngine(
+        default_model_path, "smol", device="cpu", dtype="float32", batch_size=8, prefix_cache=False
+    )
+    yield eng
+    eng.close()
+
+
+def prefix_lengths(engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the length of every shared prefix the engine computes a cache for."""
+    seen: list[int] = []
+    compute = engine._prefix_kv
+
+    def recording(prefix: list[int], rows: int) -> Any:
+        seen.append(len(prefix))
+        return compute(prefix, rows)
+
+    monkeypatch.setattr(engine, "_prefix_kv", recording)
+    return seen
+
+
+def outcomes(generations: list[Generation]) -> list[tuple[str, int, int, str]]:
+    return [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in generations]
 
 
 def test_is_an_engine(engine: TransformersEngine) -> None:
@@ -144,6 +208,63 @@ def test_multi_token_labels_score_whole_continuations(engine: TransformersEngine
         single.probs["A"] / single.probs["B"], rel=1e-4
     )
     assert multi.mass == pytest.approx(single.mass + multi.mass * multi.probs["10"], rel=1e-4)
+
+
+def test_shared_prefix_is_capped_and_skipped_when_short(
+    wide: TransformersEngine, plain: TransformersEngine
+) -> None:
+    shared = [wide._encode(p) for p in SHARED]
+    common = wide._shared_prefix_len(shared, keep=1)
+    assert 16 <= common < min(len(s) for s in shared)
+    assert all(s[:common] == shared[0][:common] for s in shared)
+    assert shared[0][common] != shared[1][common]
+    # Identical prompts keep their last tokens (``keep``) to run past the cache.
+    assert wide._shared_prefix_len([shared[0], shared[0]], keep=1) == len(shared[0]) - 1
+    assert wide._shared_prefix_len([shared[0], shared[0]], keep=3) == len(shared[0]) - 3
+    assert wide._shared_prefix_len([wide._encode(p) for p in UNSHARED], keep=1) == 0
+    assert plain._shared_prefix_len(shared, keep=1) == 0
+
+
+def test_prefix_cached_generation_equals_uncached_and_one_by_one(
+    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed = prefix_lengths(wide, monkeypatch)
+    sampling = SamplingParams(max_tokens=12)
+    cached = wide.generate(SHARED, sampling)
+    assert len(computed) == 1 and computed[0] >= 16  # one batch, one shared prefix
+    assert outcomes(cached) == outcomes(plain.generate(SHARED, sampling))
+    assert outcomes(cached) == outcomes([plain.generate([p], sampling)[0] for p in SHARED])
+    assert len({g.text for g in cached}) > 2  # the questions, not the shared prefix, decide the output
+
+    # Stop strings count generated tokens from the end of the padded (prefix + pad + suffix) input.
+    stopping = SamplingParams(max_tokens=12, stop=("]", "."))
+    assert outcomes(wide.generate(SHARED, stopping)) == outcomes(plain.generate(SHARED, stopping))
+
+
+@pytest.mark.parametrize("labels", [["A", "B"], ["A", "B", "10"]], ids=["one-token", "multi-token"])
+def test_prefix_cached_label_probabilities_equal_uncached(
+    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch, labels: list[str]
+) -> None:
+    computed = prefix_lengths(wide, monkeypatch)
+    cached = wide.label_logprobs(SHARED, labels)
+    assert computed and min(computed) >= 16
+    reference = plain.label_logprobs(SHARED, labels)
+    for got, want in zip(cached, reference, strict=True):
+        assert got.probs == pytest.approx(want.probs, abs=1e-4)
+        assert got.mass == pytest.approx(want.mass, rel=1e-4)
+        assert got.tokens_in == want.tokens_in
+
+
+def test_batch_without_shared_prefix_runs_as_before(
+    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed = prefix_lengths(wide, monkeypatch)
+    sampling = SamplingParams(max_tokens=8)
+    assert outcomes(wide.generate(UNSHARED, sampling)) == outcomes(plain.generate(UNSHARED, sampling))
+    cached = wide.label_logprobs(UNSHARED, ["A", "B"])
+    reference = plain.label_logprobs(UNSHARED, ["A", "B"])
+    assert [d.probs for d in cached] == [d.probs for d in reference]
+    assert computed == []
 
 
 def test_rejects_bad_labels(engine: TransformersEngine) -> None:
