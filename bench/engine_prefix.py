@@ -72,10 +72,13 @@ def judge_prompts() -> list[Conversation]:
     return prompts
 
 
-def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
-    started = time.perf_counter()
+def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float, float]:
+    """``fn(*args)``, its wall-clock seconds, and the CPU cores it kept busy on average: well under
+    torch's thread count means other processes took the CPUs and the seconds are inflated."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = fn(*args)
-    return result, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return result, seconds, (time.process_time() - cpu_started) / seconds
 
 
 def outcomes(generations: list[Generation]) -> list[tuple[str, int, str]]:
@@ -143,20 +146,22 @@ def main() -> None:
     )
     plain.generate(prompts[:2], SamplingParams(max_tokens=4))  # warm-up: lazy initialisation
 
-    rows: list[tuple[str, float | None, str]] = []
+    rows: list[tuple[str, float | None, float | None, str]] = []
     sampling = SamplingParams(max_tokens=MAX_TOKENS)
-    single, seconds = timed(lambda: [plain.generate([p], sampling)[0] for p in prompts[:N_SINGLE]])
+    single, seconds, cores = timed(lambda: [plain.generate([p], sampling)[0] for p in prompts[:N_SINGLE]])
     plain.close()
     base = seconds / N_SINGLE
     tokens_out = sum(g.tokens_out for g in single) / N_SINGLE
-    rows.append((f"generate 1-by-1 ({N_SINGLE} prompts)", base, f"1.00x  ({tokens_out:.0f} tokens out avg)"))
+    rows.append(
+        (f"generate 1-by-1 ({N_SINGLE} prompts)", base, cores, f"1.00x  ({tokens_out:.0f} tokens out)")
+    )
 
     reference: list[Generation] | None = None
     for size in BATCH_SIZES:
         per_judgment: dict[bool, float] = {}
         for on in (False, True):
             engine = load(model_path, size, on)
-            generations, seconds = timed(engine.generate, prompts, sampling)
+            generations, seconds, cores = timed(engine.generate, prompts, sampling)
             engine.close()
             per_judgment[on] = seconds / len(prompts)
             reference = reference or generations
@@ -166,34 +171,51 @@ def main() -> None:
                 (
                     f"generate batch {size}, prefix {'on' if on else 'off'}",
                     per_judgment[on],
+                    cores,
                     f"{base / per_judgment[on]:.2f}x  (outputs vs batch-16-off {vs_batched}, "
                     f"vs 1-by-1 {vs_single})",
                 )
             )
         rows.append(
-            (f"  prefix on/off at batch {size}", None, f"{per_judgment[False] / per_judgment[True]:.2f}x")
+            (
+                f"  prefix on/off at batch {size}",
+                None,
+                None,
+                f"{per_judgment[False] / per_judgment[True]:.2f}x",
+            )
         )
 
     dists: dict[bool, list[LabelDistribution]] = {}
     per_label: dict[bool, float] = {}
     for on in (False, True):
         engine = load(model_path, 16, on)
-        dists[on], seconds = timed(engine.label_logprobs, prompts, LABELS)
+        dists[on], seconds, cores = timed(engine.label_logprobs, prompts, LABELS)
         engine.close()
         per_label[on] = seconds / len(prompts)
         rows.append(
-            (f"label_logprobs {'/'.join(LABELS)} batch 16, prefix {'on' if on else 'off'}", per_label[on], "")
+            (
+                f"label_logprobs {'/'.join(LABELS)} batch 16, prefix {'on' if on else 'off'}",
+                per_label[on],
+                cores,
+                "",
+            )
         )
     gap = max_prob_gap(dists[True], dists[False])
     rows.append(
-        ("  prefix on/off", None, f"{per_label[False] / per_label[True]:.2f}x  (max prob gap {gap:.1e})")
+        (
+            "  prefix on/off",
+            None,
+            None,
+            f"{per_label[False] / per_label[True]:.2f}x  (max prob gap {gap:.1e})",
+        )
     )
 
     threads = thread_check(model_path, prompts[:8])
-    print(f"\n{'run':<42} {'s/judgment':>10}  speedup vs 1-by-1, notes")
-    for name, value, note in rows:
+    print(f"\n{'run':<42} {'s/judgment':>10} {'cores':>5}  speedup vs 1-by-1, notes")
+    for name, value, busy_cores, note in rows:
         shown = f"{value:.4f}" if value is not None else ""
-        print(f"{name:<42} {shown:>10}  {note}")
+        busy = f"{busy_cores:.2f}" if busy_cores is not None else ""
+        print(f"{name:<42} {shown:>10} {busy:>5}  {note}")
     print(f"\nthreads: {threads}")
     print(
         f"total {time.perf_counter() - bench_started:.0f} s, load average now {os.getloadavg()[0]:.2f} "
