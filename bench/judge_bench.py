@@ -170,9 +170,10 @@ class Service:
             time.sleep(0.5)
         raise SystemExit(f"service did not start; logs in {self.logdir}")
 
-    def worker_peak_rss_mb(self) -> float:
+    def worker_memory_mb(self, field: str = "VmHWM") -> float:
+        """The worker's peak (VmHWM) or current (VmRSS) resident memory."""
         for line in Path(f"/proc/{self.worker.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
@@ -251,6 +252,7 @@ def main() -> None:
             post(client, {**base, "items": work[:2]})  # warm-up
 
             elapsed, job = post(client, {**base, "items": work})
+            rss_early = service.worker_memory_mb("VmRSS")
             gen_rate = 2 * args.items / elapsed
             raws = [o["raw"] for r in job["results"] for o in r["orders"]]
             same = sum(a == b for a, b in zip(raws, naive_texts, strict=False))
@@ -290,7 +292,11 @@ def main() -> None:
                 f"p99 {p99:.1f} ms "
                 f"({len(added)} sequential one-call requests)"
             )
-        print(f"worker peak memory (VmHWM):   {service.worker_peak_rss_mb():.0f} MiB")
+        print(
+            f"worker memory: peak (VmHWM) {service.worker_memory_mb():.0f} MiB; resident after 2 jobs "
+            f"{rss_early:.0f} MiB, after {args.items + args.latency_requests + 3} jobs "
+            f"{service.worker_memory_mb('VmRSS'):.0f} MiB"
+        )
     finally:
         service.stop()
 
