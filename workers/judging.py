@@ -199,7 +199,7 @@ class JudgeBatcher:
         """Between batches: end cancelled jobs, forget jobs another worker took over."""
         ids = list(self.jobs)
         with self.ctx.db.unit_of_work() as session:
-            cancelled = {i for i in ids if jobs_repo.is_cancel_requested(session, i)}
+            cancelled = jobs_repo.cancel_requested_among(session, ids)
             for job_id in cancelled:
                 jobs_repo.finish(session, job_id, "cancelled")
                 after_commit(session, functools.partial(self.ctx.queue.publish_ended, job_id, "cancelled"))

@@ -110,6 +110,12 @@ def set_progress(session: Session, job_id: uuid.UUID, done: int, stage: str | No
     )
 
 
+def cancel_requested_among(session: Session, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these jobs a client asked to cancel (one query for a worker's whole batch)."""
+    stmt = select(Job.id).where(Job.id.in_(job_ids), Job.cancel_requested.is_(True))
+    return set(session.scalars(stmt))
+
+
 def is_cancel_requested(session: Session, job_id: uuid.UUID) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 

@@ -83,10 +83,6 @@ class _ItemBase(BaseModel):
             return (self.reference,)
         return tuple(self.references) if self.references is not None else None
 
-    @property
-    def has_reference(self) -> bool:
-        return self.reference is not None or self.references is not None
-
     @abstractmethod
     def to_domain(self) -> JudgeItem:
         """The item as the judging core sees it."""

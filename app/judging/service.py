@@ -24,12 +24,13 @@ from app.judging import repository as judging_repo
 from app.judging.domain import JudgeItem, Mode, Scale, TemplateSpec
 from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
-from app.judging.template_catalog import placeholders_of, resolve_template
+from app.judging.template_catalog import resolve_template
 from app.judging.templates import (
     TemplateError,
     builtin_templates,
     check_template_fits,
     default_template_name,
+    template_placeholders,
     validate_template,
 )
 from app.models import repository as models_repo
@@ -202,7 +203,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         system=body.system,
         user=body.user,
         response_prefix=body.response_prefix,
-        placeholders=sorted(placeholders_of(spec)),
+        placeholders=sorted(template_placeholders(spec)),
         description=body.description,
         owner=owner,
     )

@@ -15,10 +15,6 @@ from app.judging.templates import builtin_templates, template_placeholders
 _TEMPLATE_REF = re.compile(r"^(?P<name>[^@]+)(?:@(?P<version>[0-9]+))?$")
 
 
-def placeholders_of(spec: TemplateSpec) -> frozenset[str]:
-    return template_placeholders(spec)
-
-
 def spec_from_row(row: Template) -> TemplateSpec:
     return TemplateSpec(
         name=row.name,
@@ -59,7 +55,7 @@ def _out(spec: TemplateSpec, builtin: bool) -> TemplateOut:
         system=spec.system,
         user=spec.user,
         response_prefix=spec.response_prefix,
-        placeholders=sorted(placeholders_of(spec)),
+        placeholders=sorted(template_placeholders(spec)),
         description=spec.description,
     )
 

@@ -12,11 +12,11 @@ from redis.asyncio import Redis as AsyncRedis
 from app.core.config import Settings
 from app.core.state import AppState
 from app.engine.base import Conversation
-from app.jobs.queue import JobQueue, queue_name
+from app.jobs.queue import JobQueue
 from app.main import create_app
 from app.models import repository as models_repo
 from tests.conftest import TEST_REDIS_URL, RollbackDatabase
-from tests.workers.conftest import ScriptedEngine
+from tests.workers.conftest import ScriptedEngine, install_scripted_worker
 from workers import context
 
 
@@ -50,18 +50,6 @@ def worker(state: AppState, monkeypatch: pytest.MonkeyPatch) -> Callable[[Reply]
     settings = state.settings.model_copy(update={"batch_size": 4, "job_lease_seconds": 600.0})
 
     def install(reply: Reply) -> ScriptedEngine:
-        engine = ScriptedEngine(reply)
-        context.install(
-            context.WorkerContext(
-                settings=settings,
-                db=state.db,
-                queue=state.queue,
-                engine=engine,
-                model=settings.default_model,
-                queue_name=queue_name(settings.default_model),
-                worker_id="api-test-worker",
-            )
-        )
-        return engine
+        return install_scripted_worker(settings, state.db, state.queue, reply, "api-test-worker")
 
     return install

@@ -11,6 +11,7 @@ import pytest
 from redis import Redis
 
 from app.core.config import Settings
+from app.core.db import Database
 from app.engine.base import Conversation, Generation, LabelDistribution, SamplingParams
 from app.jobs.queue import JobQueue, queue_name
 from app.judging import service
@@ -94,6 +95,26 @@ def longer_answer_judge(conv: Conversation) -> str:
     return "A]]" if len(a.group(1)) > len(b.group(1)) else "B]]"
 
 
+def install_scripted_worker(
+    settings: Settings, db: Database, queue: JobQueue, reply: Callable[[Conversation], str], worker_id: str
+) -> ScriptedEngine:
+    """Make this process a worker for the default model whose engine answers with ``reply``; then
+    ``workers.tasks.run_job(job_id)`` runs jobs in-process against ``db``."""
+    engine = ScriptedEngine(reply)
+    context.install(
+        context.WorkerContext(
+            settings=settings,
+            db=db,
+            queue=queue,
+            engine=engine,
+            model=settings.default_model,
+            queue_name=queue_name(settings.default_model),
+            worker_id=worker_id,
+        )
+    )
+    return engine
+
+
 @pytest.fixture
 def worker_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"batch_size": 4, "job_lease_seconds": 600.0, "job_max_attempts": 2})
@@ -112,19 +133,7 @@ def make_worker(
 ) -> Callable[[Callable[[Conversation], str]], ScriptedEngine]:
 
     def install(reply: Callable[[Conversation], str]) -> ScriptedEngine:
-        engine = ScriptedEngine(reply)
-        context.install(
-            context.WorkerContext(
-                settings=worker_settings,
-                db=db,
-                queue=JobQueue(redis, 60),
-                engine=engine,
-                model=worker_settings.default_model,
-                queue_name=queue_name(worker_settings.default_model),
-                worker_id="test-worker",
-            )
-        )
-        return engine
+        return install_scripted_worker(worker_settings, db, JobQueue(redis, 60), reply, "test-worker")
 
     return install
 
