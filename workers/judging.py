@@ -33,7 +33,7 @@ from app.judging.domain import (
 from app.judging.planning import plan_item, prompt_hash
 from app.judging.probabilities import aggregate_distributions, order_outcome_from_distribution, verdict_labels
 from app.judging.service import item_from_inputs
-from app.judging.swap import aggregate
+from app.judging.swap import aggregate, orders_for
 from app.judging.templates import reference_prompt
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
@@ -169,8 +169,10 @@ class JudgeBatcher:
         self.jobs[job_id] = ActiveJob.load(self.ctx, job_id, params, attempts)
 
     def _calls_in_hand(self) -> int:
-        per_item = {"conservative": 2}
-        return sum(len(j.pending) * per_item.get(j.options.swap, 1) for j in self.jobs.values())
+        def orders(o: JudgeOptions) -> int:
+            return len(orders_for(o.mode, o.swap, o.seed, 0))
+
+        return sum(len(j.pending) * orders(j.options) for j in self.jobs.values())
 
     def admit(self) -> None:
         """Claim compatible queued jobs while fewer than two batches of work are in hand, so other
