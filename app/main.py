@@ -12,9 +12,11 @@ from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
 from app.core.state import AppState
+from app.datasets.router import router as datasets_router
 from app.jobs.router import router as jobs_router
 from app.judging.router import router as judging_router
 from app.models.router import router as models_router
+from app.prompt_opt.router import router as prompt_opt_router
 
 API_VERSION = "0.1.0"
 
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(judging_router)
+    app.include_router(prompt_opt_router)
     app.include_router(jobs_router)
     app.include_router(models_router)
+    app.include_router(datasets_router)
     return app

@@ -11,7 +11,19 @@ from app.core.migrate import downgrade, upgrade
 from app.db import Base
 from tests.conftest import scratch_database
 
-TABLES = {"jobs", "judgment_items", "judge_calls", "templates", "models"}
+TABLES = {
+    "jobs",
+    "judgment_items",
+    "judge_calls",
+    "templates",
+    "models",
+    "datasets",
+    "dataset_rows",
+    "prediction_cache",
+    "po_runs",
+    "po_candidates",
+    "po_rounds",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -65,6 +65,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
             model=model,
             queue_name=name,
             worker_id=worker_id,
+            load_engine=lambda other: build_engine(settings, other, resolve_model_path(settings, db, other)),
         )
     )
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
@@ -75,5 +76,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
         worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
     finally:
         sweeper.stop()
+        for extra in context.current().extra_engines.values():
+            extra.close()
         engine.close()
         db.dispose()

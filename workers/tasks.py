@@ -9,6 +9,7 @@ from app.jobs import repository as jobs_repo
 from workers import context
 from workers.judging import JUDGE_KINDS, JudgeBatcher, batch_key
 from workers.lease import LeaseKeeper
+from workers.prompt_opt import run_prompt_opt
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def run_job(job_id: str) -> str:
         kind, params, attempts = job.kind, dict(job.params), job.attempts
 
     with LeaseKeeper(ctx.db, ctx.worker_id, settings.job_lease_seconds) as lease:
+        if kind == "prompt_opt":
+            return run_prompt_opt(ctx, lease, jid, attempts)
         if kind not in JUDGE_KINDS:
             with ctx.db.unit_of_work() as session:
                 jobs_repo.finish(session, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")

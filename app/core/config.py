@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     openai_max_concurrency: int = Field(default=8, ge=1)
 
     max_items: int = Field(default=1000, ge=1, description="Most items one judging request may carry.")
+    max_dataset_rows: int = Field(default=100_000, ge=1, description="Most rows one dataset may hold.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
@@ -56,6 +57,13 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=120.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     job_timeout_seconds: int = Field(default=6 * 3600, ge=1)
+    model_call_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of a failed model call in long jobs before they fail."
+    )
+    model_retry_backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
+    max_extra_engines: int = Field(
+        default=1, ge=0, description="Models a worker loads besides its own (e.g. a job's optimizer model)."
+    )
 
     embedded_worker: bool = Field(
         default=True, description="`judge serve` in embedded mode also starts a worker process."

@@ -44,6 +44,8 @@ class Job(TimestampMixin, Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # Kind-specific live figures (prompt optimization: calls and tokens spent against the budget).
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -146,3 +148,108 @@ class ModelRecord(TimestampMixin, Base):
     iteration: Mapped[int | None] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     owner: Mapped[str | None] = mapped_column(String(128))
+
+
+class Dataset(TimestampMixin, Base):
+    """Labelled examples uploaded by a client (prompt optimization reads its splits from here)."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False, default="default")
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    row_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Input field names every row has (e.g. ["text"]), and the distinct labels with their counts.
+    fields: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    label_counts: Mapped[dict[str, int]] = mapped_column(JSONType, nullable=False)
+
+    __table_args__ = (Index("ix_datasets_tenant_created_at", "tenant", "created_at"),)
+
+
+class DatasetRow(Base):
+    __tablename__ = "dataset_rows"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False
+    )
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    inputs: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False)
+    label: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (UniqueConstraint("dataset_id", "index"),)
+
+
+class PredictionCache(TimestampMixin, Base):
+    """A model's raw output for one prompt under one decoding: never computed twice, across jobs.
+
+    ``key`` hashes (model, decoding, the exact conversation); the other columns say what it was.
+    """
+
+    __tablename__ = "prediction_cache"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    example_hash: Mapped[str | None] = mapped_column(String(64))
+    decoding: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class PoRun(TimestampMixin, Base):
+    """A prompt-optimization job's checkpoint: the search state after its last completed step, and
+    what it has spent."""
+
+    __tablename__ = "po_runs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    calls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    cache_hits: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class PoCandidate(TimestampMixin, Base):
+    """One prompt the search considered: where it came from and how it scored."""
+
+    __tablename__ = "po_candidates"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(String(32), nullable=False)
+    round: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    parent_key: Mapped[str | None] = mapped_column(String(32))
+    # initial | edit | paraphrase
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    gradient: Mapped[str | None] = mapped_column(Text)
+    rejected: Mapped[str | None] = mapped_column(Text)
+    pulls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    examples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    estimate: Mapped[float | None] = mapped_column(Float)
+    minibatch_score: Mapped[float | None] = mapped_column(Float)
+    dev_score: Mapped[float | None] = mapped_column(Float)
+    in_beam: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (UniqueConstraint("job_id", "key"),)
+
+
+class PoRound(TimestampMixin, Base):
+    """A completed round of a prompt-optimization search."""
+
+    __tablename__ = "po_rounds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    round: Mapped[int] = mapped_column(Integer, nullable=False)
+    beam: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    best_key: Mapped[str] = mapped_column(String(32), nullable=False)
+    best_dev_score: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+
+    __table_args__ = (UniqueConstraint("job_id", "round"),)

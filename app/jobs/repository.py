@@ -104,10 +104,18 @@ def heartbeat(session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def set_progress(session: Session, job_id: uuid.UUID, done: int, stage: str | None) -> None:
-    session.execute(
-        update(Job).where(Job.id == job_id).values(progress_done=done, stage=stage, updated_at=utcnow())
-    )
+def set_progress(
+    session: Session, job_id: uuid.UUID, done: int, stage: str | None, total: int | None = None
+) -> None:
+    values: dict[str, Any] = {"progress_done": done, "stage": stage, "updated_at": utcnow()}
+    if total is not None:
+        values["progress_total"] = total
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def set_detail(session: Session, job_id: uuid.UUID, detail: dict[str, Any]) -> None:
+    """Kind-specific live figures shown on the job (e.g. budget spent)."""
+    session.execute(update(Job).where(Job.id == job_id).values(detail=detail))
 
 
 def cancel_requested_among(session: Session, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:

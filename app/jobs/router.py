@@ -10,6 +10,7 @@ from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state, get_tenant
 from app.jobs import service
 from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus, ResultPage
+from app.prompt_opt.schemas import PromptOptimizationResults
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -54,8 +55,8 @@ def get_job(
 @router.get(
     "/{job_id}/results",
     operation_id="get_job_results",
-    summary="A job's item results, in item order",
-    response_model=ResultPage,
+    summary="A job's results: judging items in item order (paged), or a prompt optimization's outcome",
+    response_model=ResultPage | PromptOptimizationResults,
     responses=ERROR_RESPONSES,
 )
 def get_results(
@@ -64,7 +65,7 @@ def get_results(
     cursor: str | None = CURSOR,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
-) -> ResultPage:
+) -> ResultPage | PromptOptimizationResults:
     with state.db.unit_of_work() as session:
         return service.results_page(session, job_id, tenant, limit, cursor)
 

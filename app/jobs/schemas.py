@@ -90,6 +90,11 @@ class JobOut(BaseModel):
     stage: str | None = Field(default=None, description="Kind-specific stage, e.g. `references`, `judging`.")
     attempts: int = Field(ge=0, description="How many times a worker has started the job.")
     error: str | None = Field(default=None, description="Why the job failed.")
+    detail: dict[str, Any] | None = Field(
+        default=None,
+        description="Kind-specific live figures; prompt optimization: `usage` (calls, tokens and cache hits "
+        "spent, against the budget).",
+    )
     params: dict[str, Any] = Field(description="The options the job runs with (template, swap, seed, ...).")
     created_at: datetime
     started_at: datetime | None = None

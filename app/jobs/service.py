@@ -20,6 +20,8 @@ from app.jobs.queue import JobQueue, job_channel
 from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage
 from app.judging import repository as judging_repo
 from app.judging.results import item_result
+from app.prompt_opt import service as prompt_opt_service
+from app.prompt_opt.schemas import PromptOptimizationResults
 
 TERMINAL = frozenset(jobs_repo.TERMINAL)
 
@@ -34,6 +36,7 @@ def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
         stage=job.stage,
         attempts=job.attempts,
         error=job.error,
+        detail=job.detail,
         params={k: v for k, v in job.params.items() if k != "templates"},
         created_at=job.created_at,
         started_at=job.started_at,
@@ -93,8 +96,11 @@ def list_jobs(
 
 def results_page(
     session: Session, job_id: uuid.UUID, tenant: str, limit: int, cursor: str | None
-) -> ResultPage:
+) -> ResultPage | PromptOptimizationResults:
+    """Judging jobs: a page of item results. Prompt optimization: the search's results (not paged)."""
     job = get_job(session, job_id, tenant)
+    if job.kind == prompt_opt_service.KIND:
+        return prompt_opt_service.results(session, job)
     after = -1
     if cursor:
         parts = _decode(cursor)

@@ -85,4 +85,10 @@ def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
         "get_job_results",
         "cancel_job",
         "list_models",
+        "create_prompt_optimization_job",
+        "create_dataset",
+        "list_datasets",
+        "get_dataset",
+        "get_dataset_rows",
+        "delete_dataset",
     }

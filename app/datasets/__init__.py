@@ -1,0 +1,1 @@
+"""Datasets: labelled examples that prompt-optimization jobs read (uploaded, or shipped built in)."""

@@ -1,0 +1,288 @@
+"""Prompt-optimization jobs: validate and record a submission (or project its cost), load its splits,
+and read its results."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.db import after_commit
+from app.core.errors import InvalidInput, NotFound
+from app.datasets import repository as datasets_repo
+from app.db.tables import Job
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import JobQueue, queue_name
+from app.judging.template_catalog import resolve_template
+from app.models import repository as models_repo
+from app.prompt_opt import repository as po_repo
+from app.prompt_opt import sections
+from app.prompt_opt.budget import estimate_tokens
+from app.prompt_opt.data import DataError, Row, label_map, take, to_examples
+from app.prompt_opt.projection import Sizes, project
+from app.prompt_opt.schemas import (
+    CandidateOut,
+    DataSplit,
+    DryRunOut,
+    Projection,
+    PromptOptimizationRequest,
+    PromptOptimizationResults,
+    RoundOut,
+)
+from app.prompt_opt.search import SearchState, Splits
+from app.prompt_opt.tasks import JUDGE_FIELDS, JUDGE_LABELS, build_task, judge_prompt, judge_template_parts
+
+KIND = "prompt_opt"
+
+
+@dataclass(frozen=True)
+class LoadedSplits:
+    splits: Splits
+    fields: dict[str, frozenset[str]]
+
+
+def task_labels(request: PromptOptimizationRequest) -> list[str]:
+    return list(JUDGE_LABELS) if request.task_type == "judge-agreement" else list(request.labels)
+
+
+def initial_prompt_text(request: PromptOptimizationRequest) -> str:
+    if request.initial_prompt is None:
+        raise InvalidInput("no initial prompt", "initial_prompt")
+    return request.initial_prompt
+
+
+def _rows(session: Session, split: DataSplit, tenant: str, name: str) -> tuple[list[Row], str]:
+    if split.dataset_id is not None:
+        dataset = datasets_repo.get_dataset(session, split.dataset_id, tenant)
+        if dataset is None:
+            raise InvalidInput(f"unknown dataset {split.dataset_id}", f"data.{name}.dataset_id")
+        rows = [Row(dict(r.inputs), r.label) for r in datasets_repo.rows(session, dataset.id)]
+        return rows, str(dataset.id)
+    assert split.rows is not None
+    rows = []
+    for i, row in enumerate(split.rows):
+        inputs = dict(row.model_extra or {})
+        bad = [k for k, v in inputs.items() if not isinstance(v, str)]
+        if bad or not inputs:
+            problem = f"field {bad[0]!r} must be a string" if bad else "a row needs at least one input field"
+            raise InvalidInput(problem, f"data.{name}.rows[{i}]")
+        rows.append(Row(inputs, str(row.label)))
+    return rows, f"inline-{name}"
+
+
+def load_splits(session: Session, request: PromptOptimizationRequest, tenant: str) -> LoadedSplits:
+    """The job's examples, labels mapped to the prompt's words. Raises InvalidInput (422) with the
+    offending field for unknown datasets, empty slices and unknown labels."""
+    mapping = label_map(task_labels(request), request.label_values)
+    loaded: dict[str, list[Any]] = {}
+    fields: dict[str, frozenset[str]] = {}
+    for name in ("train", "dev", "test"):
+        split: DataSplit | None = getattr(request.data, name)
+        if split is None:
+            loaded[name] = []
+            continue
+        rows, source = _rows(session, split, tenant, name)
+        rows = take(
+            rows,
+            shuffle=split.shuffle,
+            start=split.start,
+            count=split.count,
+            seed=request.seed,
+            source=source,
+        )
+        if not rows:
+            raise InvalidInput(f"the {name} split is empty (check start and count)", f"data.{name}")
+        try:
+            loaded[name] = to_examples(rows, mapping, name, source)
+        except DataError as exc:
+            raise InvalidInput(str(exc), f"data.{name}") from exc
+        fields[name] = frozenset.intersection(*(frozenset(r.inputs) for r in rows))
+    return LoadedSplits(Splits(loaded["train"], loaded["dev"], loaded["test"]), fields)
+
+
+def _resolve_initial(session: Session, request: PromptOptimizationRequest) -> PromptOptimizationRequest:
+    """The request with ``initial_prompt`` filled in from ``judge_template`` where one is named."""
+    if request.judge_template is None:
+        return request
+    spec = resolve_template(session, request.judge_template)
+    if spec is None:
+        raise InvalidInput(f"unknown template '{request.judge_template}'", "judge_template")
+    if spec.mode != "pairwise" or spec.multi_turn or spec.reference:
+        raise InvalidInput(
+            "judge-agreement optimizes single-turn pairwise templates without a reference", "judge_template"
+        )
+    return request.model_copy(
+        update={"initial_prompt": judge_prompt(spec.system, spec.user), "judge_template": None}
+    )
+
+
+def _check_prompt(request: PromptOptimizationRequest, loaded: LoadedSplits) -> None:
+    prompt = initial_prompt_text(request)
+    try:
+        names = sections.placeholders(prompt)
+        sections.task_section(prompt)
+    except sections.PromptError as exc:
+        raise InvalidInput(f"initial prompt: {exc}", "initial_prompt") from exc
+    if request.task_type == "judge-agreement":
+        missing = [f for f in JUDGE_FIELDS if f not in names]
+        if missing or sections.output_format_section(prompt) is None:
+            raise InvalidInput(
+                "a judge-agreement prompt needs a '# Task' section (the judge's instructions) and a "
+                "'# Output format' section with {question}, {answer_a} and {answer_b}",
+                "initial_prompt",
+            )
+    if not names:
+        raise InvalidInput(
+            "the initial prompt has no placeholder, so the model would never see the example "
+            "(use e.g. {text})",
+            "initial_prompt",
+        )
+    for split, available in loaded.fields.items():
+        unknown = sorted(names - available)
+        if unknown:
+            raise InvalidInput(
+                f"the prompt's placeholders {unknown} are not fields of every {split} row "
+                f"(fields: {sorted(available)})",
+                "initial_prompt",
+            )
+
+
+def _check_models(session: Session, request: PromptOptimizationRequest, settings: Settings) -> str:
+    task_model = request.task_model or settings.default_model
+    for name, field in ((task_model, "task_model"), (request.optimizer_model, "optimizer_model")):
+        if name is not None and models_repo.get_by_name(session, name) is None:
+            known = ", ".join(m.name for m in models_repo.list_models(session)) or "none"
+            raise InvalidInput(f"unknown model '{name}' (registered models: {known})", field)
+    return task_model
+
+
+def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Projection:
+    prompt = initial_prompt_text(request)
+    task = build_task(request.task_type, task_labels(request))
+    examples = [*loaded.splits.train, *loaded.splits.dev, *loaded.splits.test]
+    mean_chars = sum(sum(len(m["content"]) for m in task.conversation(prompt, ex)) for ex in examples) // max(
+        1, len(examples)
+    )
+    max_new = 0 if request.task_decoding.mode == "logprobs" else request.task_decoding.max_tokens
+    params = request.hyperparameters.domain()
+    errors_chars = params.errors_per_gradient * mean_chars
+    optimizer_chars = len(prompt) + errors_chars + 1500  # instructions of the meta prompts
+    run = project(
+        params,
+        Sizes(len(loaded.splits.train), len(loaded.splits.dev), len(loaded.splits.test)),
+        estimate_tokens(mean_chars, max_new),
+        estimate_tokens(optimizer_chars, request.optimizer_decoding.max_tokens),
+    )
+    budget = request.budget
+    fits = (budget.max_calls is None or run.calls <= budget.max_calls) and (
+        budget.max_tokens is None or run.tokens <= budget.max_tokens
+    )
+    return Projection(
+        task_calls=run.task_calls,
+        optimizer_calls=run.optimizer_calls,
+        calls=run.calls,
+        tokens=run.tokens,
+        final_eval_calls=run.final_eval_calls,
+        per_round=run.per_round,
+        fits_budget=fits,
+    )
+
+
+def submit(
+    session: Session, settings: Settings, queue: JobQueue, request: PromptOptimizationRequest, tenant: str
+) -> Job | DryRunOut:
+    """Validate and record the job (enqueued after the caller's commit), or, with ``dry_run``, return
+    its projected cost without recording anything."""
+    task_model = _check_models(session, request, settings)
+    request = _resolve_initial(session, request)
+    loaded = load_splits(session, request, tenant)
+    _check_prompt(request, loaded)
+    projection = _projection(request, loaded)
+    if request.budget.max_calls is not None and request.budget.max_calls <= projection.final_eval_calls:
+        raise InvalidInput(
+            f"budget.max_calls must exceed the {projection.final_eval_calls} calls held back for the final "
+            "evaluation (initial and best prompt on dev and test)",
+            "budget.max_calls",
+        )
+    if request.dry_run:
+        s = loaded.splits
+        return DryRunOut(
+            projection=projection, train_size=len(s.train), dev_size=len(s.dev), test_size=len(s.test)
+        )
+    q = queue_name(task_model)
+    job = jobs_repo.create_job(
+        session,
+        kind=KIND,
+        model=task_model,
+        queue=q,
+        params=request.model_dump(mode="json", exclude={"dry_run"}),
+        total=request.hyperparameters.rounds,
+        tenant=tenant,
+    )
+    job_id = job.id
+    after_commit(session, lambda: queue.enqueue(job_id, q))
+    return job
+
+
+def _candidate_out(row: Any) -> CandidateOut:
+    return CandidateOut(
+        key=row.key,
+        round=row.round,
+        text=row.text,
+        parent=row.parent_key,
+        origin=row.origin,
+        gradient=row.gradient,
+        rejected=row.rejected,
+        minibatch_score=row.minibatch_score,
+        pulls=row.pulls,
+        examples=row.examples,
+        estimate=row.estimate,
+        dev_score=row.dev_score,
+        in_beam=row.in_beam,
+    )
+
+
+def results(session: Session, job: Job) -> PromptOptimizationResults:
+    """The best prompt, its evaluation next to the initial prompt's, and the whole search so far."""
+    request = PromptOptimizationRequest.model_validate(job.params)
+    run = po_repo.get_run(session, job.id)
+    state = SearchState.from_json(run.state) if run is not None and run.state else SearchState()
+    best = state.best
+    best_template = None
+    if best is not None and request.task_type == "judge-agreement":
+        system, user = judge_template_parts(best.text)
+        best_template = {"system": system, "user": user}
+    usage = {"calls": run.calls, "tokens": run.tokens, "cache_hits": run.cache_hits} if run else {}
+    return PromptOptimizationResults(
+        job_id=job.id,
+        status=job.status,
+        stop_reason=state.stop_reason,
+        metric=request.metric.name,
+        initial_prompt=initial_prompt_text(request),
+        best_prompt=best.text if best else None,
+        best_key=best.key if best else None,
+        best_template=best_template,
+        evaluation=state.final,
+        usage=usage,
+        rounds=[
+            RoundOut(
+                round=r.round,
+                beam=r.beam,
+                best_key=r.best_key,
+                best_dev_score=r.best_dev_score,
+                details=r.details,
+            )
+            for r in po_repo.rounds(session, job.id)
+        ],
+        candidates=[_candidate_out(c) for c in po_repo.candidates(session, job.id)],
+    )
+
+
+def get_results(session: Session, job_id: uuid.UUID, tenant: str) -> PromptOptimizationResults:
+    job = jobs_repo.get_job(session, job_id, tenant)
+    if job is None or job.kind != KIND:
+        raise NotFound(f"no prompt-optimization job {job_id}")
+    return results(session, job)

@@ -1,0 +1,259 @@
+"""Prompt-optimization jobs in the worker, against the real database, with a scripted engine whose
+"task model" is right exactly when the prompt mentions what an example needs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import delete, func, select, update
+
+from app.core.config import Settings
+from app.db.base import utcnow
+from app.db.tables import Job, PoCandidate, PoRound, PredictionCache
+from app.engine.base import Conversation
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import JobQueue
+from app.prompt_opt import service as po_service
+from app.prompt_opt.schemas import PromptOptimizationRequest, PromptOptimizationResults
+from tests.conftest import RollbackDatabase
+from tests.workers.conftest import ScriptedEngine, install_scripted_worker
+from workers.tasks import run_job
+
+CATS = ("sarcasm", "negation", "irony")
+BASE = "Decide whether the review is positive or negative."
+INITIAL = (
+    f"# Task\n{BASE}\n\n# Output format\nAnswer with one word: positive or negative.\n\n"
+    "# Prediction\nReview: {text}\nAnswer:"
+)
+
+
+def rows(prefix: str, n: int) -> list[dict[str, str]]:
+    out = []
+    for i in range(n):
+        cat = (None, *CATS)[i % 4]
+        label = "positive" if i % 2 else "negative"
+        tag = f"[{cat}] " if cat else ""
+        out.append({"text": f"{tag}review {prefix}{i} (truly {label})", "label": label})
+    return out
+
+
+def scripted(conv: Conversation) -> str:
+    system = conv[0]["content"] if conv[0]["role"] == "system" else ""
+    user = conv[-1]["content"]
+    if "prompt engineer" not in system:  # the task model
+        review = re.search(r"Review: (.*)\nAnswer:", user)
+        assert review, user
+        text = review.group(1)
+        gold = re.search(r"\(truly (\w+)\)", text).group(1)  # type: ignore[union-attr]
+        cat = re.match(r"\[(\w+)\]", text)
+        right = cat is None or cat.group(1) in user.split("# Output format")[0].lower()
+        return gold if right else ("negative" if gold == "positive" else "positive")
+    task = re.search(r'"""\n(.*?)\n"""', user, re.S)
+    assert task, user
+    known = set(re.findall(r"\b(sarcasm|negation|irony)\b", task.group(1)))
+    if "distinct reason" in user:
+        missed = sorted({c for c in re.findall(r"\[(\w+)\]", user) if c not in known})
+        return f"<START>The instruction ignores {missed[0]}.<END>" if missed else "<START>Too vague.<END>"
+    if "improved version" in user:
+        reason = re.search(r"ignores (\w+)", user)
+        cats = known | ({reason.group(1)} if reason else set())
+        return f"<START>{BASE} Pay attention to: {', '.join(sorted(cats))}.<END>"
+    return f"<START>{task.group(1)}<END>"  # a paraphrase that changes nothing
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "task_description": "Sentiment of product reviews",
+        "labels": ["positive", "negative"],
+        "initial_prompt": INITIAL,
+        "data": {
+            "train": {"rows": rows("t", 32)},
+            "dev": {"rows": rows("d", 16)},
+            "test": {"rows": rows("x", 16)},
+        },
+        "hyperparameters": {
+            "rounds": 3,
+            "beam_size": 2,
+            "minibatch_size": 16,
+            "n_gradients": 2,
+            "errors_per_gradient": 3,
+            "mc_samples": 1,
+            "max_expansion": 4,
+            "selector": {"eval_rounds": 3, "prompts_per_round": 3, "samples_per_eval": 8},
+        },
+        "seed": 3,
+    }
+    request.update(overrides)
+    return request
+
+
+@pytest.fixture
+def po_settings(worker_settings: Settings) -> Settings:
+    return worker_settings.model_copy(update={"model_call_retries": 2, "model_retry_backoff_seconds": 0.0})
+
+
+@pytest.fixture
+def engine(
+    po_settings: Settings, db: RollbackDatabase, redis: Redis, registered_model: str
+) -> ScriptedEngine:
+    return install_scripted_worker(po_settings, db, JobQueue(redis, 60), scripted, "po-worker")
+
+
+@pytest.fixture
+def submit_po(
+    po_settings: Settings, db: RollbackDatabase, redis: Redis, registered_model: str
+) -> Callable[[dict[str, Any]], uuid.UUID]:
+    def _submit(payload: dict[str, Any]) -> uuid.UUID:
+        request = PromptOptimizationRequest.model_validate(payload)
+        with db.unit_of_work() as session:
+            job = po_service.submit(session, po_settings, JobQueue(redis, 60), request, "default")
+            assert isinstance(job, Job)
+            return job.id
+
+    return _submit
+
+
+def results(db: RollbackDatabase, job_id: uuid.UUID) -> tuple[Job, PromptOptimizationResults]:
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, job_id)
+        assert job is not None
+        return job, po_service.results(session, job)
+
+
+def prompts_run(engine: ScriptedEngine) -> int:
+    return sum(len(b) for b in engine.batches)
+
+
+def test_a_job_finds_the_better_prompt_and_records_the_search(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    job_id = submit_po(body())
+    assert run_job(str(job_id)) == "succeeded"
+    job, out = results(db, job_id)
+    assert job.status == "succeeded"
+    assert (job.progress_done, job.progress_total) == (3, 3)
+    assert job.detail is not None and job.detail["usage"]["calls"] == out.usage["calls"] > 0
+    assert out.stop_reason == "rounds"
+    assert out.best_prompt is not None and "Pay attention to:" in out.best_prompt
+    test = out.evaluation["test"]
+    assert test["initial"]["accuracy"] == pytest.approx(0.25)
+    assert test["best"]["accuracy"] > test["initial"]["accuracy"]
+    assert [r.round for r in out.rounds] == [1, 2, 3]
+    assert any(c.origin == "edit" and c.gradient for c in out.candidates)
+    assert sum(1 for c in out.candidates if c.in_beam) == 2  # the final beam
+    assert out.candidates[0].key == "r0c0" and out.candidates[0].dev_score == pytest.approx(0.25)
+
+
+def test_no_prediction_is_computed_twice_across_jobs(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    first = submit_po(body())
+    run_job(str(first))
+    spent = prompts_run(engine)
+    second = submit_po(body())
+    run_job(str(second))
+    assert prompts_run(engine) == spent  # every output came from the cache
+    _, out1 = results(db, first)
+    _, out2 = results(db, second)
+    assert out2.best_prompt == out1.best_prompt
+    assert out2.usage["calls"] == 0 and out2.usage["cache_hits"] > 0
+
+
+def test_budget_stops_the_job_exactly_at_its_limit(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    payload = body(budget={"max_calls": 57})
+    payload["data"] = {"train": {"rows": rows("t", 32)}}
+    job_id = submit_po(payload)
+    assert run_job(str(job_id)) == "succeeded"
+    _, out = results(db, job_id)
+    assert out.stop_reason == "budget"
+    assert out.usage["calls"] == 57
+    assert prompts_run(engine) == 57
+
+
+def test_a_killed_worker_resumes_from_the_last_step(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    reference = submit_po(body())
+    run_job(str(reference))
+    needed = prompts_run(engine)
+    _, expected = results(db, reference)
+    with db.unit_of_work() as session:
+        session.execute(delete(PredictionCache))
+
+    class Killed(BaseException):
+        pass
+
+    engine.batches.clear()
+    original = engine.generate
+
+    def dying(prompts: Any, sampling: Any) -> Any:
+        if len(engine.batches) == 9:
+            raise Killed
+        return original(prompts, sampling)
+
+    engine.generate = dying  # type: ignore[method-assign]
+    job_id = submit_po(body())
+    with pytest.raises(Killed):
+        run_job(str(job_id))
+    with db.unit_of_work() as session:
+        assert session.scalar(
+            select(func.count()).select_from(PoCandidate).where(PoCandidate.job_id == job_id)
+        )
+        # the worker is gone; its lease runs out
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(1)))
+    engine.generate = original  # type: ignore[method-assign]
+    assert run_job(str(job_id)) == "succeeded"
+
+    job, out = results(db, job_id)
+    assert job.attempts == 2
+    assert out.best_prompt == expected.best_prompt
+    assert out.evaluation == expected.evaluation
+    assert prompts_run(engine) == needed  # the killed attempt's outputs were not computed again
+    with db.unit_of_work() as session:
+        rounds = session.scalars(select(PoRound.round).where(PoRound.job_id == job_id)).all()
+    assert sorted(rounds) == [1, 2, 3]
+
+
+def test_cancel_stops_the_job_mid_round(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    job_id = submit_po(body())
+    original = engine.generate
+
+    def cancelling(prompts: Any, sampling: Any) -> Any:
+        if len(engine.batches) == 4:
+            with db.unit_of_work() as session:
+                session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+        return original(prompts, sampling)
+
+    engine.generate = cancelling  # type: ignore[method-assign]
+    assert run_job(str(job_id)) == "cancelled"
+    job, _ = results(db, job_id)
+    assert job.status == "cancelled"
+    assert len(engine.batches) == 5  # the batch in flight finished; no other started
+
+
+def test_a_failing_model_fails_the_job_after_bounded_retries(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    attempts = []
+
+    def broken(prompts: Any, sampling: Any) -> Any:
+        attempts.append(1)
+        raise RuntimeError("CUDA error: device lost")
+
+    engine.generate = broken  # type: ignore[method-assign]
+    job_id = submit_po(body())
+    assert run_job(str(job_id)) == "failed"
+    job, _ = results(db, job_id)
+    assert job.status == "failed"
+    assert job.error is not None and "failed 3 times in a row" in job.error and "device lost" in job.error
+    assert len(attempts) == 3
