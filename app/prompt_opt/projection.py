@@ -50,7 +50,7 @@ def project(
         round_task = (
             parents * min(params.minibatch_size, sizes.train)
             + projected_evaluations(params.selector, arms, params.beam_size, pool)
-            + sizes.dev
+            + min(params.beam_size, arms) * sizes.dev
         )
         round_optimizer = parents * params.n_gradients + gradients + edits * params.mc_samples
         per_round.append({"task_calls": round_task, "optimizer_calls": round_optimizer})

@@ -8,8 +8,8 @@ A round, for the prompts in the beam:
    in the record, rejected; at most ``max_expansion`` successors per parent survive.
 2. ``select``: a bandit (or brute force) picks the next beam among the old beam and the new candidates,
    on samples of the training data.
-3. ``dev``: the beam's leader is scored on the dev split; the best dev score so far gives the answer,
-   and ``patience`` rounds without improvement stop the search.
+3. ``dev``: the beam is scored on the dev split; the best dev score so far gives the answer, and
+   ``patience`` rounds without improvement stop the search.
 
 Every random choice draws from a generator seeded by (seed, round, step), and model outputs are cached
 by the worker, so a resumed run redoes an interrupted step exactly, without paying for it twice.
@@ -356,8 +356,15 @@ class ProTeGi:
         records: list[CandidateRecord] = []
         dev_score: float | None = None
         if self.splits.dev:
-            dev_score = self._evaluate([leader.text], self.splits.dev)[0]
-            records.append(CandidateRecord(leader, dev_score=dev_score, in_beam=True))
+            # Every beam member on dev: the bandit ranks on small training samples (or not at all when
+            # the candidates fit the beam), so dev decides which one leads.
+            scores = self._evaluate([c.text for c in state.beam], self.splits.dev)
+            records = [
+                CandidateRecord(c, dev_score=sc, in_beam=True)
+                for c, sc in zip(state.beam, scores, strict=True)
+            ]
+            top = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            leader, dev_score = state.beam[top], scores[top]
             if state.best_dev is None or dev_score > state.best_dev:
                 state.best, state.best_dev, state.stale_rounds = leader, dev_score, 0
             else:

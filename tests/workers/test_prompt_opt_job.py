@@ -19,10 +19,12 @@ from app.db.tables import Job, PoCandidate, PoRound, PredictionCache
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
+from app.models import repository as models_repo
 from app.prompt_opt import service as po_service
 from app.prompt_opt.schemas import PromptOptimizationRequest, PromptOptimizationResults
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine, install_scripted_worker
+from workers import context
 from workers.tasks import run_job
 
 CATS = ("sarcasm", "negation", "irony")
@@ -257,3 +259,82 @@ def test_a_failing_model_fails_the_job_after_bounded_retries(
     assert job.status == "failed"
     assert job.error is not None and "failed 3 times in a row" in job.error and "device lost" in job.error
     assert len(attempts) == 3
+
+
+def _judge_rows(prefix: str, n: int) -> list[dict[str, str]]:
+    """Raters prefer the complete answer, shown first or second."""
+    out = []
+    for i in range(n):
+        good, bad = f"A complete, careful answer number {i}.", f"Meh {i}."
+        a, b, label = (good, bad, "A") if i % 2 else (bad, good, "B")
+        out.append({"question": f"{prefix} question {i}?", "answer_a": a, "answer_b": b, "label": label})
+    return out
+
+
+def scripted_judge(conv: Conversation) -> str:
+    system = conv[0]["content"] if conv[0]["role"] == "system" else ""
+    user = conv[-1]["content"]
+    if "prompt engineer" in system:
+        task = re.search(r'"""\n(.*?)\n"""', user, re.S)
+        assert task, user
+        if "distinct reason" in user:
+            return "<START>It does not say that complete answers are better.<END>"
+        if "improved version" in user:
+            return f"<START>{task.group(1)} Complete answers beat short ones.<END>"
+        return f"<START>{task.group(1)}<END>"
+    if "Complete answers beat short ones" not in system:
+        return "[[A]]"  # position bias
+    a = re.search(r"=== Answer A ===\n(.*?)\n=== End of Answer A ===", user, re.S)
+    b = re.search(r"=== Answer B ===\n(.*?)\n=== End of Answer B ===", user, re.S)
+    assert a and b
+    return "[[A]]" if len(a.group(1)) > len(b.group(1)) else "[[B]]"
+
+
+def test_judge_agreement_optimizes_a_judge_template_toward_human_verdicts(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    engine.reply = scripted_judge
+    payload = body(
+        task_type="judge-agreement",
+        task_description="Agree with our raters on which answer is better",
+        labels=[],
+        initial_prompt=None,
+        judge_template="pairwise",
+    )
+    payload["data"] = {
+        "train": {"rows": _judge_rows("t", 16)},
+        "dev": {"rows": _judge_rows("d", 8)},
+        "test": {"rows": _judge_rows("x", 8)},
+    }
+    payload["hyperparameters"]["rounds"] = 1
+    job_id = submit_po(payload)
+    assert run_job(str(job_id)) == "succeeded"
+    _, out = results(db, job_id)
+    test = out.evaluation["test"]
+    assert test["initial"]["accuracy"] == pytest.approx(0.5)
+    assert test["best"]["accuracy"] == pytest.approx(1.0)
+    assert out.best_template is not None
+    assert out.best_template["system"].endswith("Complete answers beat short ones.")
+    assert "{answer_a}" in out.best_template["user"] and "[[A]]" in out.best_template["user"]
+
+
+def test_a_separate_optimizer_model_is_loaded_beside_the_task_model(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    optimizer = ScriptedEngine(scripted)
+    loaded: list[str] = []
+
+    def load(name: str) -> ScriptedEngine:
+        loaded.append(name)
+        return optimizer
+
+    context.current().load_engine = load  # type: ignore[assignment]
+    with db.unit_of_work() as session:
+        models_repo.upsert(session, "bigger-optimizer", "transformers", None)
+    job_id = submit_po(body(optimizer_model="bigger-optimizer"))
+    assert run_job(str(job_id)) == "succeeded"
+    assert loaded == ["bigger-optimizer"]
+    optimizer_prompts = [conv for batch in optimizer.batches for conv in batch]
+    task_prompts = [conv for batch in engine.batches for conv in batch]
+    assert optimizer_prompts and all("prompt engineer" in conv[0]["content"] for conv in optimizer_prompts)
+    assert task_prompts and not any("prompt engineer" in conv[0]["content"] for conv in task_prompts)
