@@ -23,6 +23,12 @@ TABLES = {
     "po_runs",
     "po_candidates",
     "po_rounds",
+    "sr_runs",
+    "sr_prompts",
+    "sr_candidates",
+    "sr_judgments",
+    "sr_pairs",
+    "sr_iterations",
 }
 
 

@@ -253,3 +253,100 @@ class PoRound(TimestampMixin, Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
 
     __table_args__ = (UniqueConstraint("job_id", "round"),)
+
+
+class SrRun(TimestampMixin, Base):
+    """A self-reward job's checkpoint: the loop state after its last completed stage."""
+
+    __tablename__ = "sr_runs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+
+
+class SrPrompt(TimestampMixin, Base):
+    """A prompt of an iteration: written by the model (self-instruct), kept or dropped with the reason."""
+
+    __tablename__ = "sr_prompts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    dropped: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("job_id", "iteration", "index"),)
+
+
+class SrCandidate(TimestampMixin, Base):
+    """One sampled response to a kept prompt."""
+
+    __tablename__ = "sr_candidates"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    # False when generation hit the token limit: such a response is kept but never judged or paired.
+    finished: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (UniqueConstraint("job_id", "iteration", "prompt_index", "index"),)
+
+
+class SrJudgment(TimestampMixin, Base):
+    """One rubric judgment of a candidate by the model itself: raw text and parsed score (or error)."""
+
+    __tablename__ = "sr_judgments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    candidate_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    sample: Mapped[int] = mapped_column(Integer, nullable=False)
+    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("job_id", "iteration", "prompt_index", "candidate_index", "sample"),)
+
+
+class SrPair(TimestampMixin, Base):
+    """The preference pair of a prompt (best vs worst self-judged candidate), or why there is none."""
+
+    __tablename__ = "sr_pairs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    kept: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    chosen_index: Mapped[int | None] = mapped_column(Integer)
+    rejected_index: Mapped[int | None] = mapped_column(Integer)
+    chosen_score: Mapped[float | None] = mapped_column(Float)
+    rejected_score: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("job_id", "iteration", "prompt_index"),)
+
+
+class SrIteration(TimestampMixin, Base):
+    """An iteration's outcome: the model it produced, its data counts, training and evaluation metrics."""
+
+    __tablename__ = "sr_iterations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    # 0 is the SFT stage (M0 -> M1); t >= 1 the DPO iterations.
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    model_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    flags: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+
+    __table_args__ = (UniqueConstraint("job_id", "iteration"),)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session
 
+from app.core.cursors import decode_cursor, decode_index_cursor, encode_cursor
 from app.core.db import Database, after_commit
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.tables import Job
@@ -26,6 +26,23 @@ from app.prompt_opt.schemas import PromptOptimizationResults
 TERMINAL = frozenset(jobs_repo.TERMINAL)
 
 
+def _public_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The job's options as shown on the job: template snapshots and inline example rows (which can be
+    tens of thousands) are left out; a split shows how many inline rows it has instead."""
+    shown = {k: v for k, v in params.items() if k != "templates"}
+    data = shown.get("data")
+    if isinstance(data, dict):
+        shown["data"] = {
+            name: (
+                {**{k: v for k, v in split.items() if k != "rows"}, "inline_rows": len(split["rows"])}
+                if isinstance(split, dict) and split.get("rows") is not None
+                else split
+            )
+            for name, split in data.items()
+        }
+    return shown
+
+
 def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
     return JobOut(
         id=job.id,
@@ -37,27 +54,12 @@ def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
         attempts=job.attempts,
         error=job.error,
         detail=job.detail,
-        params={k: v for k, v in job.params.items() if k != "templates"},
+        params=_public_params(job.params),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
         results=results,
     )
-
-
-def _encode(payload: list[str | int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> list[str | int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise InvalidInput("malformed cursor", "cursor") from exc
-    if not isinstance(value, list):
-        raise InvalidInput("malformed cursor", "cursor")
-    return value
 
 
 def get_job(session: Session, job_id: uuid.UUID, tenant: str) -> Job:
@@ -78,7 +80,7 @@ def list_jobs(
 ) -> JobPage:
     after = None
     if cursor:
-        parts = _decode(cursor)
+        parts = decode_cursor(cursor)
         try:
             after = (datetime.fromisoformat(str(parts[0])), uuid.UUID(str(parts[1])))
         except (IndexError, ValueError) as exc:
@@ -90,7 +92,7 @@ def list_jobs(
     if len(jobs) > limit:
         jobs = jobs[:limit]
         last = jobs[-1]
-        next_cursor = _encode([last.created_at.isoformat(), str(last.id)])
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
     return JobPage(jobs=[job_out(j) for j in jobs], next_cursor=next_cursor)
 
 
@@ -101,18 +103,12 @@ def results_page(
     job = get_job(session, job_id, tenant)
     if job.kind == prompt_opt_service.KIND:
         return prompt_opt_service.results(session, job)
-    after = -1
-    if cursor:
-        parts = _decode(cursor)
-        # bool is an int subclass: a forged [true] must not pass.
-        if len(parts) != 1 or type(parts[0]) is not int or not 0 <= parts[0] < 2**31:
-            raise InvalidInput("malformed cursor", "cursor")
-        after = parts[0]
+    after = decode_index_cursor(cursor) if cursor else -1
     items = judging_repo.results_page(session, job.id, after, limit + 1)
     next_cursor = None
     if len(items) > limit:
         items = items[:limit]
-        next_cursor = _encode([items[-1].index])
+        next_cursor = encode_cursor([items[-1].index])
     return ResultPage(
         job_id=job.id,
         status=job.status,  # type: ignore[arg-type]

@@ -5,9 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.prompt_opt.domain import Budget, Hyperparams, Metric, SelectorConfig
+
+
+def _bad(field: str, message: str) -> PydanticCustomError:
+    """A model-level validation error that names the field at fault (the error handler appends it)."""
+    return PydanticCustomError("invalid_request", message, {"field": field})
 
 
 class _Strict(BaseModel):
@@ -18,7 +24,9 @@ class InlineRow(BaseModel):
     """A labelled example: ``label`` plus the input fields the prompt's placeholders name."""
 
     model_config = ConfigDict(extra="allow")
-    label: str | int = Field(description="The gold label (a dataset label value; see `label_values`).")
+    label: StrictStr | StrictInt = Field(
+        description="The gold label (a dataset label value; see `label_values`)."
+    )
 
 
 class DataSplit(_Strict):
@@ -96,7 +104,7 @@ class MetricIn(_Strict):
     @model_validator(mode="after")
     def _positive(self) -> MetricIn:
         if self.name == "f1" and not self.positive_label:
-            raise ValueError("metric f1 needs positive_label")
+            raise _bad("positive_label", "metric f1 needs positive_label")
         return self
 
     def domain(self) -> Metric:
@@ -182,23 +190,26 @@ class PromptOptimizationRequest(_Strict):
     def _consistent(self) -> PromptOptimizationRequest:
         if self.task_type == "classification":
             if len(self.labels) < 2:
-                raise ValueError("classification needs at least two labels")
+                raise _bad("labels", "classification needs at least two labels")
             if len(set(self.labels)) != len(self.labels):
-                raise ValueError("labels must be distinct")
+                raise _bad("labels", "labels must be distinct")
             if self.initial_prompt is None:
-                raise ValueError("classification needs initial_prompt")
+                raise _bad("initial_prompt", "classification needs initial_prompt")
             if self.judge_template is not None:
-                raise ValueError("judge_template is for task_type judge-agreement")
+                raise _bad("judge_template", "judge_template is for task_type judge-agreement")
         elif (self.initial_prompt is None) == (self.judge_template is None):
-            raise ValueError("judge-agreement needs exactly one of initial_prompt or judge_template")
+            field = "initial_prompt" if self.initial_prompt is None else "judge_template"
+            raise _bad(field, "judge-agreement needs exactly one of initial_prompt or judge_template")
         labels = self.labels if self.task_type == "classification" else ["A", "B", "tie"]
         if self.label_values is not None and len(self.label_values) != len(labels):
-            raise ValueError(f"label_values needs one value per label ({', '.join(labels)})")
+            raise _bad("label_values", f"label_values needs one value per label ({', '.join(labels)})")
+        if self.label_values is not None and len(set(self.label_values)) != len(self.label_values):
+            raise _bad("label_values", "label_values must be distinct (each value maps to one label)")
         positive = self.metric.positive_label
         if positive is not None and positive not in labels:
-            raise ValueError(f"positive_label {positive!r} is not one of the labels")
+            raise _bad("metric.positive_label", f"positive_label {positive!r} is not one of the labels")
         if self.task_type == "judge-agreement" and self.task_decoding.mode == "logprobs":
-            raise ValueError("task_decoding.mode logprobs is for classification")
+            raise _bad("task_decoding.mode", "task_decoding.mode logprobs is for classification")
         return self
 
 

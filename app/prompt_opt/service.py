@@ -127,11 +127,20 @@ def _check_prompt(request: PromptOptimizationRequest, loaded: LoadedSplits) -> N
     except sections.PromptError as exc:
         raise InvalidInput(f"initial prompt: {exc}", "initial_prompt") from exc
     if request.task_type == "judge-agreement":
-        missing = [f for f in JUDGE_FIELDS if f not in names]
-        if missing or sections.output_format_section(prompt) is None:
+        # Only the output-format section is filled in (it is the user message); the task section is
+        # the system message, sent as is, and any other section is not sent at all.
+        output_format = sections.output_format_section(prompt)
+        filled = frozenset() if output_format is None else sections.placeholders(output_format)
+        if output_format is None or any(f not in filled for f in JUDGE_FIELDS):
             raise InvalidInput(
                 "a judge-agreement prompt needs a '# Task' section (the judge's instructions) and a "
                 "'# Output format' section with {question}, {answer_a} and {answer_b}",
+                "initial_prompt",
+            )
+        if outside := sorted((names - filled) | sections.placeholders(sections.task_section(prompt))):
+            raise InvalidInput(
+                f"placeholders {outside} appear outside the '# Output format' section, the only part of a "
+                "judge-agreement prompt filled in with the example; use them only there",
                 "initial_prompt",
             )
     if not names:

@@ -66,7 +66,8 @@ class JudgeAgreementTask:
     labels: tuple[str, ...] = JUDGE_LABELS
 
     def conversation(self, prompt: str, example: Example) -> Conversation:
-        system = sections.task_section(prompt).strip()
+        # Rendered with no values: it holds no placeholders, but its escaped braces ({{ }}) unescape.
+        system = sections.render(sections.task_section(prompt), {}).strip()
         user = sections.render(sections.output_format_section(prompt) or "", example.inputs)
         messages: Conversation = []
         if system:
