@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.core.config import Settings
 from app.core.db import Database
@@ -25,12 +26,29 @@ class WorkerContext:
     worker_id: str
     # Builds an engine for another model (a long job's second model); None: only ``model`` is served.
     load_engine: Callable[[str], Engine] | None = None
+    # The local folder of a model trained from ``model`` (its jobs come through this worker's queue),
+    # and the root of a model's lineage.
+    family_path: Callable[[str], Path] | None = None
+    family_of: Callable[[str], str | None] | None = None
     extra_engines: OrderedDict[str, Engine] = field(default_factory=OrderedDict)
+    # Whose weights ``engine`` holds now: ``model``, or a descendant it swapped to.
+    loaded_model: str = ""
+
+    def __post_init__(self) -> None:
+        self.loaded_model = self.loaded_model or self.model
 
     def engine_for(self, model: str) -> Engine:
-        """The engine serving ``model``: this worker's own, or another one loaded on demand (the least
+        """The engine serving ``model``: this worker's own (swapping its weights to ``model`` when that
+        is this worker's model or one trained from it), or another engine loaded on demand (the least
         recently used is closed when more than ``settings.max_extra_engines`` are held)."""
-        if model == self.model:
+        if model == self.loaded_model:
+            return self.engine
+        if model == self.model or self._in_family(model):
+            path = self.family_path(model) if self.family_path is not None else None
+            if path is None:
+                raise RuntimeError(f"no local weights for {model!r}")
+            self.engine.load_weights(path, model)
+            self.loaded_model = model
             return self.engine
         if model in self.extra_engines:
             self.extra_engines.move_to_end(model)
@@ -43,6 +61,11 @@ class WorkerContext:
         engine = self.load_engine(model)
         self.extra_engines[model] = engine
         return engine
+
+    def _in_family(self, model: str) -> bool:
+        if self.family_of is None:
+            return False
+        return self.family_of(model) == self.model
 
 
 def install(ctx: WorkerContext) -> None:

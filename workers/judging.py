@@ -44,12 +44,13 @@ JUDGE_KINDS = ("judge_pairwise", "judge_single")
 MARKER_CLOSE = "]]"
 
 
-def batch_key(params: dict[str, Any]) -> tuple[Any, ...]:
-    """Jobs with equal keys may share engine batches: they decode identically."""
+def batch_key(model: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    """Jobs with equal keys may share engine batches: same model (weights), same decoding."""
     temperature = float(params["temperature"])
     # Sampled jobs also need their own seed; greedy decoding ignores it.
     seed = params["seed"] if temperature > 0 else None
     return (
+        model,
         temperature,
         int(params["max_tokens"]),
         params.get("verdict_mode", "generate"),
@@ -148,10 +149,12 @@ class JudgeUnit:
 
 
 class JudgeBatcher:
-    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, key: tuple[Any, ...], params: dict[str, Any]):
+    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, model: str, params: dict[str, Any]) -> None:
         self.ctx = ctx
+        self.model = model
+        self.key = batch_key(model, params)
+        self.verdict_mode = params.get("verdict_mode", "generate")
         self.lease = lease
-        self.key = key
         self.batch_size = ctx.settings.batch_size
         self.sampling = SamplingParams(
             temperature=float(params["temperature"]),
@@ -183,7 +186,7 @@ class JudgeBatcher:
             candidates = [
                 (job.id, dict(job.params))
                 for job in jobs_repo.queued_candidates(session, self.ctx.queue_name, JUDGE_KINDS, limit=64)
-                if batch_key(job.params) == self.key
+                if batch_key(job.model, job.params) == self.key
             ]
         for job_id, params in candidates:
             if self._calls_in_hand() >= 2 * self.batch_size:
@@ -218,6 +221,9 @@ class JudgeBatcher:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> None:
+        # The worker's engine, holding this model's weights (a model trained from the worker's own is
+        # served by swapping weights in place).
+        self.engine = self.ctx.engine_for(self.model)
         while self.jobs:
             self._drop_interrupted()
             self.admit()
@@ -263,9 +269,7 @@ class JudgeBatcher:
         prompts: list[Conversation] = [
             reference_prompt(p.item, turn, p.generated[:turn]) for _, p, turn in units
         ]
-        outputs = self.ctx.engine.generate(
-            prompts, dataclasses.replace(self.sampling, temperature=0.0, stop=())
-        )
+        outputs = self.engine.generate(prompts, dataclasses.replace(self.sampling, temperature=0.0, stop=()))
         with self.ctx.db.unit_of_work() as session:
             rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for _, p, _ in units])}
             for (job, p, turn), prompt, gen in zip(units, prompts, outputs, strict=True):
@@ -304,7 +308,7 @@ class JudgeBatcher:
             return False
         flat = [call for unit in units for call in unit.calls]
         # Every job in a batch shares the verdict mode (it is part of the batch key).
-        if self.key[2] == "logprobs":
+        if self.verdict_mode == "logprobs":
             outcomes = self._score_labels(units)
         else:
             outcomes = self._generate_verdicts(units, flat)
@@ -320,7 +324,7 @@ class JudgeBatcher:
         return True
 
     def _generate_verdicts(self, units: list[JudgeUnit], flat: list[PlannedCall]) -> list[ItemOutcome]:
-        outputs = iter(self.ctx.engine.generate([c.messages for c in flat], self.sampling))
+        outputs = iter(self.engine.generate([c.messages for c in flat], self.sampling))
         outcomes = []
         for unit in units:
             results = []
@@ -344,7 +348,7 @@ class JudgeBatcher:
         for labels, indices in by_labels.items():
             scored = engine_labels(list(labels))
             calls = [call for i in indices for call in units[i].calls]
-            results = iter(self.ctx.engine.label_logprobs([c.messages for c in calls], scored))
+            results = iter(self.engine.label_logprobs([c.messages for c in calls], scored))
             for i in indices:
                 dists[i] = []
                 for _ in units[i].calls:

@@ -66,6 +66,8 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
             queue_name=name,
             worker_id=worker_id,
             load_engine=lambda other: build_engine(settings, other, resolve_model_path(settings, db, other)),
+            family_path=lambda other: registry.ensure_local_model(settings, db, other),
+            family_of=lambda other: registry.lineage_root(db, other),
         )
     )
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)

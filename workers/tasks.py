@@ -7,7 +7,7 @@ import uuid
 
 from app.jobs import repository as jobs_repo
 from workers import context
-from workers.judging import JUDGE_KINDS, JudgeBatcher, batch_key
+from workers.judging import JUDGE_KINDS, JudgeBatcher
 from workers.lease import LeaseKeeper
 from workers.prompt_opt import run_prompt_opt
 
@@ -26,7 +26,7 @@ def run_job(job_id: str) -> str:
             current = jobs_repo.get_job(session, jid)
             # Already taken: typically fused into another job's batch, or cancelled.
             return f"skipped ({current.status if current else 'missing'})"
-        kind, params, attempts = job.kind, dict(job.params), job.attempts
+        kind, params, attempts, model = job.kind, dict(job.params), job.attempts, job.model
 
     with LeaseKeeper(ctx.db, ctx.worker_id, settings.job_lease_seconds) as lease:
         if kind == "prompt_opt":
@@ -35,7 +35,7 @@ def run_job(job_id: str) -> str:
             with ctx.db.unit_of_work() as session:
                 jobs_repo.finish(session, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")
             return "failed"
-        batcher = JudgeBatcher(ctx, lease, batch_key(params), params)
+        batcher = JudgeBatcher(ctx, lease, model, params)
         try:
             batcher.add(jid, params, attempts)
             batcher.run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
 
 
@@ -80,6 +81,11 @@ class Engine(Protocol):
 
     def render_chat(self, conversation: Conversation) -> str:
         """The exact text the model sees for a conversation (chat template applied)."""
+        ...
+
+    def load_weights(self, model_path: Path, model_name: str) -> None:
+        """Serve another checkpoint of the same architecture (a model trained from this one) from
+        now on, in place; raises EngineError when the backend cannot (a remote server)."""
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,6 +102,12 @@ class OpenAIEngine:
             body.update(logprobs=True, top_logprobs=_TOP_LOGPROBS)
             bodies.append(body)
         return list(self._map(lambda body: self._distribution(body, labels), bodies))
+
+    def load_weights(self, model_path: Path, model_name: str) -> None:
+        raise EngineError(
+            f"the openai backend serves the remote server's model; it cannot load {model_name!r} from "
+            f"{model_path} (serve that checkpoint with an OpenAI-compatible server and register it)"
+        )
 
     def close(self) -> None:
         """Stop the worker threads and close the connections."""

@@ -54,21 +54,27 @@ class TransformersEngine:
         self._device = _resolve_device(device)
         self._dtype = _resolve_dtype(dtype, self._device)
         self._lock = threading.Lock()
+        self._prefix_cache_wanted = prefix_cache
+        self._load(model_path, model_name)
+
+    def _load(self, model_path: Path, model_name: str) -> None:
         started = time.perf_counter()
         try:
-            self._tokenizer: Any = AutoTokenizer.from_pretrained(str(model_path))
+            tokenizer: Any = AutoTokenizer.from_pretrained(str(model_path))
             model: Any = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=self._dtype)
         except (OSError, ValueError) as exc:
             raise EngineError(f"cannot load model {model_name!r} from {model_path}: {exc}") from exc
-        self._model: Any = model.to(self._device).eval()
-        if self._tokenizer.chat_template is None:
+        if tokenizer.chat_template is None:
             raise EngineError(f"model {model_name!r} at {model_path} has no chat template")
-        if self._tokenizer.pad_token_id is None:
-            self._tokenizer.pad_token = self._tokenizer.eos_token
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._tokenizer = tokenizer
+        self._model: Any = model.to(self._device).eval()
+        self._model_name = model_name
         self._pad_id: int = int(self._tokenizer.pad_token_id)
         self._stop_ids = self._collect_stop_ids()
         self._max_positions: int | None = getattr(self._model.config, "max_position_embeddings", None)
-        self._prefix_cache = prefix_cache and _full_attention_only(self._model.config)
+        self._prefix_cache = self._prefix_cache_wanted and _full_attention_only(self._model.config)
         log.info(
             "loaded %s on %s (%s) in %.1f s",
             model_name,
@@ -76,6 +82,16 @@ class TransformersEngine:
             str(self._dtype).removeprefix("torch."),
             time.perf_counter() - started,
         )
+
+    def load_weights(self, model_path: Path, model_name: str) -> None:
+        """Serve another checkpoint (e.g. a fine-tuned child of this model) in this engine: the old
+        weights are dropped before the new ones load, so memory holds one model at a time."""
+        with self._lock:
+            self._model = None
+            gc.collect()
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+            self._load(model_path, model_name)
 
     @property
     def model_name(self) -> str:

@@ -61,6 +61,11 @@ class VLLMEngine:
         }
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        self._kwargs = kwargs
+        self._start(model_name, started)
+
+    def _start(self, model_name: str, started: float) -> None:
+        vllm, kwargs, model_path = self._vllm, self._kwargs, self._kwargs["model"]
         try:
             self._llm: Any = vllm.LLM(**kwargs)
             self._tokenizer: Any = self._llm.get_tokenizer()
@@ -155,6 +160,14 @@ class VLLMEngine:
             for s, ids, lat in zip(scores, encoded, latencies, strict=True)
             if s is not None
         ]
+
+    def load_weights(self, model_path: Path, model_name: str) -> None:
+        """Serve another checkpoint of the same family: the engine is shut down and started again on
+        it in this process (GPU memory is released first), keeping every other setting."""
+        self.close()
+        self._kwargs = {**self._kwargs, "model": str(model_path), "tokenizer": str(model_path)}
+        self._model_name = model_name
+        self._start(model_name, time.perf_counter())
 
     def close(self) -> None:
         """Shut the engine down and release GPU memory."""

@@ -18,7 +18,7 @@ from app.core.state import AppState
 from app.db.tables import Job, Template
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
-from app.jobs.queue import JobQueue, queue_name
+from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
 from app.judging.domain import JudgeItem, Mode, Scale, TemplateSpec
@@ -33,7 +33,7 @@ from app.judging.templates import (
     template_placeholders,
     validate_template,
 )
-from app.models import repository as models_repo
+from app.models import service as models_service
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MAX_TOKENS_COT = 1024
@@ -104,10 +104,8 @@ def submit(
     if logprobs:
         _check_logprobs(request)
 
-    model = request.model or settings.default_model
-    if models_repo.get_by_name(session, model) is None:
-        known = ", ".join(m.name for m in models_repo.list_models(session)) or "none"
-        raise InvalidInput(f"unknown model '{model}' (registered models: {known})", "model")
+    served = models_service.serving(session, request.model or settings.default_model, "model")
+    model = served.name
 
     auto_reference = request.reference is not None
     requested = resolve_template(session, request.template) if request.template else None
@@ -157,7 +155,7 @@ def submit(
         # a job without the key generates its verdicts.
         params["verdict_mode"] = request.verdict_mode
 
-    q = queue_name(model)
+    q = served.queue
     job = jobs_repo.create_job(
         session,
         kind=f"judge_{mode}",

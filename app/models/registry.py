@@ -61,3 +61,10 @@ def ensure_local_model(settings: Settings, db: Database, name: str) -> Path:
         f"model {name!r} is not on disk (looked in {', '.join(map(str, candidates))}); "
         f"run `judge models pull` for the default model or register the model's folder"
     )
+
+
+def lineage_root(db: Database, name: str) -> str | None:
+    """The name of the model at the top of ``name``'s lineage; None when ``name`` is not registered."""
+    with db.unit_of_work() as session:
+        record = repository.get_by_name(session, name)
+        return repository.root(session, record).name if record is not None else None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,5 +27,69 @@ def upsert(session: Session, name: str, backend: str, artifact_path: str | None)
     else:
         record.backend = backend
         record.artifact_path = artifact_path
+    session.flush()
+    return record
+
+
+def get(session: Session, model_id: uuid.UUID) -> ModelRecord | None:
+    return session.get(ModelRecord, model_id)
+
+
+def resolve(session: Session, ref: str) -> ModelRecord | None:
+    """A model by name, or by id (a registered model can be named either way)."""
+    record = get_by_name(session, ref)
+    if record is not None:
+        return record
+    try:
+        model_id = uuid.UUID(ref)
+    except ValueError:
+        return None
+    return get(session, model_id)
+
+
+def ancestors(session: Session, record: ModelRecord, limit: int = 1000) -> list[ModelRecord]:
+    """Parent, grandparent, ... up to the model nothing was trained from."""
+    chain: list[ModelRecord] = []
+    seen = {record.id}
+    current = record
+    while current.parent_id is not None and len(chain) < limit:
+        parent = get(session, current.parent_id)
+        if parent is None or parent.id in seen:
+            break
+        chain.append(parent)
+        seen.add(parent.id)
+        current = parent
+    return chain
+
+
+def root(session: Session, record: ModelRecord) -> ModelRecord:
+    """The model at the top of ``record``'s lineage (``record`` itself when it has no parent)."""
+    chain = ancestors(session, record)
+    return chain[-1] if chain else record
+
+
+def register_trained(
+    session: Session,
+    *,
+    name: str,
+    backend: str,
+    artifact_path: str,
+    parent_id: uuid.UUID,
+    job_id: uuid.UUID,
+    iteration: int,
+    metrics: dict[str, Any],
+    owner: str | None,
+) -> ModelRecord:
+    """Record a model a job produced (idempotent by name: a retried stage updates its record)."""
+    record = get_by_name(session, name)
+    if record is None:
+        record = ModelRecord(name=name, backend=backend, metrics={})
+        session.add(record)
+    record.artifact_path = artifact_path
+    record.parent_id = parent_id
+    record.job_id = job_id
+    record.iteration = iteration
+    record.metrics = metrics
+    record.owner = owner
     session.flush()
     return record

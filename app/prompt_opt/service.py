@@ -15,9 +15,9 @@ from app.core.errors import InvalidInput, NotFound
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
-from app.jobs.queue import JobQueue, queue_name
+from app.jobs.queue import JobQueue
 from app.judging.template_catalog import resolve_template
-from app.models import repository as models_repo
+from app.models import service as models_service
 from app.prompt_opt import repository as po_repo
 from app.prompt_opt import sections
 from app.prompt_opt.budget import estimate_tokens
@@ -159,13 +159,17 @@ def _check_prompt(request: PromptOptimizationRequest, loaded: LoadedSplits) -> N
             )
 
 
-def _check_models(session: Session, request: PromptOptimizationRequest, settings: Settings) -> str:
-    task_model = request.task_model or settings.default_model
-    for name, field in ((task_model, "task_model"), (request.optimizer_model, "optimizer_model")):
-        if name is not None and models_repo.get_by_name(session, name) is None:
-            known = ", ".join(m.name for m in models_repo.list_models(session)) or "none"
-            raise InvalidInput(f"unknown model '{name}' (registered models: {known})", field)
-    return task_model
+def _check_models(
+    session: Session, request: PromptOptimizationRequest, settings: Settings
+) -> models_service.Serving:
+    """The task model's serving (its queue takes the job); the optimizer model must be registered."""
+    return models_service.serving(session, request.task_model or settings.default_model, "task_model")
+
+
+def _optimizer_name(session: Session, request: PromptOptimizationRequest) -> str | None:
+    if request.optimizer_model is None:
+        return None
+    return models_service.serving(session, request.optimizer_model, "optimizer_model").name
 
 
 def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Projection:
@@ -205,7 +209,11 @@ def submit(
 ) -> Job | DryRunOut:
     """Validate and record the job (enqueued after the caller's commit), or, with ``dry_run``, return
     its projected cost without recording anything."""
-    task_model = _check_models(session, request, settings)
+    task = _check_models(session, request, settings)
+    # Names, not ids, from here on: the worker loads models by name.
+    request = request.model_copy(
+        update={"task_model": task.name, "optimizer_model": _optimizer_name(session, request)}
+    )
     request = _resolve_initial(session, request)
     loaded = load_splits(session, request, tenant)
     _check_prompt(request, loaded)
@@ -221,11 +229,11 @@ def submit(
         return DryRunOut(
             projection=projection, train_size=len(s.train), dev_size=len(s.dev), test_size=len(s.test)
         )
-    q = queue_name(task_model)
+    q = task.queue
     job = jobs_repo.create_job(
         session,
         kind=KIND,
-        model=task_model,
+        model=task.name,
         queue=q,
         params=request.model_dump(mode="json", exclude={"dry_run"}),
         total=request.hyperparameters.rounds,

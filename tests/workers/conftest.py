@@ -32,6 +32,7 @@ class ScriptedEngine:
         self.label_weights: Callable[[Conversation], dict[str, float]] = lambda conv: {}
         self.scored_labels: list[list[str]] = []
         self.samplings: list[SamplingParams] = []
+        self.loaded: list[str] = []
 
     @property
     def model_name(self) -> str:
@@ -72,6 +73,9 @@ class ScriptedEngine:
 
     def render_chat(self, conversation: Conversation) -> str:
         return "\n".join(m["content"] for m in conversation)
+
+    def load_weights(self, model_path: Any, model_name: str) -> None:
+        self.loaded.append(model_name)
 
     def close(self) -> None:
         pass

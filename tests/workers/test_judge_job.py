@@ -10,8 +10,10 @@ from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.judging.templates import REFERENCE_SYSTEM_PROMPT
+from app.models import repository as models_repo
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge, user_text
+from workers import context
 from workers.tasks import run_job
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
@@ -216,3 +218,39 @@ def test_cot_templates_generate_freely(db: RollbackDatabase, make_worker: Instal
     _, [r] = _results(db, job_id)
     assert r["orders"][0]["raw"] == "A is right because ... [[B]]? No: [[A]]"
     assert r["verdict"] == "A"  # the last marker wins
+
+
+def test_a_model_trained_from_the_workers_model_is_served_by_swapping_weights(
+    db: RollbackDatabase, make_worker: Install, submit: Submit, registered_model: str
+) -> None:
+    engine = make_worker(first_position_judge)
+    with db.unit_of_work() as session:
+        parent = models_repo.get_by_name(session, registered_model)
+        assert parent is not None
+        child = models_repo.register_trained(
+            session,
+            name="judge-sr-1",
+            backend="transformers",
+            artifact_path="/models/judge-sr-1",
+            parent_id=parent.id,
+            job_id=None,  # type: ignore[arg-type]
+            iteration=1,
+            metrics={},
+            owner=None,
+        )
+        child_id = str(child.id)
+    ctx = context.current()
+    ctx.family_of = lambda name: registered_model if name in ("judge-sr-1", registered_model) else None
+    ctx.family_path = lambda name: f"/models/{name}"  # type: ignore[assignment,return-value]
+
+    by_id = submit("pairwise", {"items": [_pair(0)], "model": child_id, "swap": "none"})
+    with db.unit_of_work() as session:
+        job = jobs_repo.get_job(session, by_id)
+        assert job is not None and job.model == "judge-sr-1"
+        assert job.queue == ctx.queue_name  # the root model's queue
+    assert run_job(str(by_id)) == "done"
+    assert engine.loaded == ["judge-sr-1"]
+
+    again = submit("pairwise", {"items": [_pair(1)], "swap": "none"})
+    assert run_job(str(again)) == "done"
+    assert engine.loaded == ["judge-sr-1", registered_model]  # swapped back for the parent's job
