@@ -17,6 +17,7 @@ from app.jobs.router import router as jobs_router
 from app.judging.router import router as judging_router
 from app.models.router import router as models_router
 from app.prompt_opt.router import router as prompt_opt_router
+from app.self_reward.router import router as self_reward_router
 
 API_VERSION = "0.1.0"
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.include_router(health.router)
     app.include_router(judging_router)
     app.include_router(prompt_opt_router)
+    app.include_router(self_reward_router)
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(datasets_router)

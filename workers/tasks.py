@@ -10,6 +10,7 @@ from workers import context
 from workers.judging import JUDGE_KINDS, JudgeBatcher
 from workers.lease import LeaseKeeper
 from workers.prompt_opt import run_prompt_opt
+from workers.self_reward import run_self_reward
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def run_job(job_id: str) -> str:
     with LeaseKeeper(ctx.db, ctx.worker_id, settings.job_lease_seconds) as lease:
         if kind == "prompt_opt":
             return run_prompt_opt(ctx, lease, jid, attempts)
+        if kind == "self_reward":
+            return run_self_reward(ctx, lease, jid, attempts)
         if kind not in JUDGE_KINDS:
             with ctx.db.unit_of_work() as session:
                 jobs_repo.finish(session, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")

@@ -11,6 +11,7 @@ from app.core.state import AppState, get_state, get_tenant
 from app.jobs import service
 from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus, ResultPage
 from app.prompt_opt.schemas import PromptOptimizationResults
+from app.self_reward.schemas import SelfRewardResults
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -55,8 +56,8 @@ def get_job(
 @router.get(
     "/{job_id}/results",
     operation_id="get_job_results",
-    summary="A job's results: judging items in item order (paged), or a prompt optimization's outcome",
-    response_model=ResultPage | PromptOptimizationResults,
+    summary="A job's results: judging items in item order (paged), or a long job's outcome",
+    response_model=ResultPage | PromptOptimizationResults | SelfRewardResults,
     responses=ERROR_RESPONSES,
 )
 def get_results(
@@ -65,7 +66,7 @@ def get_results(
     cursor: str | None = CURSOR,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
-) -> ResultPage | PromptOptimizationResults:
+) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
     with state.db.unit_of_work() as session:
         return service.results_page(session, job_id, tenant, limit, cursor)
 

@@ -22,6 +22,8 @@ from app.judging import repository as judging_repo
 from app.judging.results import item_result
 from app.prompt_opt import service as prompt_opt_service
 from app.prompt_opt.schemas import PromptOptimizationResults
+from app.self_reward import service as self_reward_service
+from app.self_reward.schemas import SelfRewardResults
 
 TERMINAL = frozenset(jobs_repo.TERMINAL)
 
@@ -98,11 +100,14 @@ def list_jobs(
 
 def results_page(
     session: Session, job_id: uuid.UUID, tenant: str, limit: int, cursor: str | None
-) -> ResultPage | PromptOptimizationResults:
-    """Judging jobs: a page of item results. Prompt optimization: the search's results (not paged)."""
+) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
+    """Judging jobs: a page of item results. Prompt optimization and self-reward: the run's results
+    (not paged)."""
     job = get_job(session, job_id, tenant)
     if job.kind == prompt_opt_service.KIND:
         return prompt_opt_service.results(session, job)
+    if job.kind == self_reward_service.KIND:
+        return self_reward_service.results(session, job)
     after = decode_index_cursor(cursor) if cursor else -1
     items = judging_repo.results_page(session, job.id, after, limit + 1)
     next_cursor = None

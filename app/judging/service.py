@@ -104,7 +104,7 @@ def submit(
     if logprobs:
         _check_logprobs(request)
 
-    served = models_service.serving(session, request.model or settings.default_model, "model")
+    served = models_service.serving(session, request.model or settings.default_model, "model", tenant)
     model = served.name
 
     auto_reference = request.reference is not None

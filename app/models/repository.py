@@ -93,3 +93,8 @@ def register_trained(
     record.owner = owner
     session.flush()
     return record
+
+
+def children(session: Session, record: ModelRecord) -> list[ModelRecord]:
+    stmt = select(ModelRecord).where(ModelRecord.parent_id == record.id).order_by(ModelRecord.created_at)
+    return list(session.scalars(stmt))

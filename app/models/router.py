@@ -1,12 +1,13 @@
-"""HTTP routes of the model registry."""
+"""HTTP routes of the model registry. Thin: parse, call one service function, return a schema."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
-from app.core.state import AppState, get_state
-from app.models import repository
-from app.models.schemas import ModelList, ModelOut
+from app.core.errors import ERROR_RESPONSES
+from app.core.state import AppState, get_state, get_tenant
+from app.models import service
+from app.models.schemas import ModelDetail, ModelList
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -14,21 +15,22 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 @router.get(
     "", operation_id="list_models", summary="Models the service can judge with", response_model=ModelList
 )
-def list_models(state: AppState = Depends(get_state)) -> ModelList:
+def list_models(state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)) -> ModelList:
     with state.db.unit_of_work() as session:
-        return ModelList(
-            models=[
-                ModelOut(
-                    id=m.id,
-                    name=m.name,
-                    backend=m.backend,
-                    parent_id=m.parent_id,
-                    job_id=m.job_id,
-                    iteration=m.iteration,
-                    metrics=m.metrics,
-                    default=m.name == state.settings.default_model,
-                    created_at=m.created_at,
-                )
-                for m in repository.list_models(session)
-            ]
-        )
+        return service.list_models(session, state.settings.default_model, tenant)
+
+
+@router.get(
+    "/{model}",
+    operation_id="get_model",
+    summary="A model: lineage, artifact location, training metrics",
+    response_model=ModelDetail,
+    responses=ERROR_RESPONSES,
+)
+def get_model(
+    model: str = Path(max_length=200, description="The model's id or name."),
+    state: AppState = Depends(get_state),
+    tenant: str = Depends(get_tenant),
+) -> ModelDetail:
+    with state.db.unit_of_work() as session:
+        return service.model_detail(session, model, state.settings.default_model, tenant)

@@ -23,3 +23,20 @@ class ModelOut(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelOut]
+
+
+class ModelRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    iteration: int | None = None
+    job_id: uuid.UUID | None = None
+
+
+class ModelDetail(ModelOut):
+    artifact_path: str | None = Field(
+        default=None, description="Where the weights are (a local folder on the workers' storage)."
+    )
+    lineage: list[ModelRef] = Field(
+        default_factory=list, description="Parent, grandparent, ... up to the model nothing was trained from."
+    )
+    children: list[ModelRef] = Field(default_factory=list, description="Models trained from this one.")

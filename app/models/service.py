@@ -10,6 +10,7 @@ from app.core.errors import InvalidInput, NotFound
 from app.db.tables import ModelRecord
 from app.jobs.queue import queue_name
 from app.models import repository
+from app.models.schemas import ModelDetail, ModelList, ModelOut, ModelRef
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,57 @@ class Serving:
         return self.record.name
 
 
-def serving(session: Session, ref: str, field: str) -> Serving:
-    """Resolve a model name or id; InvalidInput (422, naming ``field``) when it is not registered."""
+def serving(session: Session, ref: str, field: str, tenant: str | None = None) -> Serving:
+    """Resolve a model name or id; InvalidInput (422, naming ``field``) when it is not registered (or,
+    with ``tenant``, belongs to another tenant)."""
     record = repository.resolve(session, ref)
-    if record is None:
-        known = ", ".join(m.name for m in repository.list_models(session)) or "none"
+    if record is None or (tenant is not None and not _visible(record, tenant)):
+        known = (
+            ", ".join(
+                m.name for m in repository.list_models(session) if tenant is None or _visible(m, tenant)
+            )
+            or "none"
+        )
         raise InvalidInput(f"unknown model '{ref}' (registered models: {known})", field)
     return Serving(record, queue_name(repository.root(session, record).name))
 
 
-def get_model(session: Session, ref: str) -> ModelRecord:
+def _visible(record: ModelRecord, tenant: str) -> bool:
+    """Operator models (no owner) are shared; a trained model belongs to its job's tenant."""
+    return record.owner is None or record.owner == tenant
+
+
+def _out(record: ModelRecord, default_model: str) -> ModelOut:
+    return ModelOut(
+        id=record.id,
+        name=record.name,
+        backend=record.backend,
+        parent_id=record.parent_id,
+        job_id=record.job_id,
+        iteration=record.iteration,
+        metrics=record.metrics,
+        default=record.name == default_model,
+        created_at=record.created_at,
+    )
+
+
+def _ref(record: ModelRecord) -> ModelRef:
+    return ModelRef(id=record.id, name=record.name, iteration=record.iteration, job_id=record.job_id)
+
+
+def list_models(session: Session, default_model: str, tenant: str) -> ModelList:
+    return ModelList(
+        models=[_out(m, default_model) for m in repository.list_models(session) if _visible(m, tenant)]
+    )
+
+
+def model_detail(session: Session, ref: str, default_model: str, tenant: str) -> ModelDetail:
     record = repository.resolve(session, ref)
-    if record is None:
+    if record is None or not _visible(record, tenant):
         raise NotFound(f"no model {ref!r}")
-    return record
+    return ModelDetail(
+        **_out(record, default_model).model_dump(),
+        artifact_path=record.artifact_path,
+        lineage=[_ref(m) for m in repository.ancestors(session, record)],
+        children=[_ref(m) for m in repository.children(session, record) if _visible(m, tenant)],
+    )

@@ -160,16 +160,16 @@ def _check_prompt(request: PromptOptimizationRequest, loaded: LoadedSplits) -> N
 
 
 def _check_models(
-    session: Session, request: PromptOptimizationRequest, settings: Settings
+    session: Session, request: PromptOptimizationRequest, settings: Settings, tenant: str
 ) -> models_service.Serving:
     """The task model's serving (its queue takes the job); the optimizer model must be registered."""
-    return models_service.serving(session, request.task_model or settings.default_model, "task_model")
+    return models_service.serving(session, request.task_model or settings.default_model, "task_model", tenant)
 
 
-def _optimizer_name(session: Session, request: PromptOptimizationRequest) -> str | None:
+def _optimizer_name(session: Session, request: PromptOptimizationRequest, tenant: str) -> str | None:
     if request.optimizer_model is None:
         return None
-    return models_service.serving(session, request.optimizer_model, "optimizer_model").name
+    return models_service.serving(session, request.optimizer_model, "optimizer_model", tenant).name
 
 
 def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Projection:
@@ -209,10 +209,10 @@ def submit(
 ) -> Job | DryRunOut:
     """Validate and record the job (enqueued after the caller's commit), or, with ``dry_run``, return
     its projected cost without recording anything."""
-    task = _check_models(session, request, settings)
+    task = _check_models(session, request, settings, tenant)
     # Names, not ids, from here on: the worker loads models by name.
     request = request.model_copy(
-        update={"task_model": task.name, "optimizer_model": _optimizer_name(session, request)}
+        update={"task_model": task.name, "optimizer_model": _optimizer_name(session, request, tenant)}
     )
     request = _resolve_initial(session, request)
     loaded = load_splits(session, request, tenant)

@@ -1,0 +1,36 @@
+"""HTTP routes of self-reward jobs. Thin: parse, call one service function, return a schema."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from app.core.errors import ERROR_RESPONSES
+from app.core.state import AppState, get_state, get_tenant
+from app.jobs.schemas import JobOut
+from app.jobs.service import job_out
+from app.self_reward import service
+from app.self_reward.schemas import SelfRewardRequest
+
+router = APIRouter(prefix="/v1/jobs", tags=["self-reward"])
+
+
+@router.post(
+    "/self-reward",
+    operation_id="create_self_reward_job",
+    summary="Run the Self-Rewarding Language Models loop (self-instruct, self-judging, DPO)",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        202: {"model": JobOut, "description": "The job is accepted; results at GET /v1/jobs/{id}/results."},
+        **ERROR_RESPONSES,
+    },
+)
+def create_self_reward_job(
+    body: SelfRewardRequest,
+    state: AppState = Depends(get_state),
+    tenant: str = Depends(get_tenant),
+) -> JSONResponse:
+    with state.db.unit_of_work() as session:
+        out = job_out(service.submit(session, state.settings, state.queue, body, tenant))
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)

@@ -1,0 +1,198 @@
+"""API contract of self-reward jobs ("Self-Rewarding Language Models")."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from app.self_reward.domain import (
+    CandidateSettings,
+    GuardSettings,
+    InstructSettings,
+    JudgeSettings,
+    PairSettings,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IFTRow(_Strict):
+    prompt: str = Field(min_length=1, max_length=20000)
+    response: str = Field(min_length=1, max_length=20000)
+
+
+class EFTRow(_Strict):
+    prompt: str = Field(min_length=1, max_length=20000)
+    response: str = Field(min_length=1, max_length=20000)
+    judgment: str = Field(min_length=1, max_length=20000, description="A rubric judgment ending `Score: N`.")
+    score: StrictInt = Field(ge=0, le=5)
+
+
+class IFTSource(_Strict):
+    dataset_id: uuid.UUID | None = Field(
+        default=None, description="A dataset whose rows have `prompt` and `response` fields (label unused)."
+    )
+    rows: list[IFTRow] | None = Field(default=None, min_length=1, max_length=100000)
+
+    @model_validator(mode="after")
+    def _one(self) -> IFTSource:
+        if (self.dataset_id is None) == (self.rows is None):
+            raise ValueError("give exactly one of dataset_id or rows")
+        return self
+
+
+class EFTSource(_Strict):
+    dataset_id: uuid.UUID | None = Field(
+        default=None,
+        description="A dataset whose rows have `prompt`, `response` and `judgment` fields; the label is "
+        "the score.",
+    )
+    rows: list[EFTRow] | None = Field(default=None, min_length=1, max_length=100000)
+
+    @model_validator(mode="after")
+    def _one(self) -> EFTSource:
+        if (self.dataset_id is None) == (self.rows is None):
+            raise ValueError("give exactly one of dataset_id or rows")
+        return self
+
+
+class LoraIn(_Strict):
+    r: int = Field(default=8, ge=1, le=256)
+    alpha: int = Field(default=16, ge=1, le=512)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+
+
+class SFTIn(_Strict):
+    enabled: bool = Field(default=True, description="Train M1 from the base model on IFT + EFT data first.")
+    learning_rate: float = Field(default=2e-5, gt=0, le=1)
+    epochs: int = Field(default=1, ge=1, le=20)
+    batch_size: int = Field(default=4, ge=1, le=256)
+    max_length: int = Field(default=512, ge=32, le=8192)
+    lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
+
+
+class DPOIn(_Strict):
+    beta: float = Field(default=0.1, gt=0, le=10)
+    learning_rate: float = Field(default=5e-6, gt=0, le=1)
+    epochs: int = Field(default=1, ge=1, le=20)
+    batch_size: int = Field(default=2, ge=1, le=256)
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = Field(default="sigmoid")
+    max_length: int = Field(default=512, ge=32, le=8192)
+    lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
+
+
+class InstructIn(_Strict):
+    shots: int = Field(default=8, ge=1, le=32)
+    seed_shots: int = Field(default=6, ge=0, le=32)
+    temperature: float = Field(default=0.6, ge=0, le=2)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_tokens: int = Field(default=128, ge=8, le=2048)
+    min_words: int = Field(default=3, ge=1)
+    max_words: int = Field(default=150, ge=1)
+    max_rouge_l: float = Field(default=0.7, gt=0, le=1, description="Near-duplicate threshold.")
+    max_attempts_factor: int = Field(
+        default=4, ge=1, le=20, description="At most this many generation attempts per wanted prompt."
+    )
+
+    def domain(self) -> InstructSettings:
+        return InstructSettings(**self.model_dump(exclude={"max_attempts_factor"}))
+
+
+class CandidatesIn(_Strict):
+    n: int = Field(default=4, ge=2, le=32, description="Responses sampled per prompt.")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_tokens: int = Field(default=256, ge=8, le=4096)
+
+    def domain(self) -> CandidateSettings:
+        return CandidateSettings(**self.model_dump())
+
+
+class JudgeIn(_Strict):
+    samples: int = Field(default=3, ge=1, le=16, description="Rubric judgments per response, averaged.")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    max_tokens: int = Field(default=256, ge=8, le=4096)
+
+    def domain(self) -> JudgeSettings:
+        return JudgeSettings(**self.model_dump())
+
+
+class EvaluationIn(_Strict):
+    heldout_prompts: int = Field(
+        default=8,
+        ge=0,
+        le=1000,
+        description="Held-out prompts (from the held-out EFT data) for the win rate.",
+    )
+    max_tokens: int = Field(default=256, ge=8, le=4096)
+
+
+class GuardsIn(_Strict):
+    min_pairs: int = Field(default=2, ge=1)
+    max_parse_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    max_tie_rate: float = Field(default=0.8, ge=0, le=1)
+    max_length_ratio: float = Field(default=1.5, gt=1)
+    length_growth_iterations: int = Field(default=2, ge=1)
+
+    def domain(self) -> GuardSettings:
+        return GuardSettings(**self.model_dump())
+
+
+class SelfRewardRequest(_Strict):
+    base_model: str | None = Field(default=None, max_length=200, description="Name or id; the default model.")
+    ift: IFTSource | None = Field(
+        default=None, description="Seed instruction data; the shipped set by default."
+    )
+    eft: EFTSource | None = Field(default=None, description="Seed judging data; the shipped set by default.")
+    eft_heldout: EFTSource | None = Field(
+        default=None, description="Held-out judging data for evaluation; the shipped set by default."
+    )
+    iterations: int = Field(default=2, ge=1, le=20, description="DPO iterations (M1 -> M2 -> ...).")
+    prompts_per_iteration: int = Field(default=16, ge=1, le=100000)
+    prompt_generator: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A fixed registered model writes new prompts; M_t by default.",
+    )
+    instruct: InstructIn = Field(default_factory=InstructIn)
+    candidates: CandidatesIn = Field(default_factory=CandidatesIn)
+    judge: JudgeIn = Field(default_factory=JudgeIn)
+    length_control: bool = Field(
+        default=False, description="Among equally scored answers, choose the shorter and reject the longer."
+    )
+    sft: SFTIn = Field(default_factory=SFTIn)
+    dpo: DPOIn = Field(default_factory=DPOIn)
+    evaluation: EvaluationIn = Field(default_factory=EvaluationIn)
+    guards: GuardsIn = Field(default_factory=GuardsIn)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    def pair_settings(self) -> PairSettings:
+        return PairSettings(length_control=self.length_control)
+
+
+class IterationOut(BaseModel):
+    iteration: int = Field(description="0: the SFT stage; t >= 1: DPO iteration t (M_t -> M_{t+1}).")
+    model_id: uuid.UUID | None = Field(default=None, description="The model this iteration produced.")
+    model: str | None = None
+    metrics: dict[str, Any] = Field(
+        description="Prompts kept and dropped, candidates, pairs kept, tie-drop rate, parse failures, score "
+        "histogram, chosen vs rejected length, training metrics (loss, DPO reward margins), evaluation "
+        "(judge pairwise accuracy and Spearman correlation on held-out EFT, mean response length, "
+        "self-judged win rate against the previous model)."
+    )
+    flags: list[str] = Field(default_factory=list, description="Warnings the guards raised.")
+
+
+class SelfRewardResults(BaseModel):
+    job_id: uuid.UUID
+    status: str
+    stage: str | None = None
+    stop_reason: str | None = Field(default=None, description="Why the loop stopped early, if it did.")
+    base_model: str
+    final_model: str | None = None
+    iterations: list[IterationOut]

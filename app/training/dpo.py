@@ -1,0 +1,80 @@
+"""Direct preference optimisation (the paper's iterations M1 -> M2 -> M3) with TRL's DPOTrainer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from datasets import Dataset
+from transformers import set_seed
+from trl import DPOConfig, DPOTrainer
+
+from app.training.checkpoints import publish, staging_for
+from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
+from app.training.metrics import training_metrics
+from app.training.specs import DPOSpec, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def run_dpo(spec: DPOSpec) -> TrainResult:
+    """Train ``spec.base_path`` on ``spec.pairs`` with DPO against ``spec.base_path`` itself as the
+    frozen reference, and save a full model folder (LoRA merged) at ``spec.output_path``, which
+    appears only once complete.
+
+    Each pair is a user prompt and two assistant responses rendered with the model's chat template.
+    Raises FileExistsError when the output exists, FileNotFoundError when the base folder does not.
+    """
+    started = time.perf_counter()
+    set_seed(spec.seed)
+    with staging_for(spec.output_path) as staging:
+        tokenizer = load_tokenizer(spec.base_path)
+        model = load_model(spec.base_path)
+        peft_config = lora_config(spec.lora)
+        # The reference is the parent checkpoint on disk. With LoRA the policy with its adapter
+        # disabled is that same checkpoint, so TRL uses it and no second copy is loaded.
+        ref_model = load_model(spec.base_path) if peft_config is None else None
+        config = DPOConfig(
+            **trainer_arguments(
+                staging.work,
+                learning_rate=spec.learning_rate,
+                epochs=spec.epochs,
+                batch_size=spec.batch_size,
+                max_length=spec.max_length,
+                seed=spec.seed,
+            ),
+            beta=spec.beta,
+            loss_type=[spec.loss_type],
+        )
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=config,
+            train_dataset=preference_pairs(spec.pairs),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        log.info("DPO of %s on %d pairs (lora=%s)", spec.base_path, len(spec.pairs), spec.lora is not None)
+        log_to_logger(trainer)
+        trainer.train()
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        if spec.lora is not None:
+            trained = trained.merge_and_unload()
+        publish(trained, tokenizer, staging, spec.output_path)
+        metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step, dpo=True)
+    metrics["total_seconds"] = time.perf_counter() - started
+    return TrainResult(output_path=spec.output_path, metrics=metrics)
+
+
+def preference_pairs(pairs: list[dict[str, str]]) -> Dataset:
+    """A conversational preference dataset: a user turn and a chosen and a rejected assistant turn."""
+    rows: list[dict[str, Any]] = [
+        {
+            "prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+        }
+        for pair in pairs
+    ]
+    return Dataset.from_list(rows)

@@ -1,0 +1,143 @@
+"""Loading a checkpoint for training, and the settings every TRL run shares (device, precision,
+logging, no checkpoints, no reporting)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback
+
+from app.training.specs import LoraSpec
+
+log = logging.getLogger(__name__)
+
+# transformers 5 renamed gradient checkpointing; the old name still works there but warns.
+_CHECKPOINTING_ARG = (
+    "activation_checkpointing"
+    if any(f.name == "activation_checkpointing" for f in dataclasses.fields(TrainingArguments))
+    else "gradient_checkpointing"
+)
+
+
+def load_model(path: str) -> PreTrainedModel:
+    """The causal LM at ``path`` in float32 on CPU; the trainer moves it to the training device.
+
+    Raises FileNotFoundError when ``path`` is not a folder.
+    """
+    _require_folder(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.config.use_cache = False  # a KV cache is only wasted memory in a training forward pass
+    return model
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer at ``path``, with a pad token (the EOS token when it declares none).
+
+    Raises ValueError when it has no chat template: the examples are conversations.
+    """
+    _require_folder(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"the tokenizer at {path} has no chat template")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def lora_config(spec: LoraSpec | None) -> LoraConfig | None:
+    """The PEFT config for ``spec``, or None to train the full weights."""
+    if spec is None:
+        return None
+    return LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=list(spec.target_modules) if spec.target_modules else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def trainer_arguments(
+    output_dir: Path,
+    *,
+    learning_rate: float,
+    epochs: int,
+    batch_size: int,
+    max_length: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Keyword arguments shared by SFTConfig and DPOConfig.
+
+    Every optimizer step is logged (the metrics are the loss history), nothing is saved or reported
+    along the way (the caller saves the final model once), and TRL's GPU-minded defaults
+    (bf16, gradient checkpointing) are overridden so that a CPU run works and stays in float32.
+    """
+    cuda = torch.cuda.is_available()
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": learning_rate,
+        "num_train_epochs": epochs,
+        "per_device_train_batch_size": batch_size,
+        "gradient_accumulation_steps": 1,
+        # The default foreach AdamW is ~20x slower on CPU (denormal second moments); fused also suits CUDA.
+        "optim": "adamw_torch_fused",
+        "max_length": max_length,
+        "seed": seed,
+        "data_seed": seed,
+        "use_cpu": not cuda,
+        # Mixed precision on a GPU that has bf16; the weights themselves stay float32.
+        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        "fp16": False,
+        _CHECKPOINTING_ARG: False,
+        "logging_strategy": "steps",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": True,
+    }
+
+
+def _require_folder(path: str) -> None:
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"base model folder not found: {path}")
+
+
+class _StepLogger(TrainerCallback):
+    """Per-step training logs to the logger instead of stdout."""
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs:
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+
+
+def log_to_logger(trainer: Trainer) -> None:
+    """Send ``trainer``'s per-step logs to this package's logger rather than printing them."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_StepLogger())

@@ -1,0 +1,76 @@
+"""Supervised fine-tuning (the paper's SFT on seed IFT/EFT data) with TRL's SFTTrainer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from datasets import Dataset
+from transformers import set_seed
+from trl import SFTConfig, SFTTrainer
+
+from app.training.checkpoints import publish, staging_for
+from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
+from app.training.metrics import training_metrics
+from app.training.specs import SFTSpec, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def run_sft(spec: SFTSpec) -> TrainResult:
+    """Fine-tune ``spec.base_path`` on ``spec.examples`` and save a full model folder (LoRA merged) at
+    ``spec.output_path``, which appears only once complete.
+
+    Each example is a conversation, a user prompt and an assistant completion rendered with the
+    model's chat template; the loss covers the completion tokens only. Raises FileExistsError when
+    the output exists, FileNotFoundError when the base folder does not.
+    """
+    started = time.perf_counter()
+    set_seed(spec.seed)
+    with staging_for(spec.output_path) as staging:
+        tokenizer = load_tokenizer(spec.base_path)
+        model = load_model(spec.base_path)
+        config = SFTConfig(
+            **trainer_arguments(
+                staging.work,
+                learning_rate=spec.learning_rate,
+                epochs=spec.epochs,
+                batch_size=spec.batch_size,
+                max_length=spec.max_length,
+                seed=spec.seed,
+            ),
+            completion_only_loss=True,
+            packing=False,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=conversations(spec.examples),
+            processing_class=tokenizer,
+            peft_config=lora_config(spec.lora),
+        )
+        log.info(
+            "SFT of %s on %d examples (lora=%s)", spec.base_path, len(spec.examples), spec.lora is not None
+        )
+        log_to_logger(trainer)
+        trainer.train()
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        if spec.lora is not None:
+            trained = trained.merge_and_unload()
+        publish(trained, tokenizer, staging, spec.output_path)
+        metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step)
+    metrics["total_seconds"] = time.perf_counter() - started
+    return TrainResult(output_path=spec.output_path, metrics=metrics)
+
+
+def conversations(examples: list[dict[str, str]]) -> Dataset:
+    """A conversational prompt-completion dataset: a user turn and the assistant turn that answers it."""
+    rows: list[dict[str, Any]] = [
+        {
+            "prompt": [{"role": "user", "content": ex["prompt"]}],
+            "completion": [{"role": "assistant", "content": ex["completion"]}],
+        }
+        for ex in examples
+    ]
+    return Dataset.from_list(rows)
