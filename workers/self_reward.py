@@ -38,7 +38,7 @@ from app.self_reward import service as sr_service
 from app.self_reward.domain import IterationStats, ScoredCandidate
 from app.self_reward.evaluation import pairwise_accuracy, spearman, win_rate
 from app.self_reward.guards import check_iteration
-from app.self_reward.instruct import few_shot_conversation, filter_prompt, parse_new_prompt
+from app.self_reward.instruct import few_shot_conversation, filter_prompt, parse_new_prompt, task_complete
 from app.self_reward.pairs import score_histogram, select_pair
 from app.self_reward.rubric import judge_conversation, parse_score
 from app.self_reward.schemas import LoraIn, SelfRewardRequest
@@ -188,8 +188,8 @@ class SelfRewardRun:
                 text = parse_new_prompt(gen.text)
                 if text is None:
                     reason: str | None = "no task found in the reply"
-                elif gen.finish_reason == "length":
-                    reason = "the reply hit the token limit"
+                elif not task_complete(gen.text, gen.finish_reason == "length"):
+                    reason = "the reply hit the token limit inside the task"
                 elif len(kept) >= wanted:
                     reason = "enough prompts already"
                 else:

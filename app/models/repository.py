@@ -96,5 +96,9 @@ def register_trained(
 
 
 def children(session: Session, record: ModelRecord) -> list[ModelRecord]:
-    stmt = select(ModelRecord).where(ModelRecord.parent_id == record.id).order_by(ModelRecord.created_at)
+    stmt = (
+        select(ModelRecord)
+        .where(ModelRecord.parent_id == record.id)
+        .order_by(ModelRecord.created_at, ModelRecord.name)
+    )
     return list(session.scalars(stmt))

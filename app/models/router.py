@@ -21,7 +21,7 @@ def list_models(state: AppState = Depends(get_state), tenant: str = Depends(get_
 
 
 @router.get(
-    "/{model}",
+    "/{model:path}",
     operation_id="get_model",
     summary="A model: lineage, artifact location, training metrics",
     response_model=ModelDetail,

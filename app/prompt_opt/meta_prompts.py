@@ -32,6 +32,14 @@ _LABEL = re.compile(
 _PREFACE = re.compile(r"^\s*(?:here|sure|okay|ok|certainly|of course)\b[^\n]*:\s*\n", re.IGNORECASE)
 
 
+# The placeholder texts the requests show inside <START> ... <END> to explain the format.
+_FORMAT_EXAMPLES = frozenset({"first reason", "second reason", "improved instruction"})
+
+
+def _is_format_example(text: str) -> bool:
+    return text.lower().rstrip(".") in _FORMAT_EXAMPLES
+
+
 def _conversation(user: str) -> Conversation:
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
@@ -137,7 +145,10 @@ def parse_delimited(reply: str) -> list[str]:
     for i, start in enumerate(starts):
         limit = starts[i + 1].start() if i + 1 < len(starts) else len(reply)
         end = _END.search(reply, start.end(), limit)
-        items.append(_clean(reply[start.end() : end.start() if end else limit]))
+        item = _clean(reply[start.end() : end.start() if end else limit])
+        # Small models echo the format example of the request; that is not an answer.
+        if not _is_format_example(item):
+            items.append(item)
     return _unique(items)
 
 
@@ -178,5 +189,5 @@ def parse_prompts(reply: str, limit: int) -> list[str]:
         text = _END.sub("", _START.sub("", reply))
         text = _PREFACE.sub("", text, count=1)
         text = _clean(_LABEL.sub("", text, count=1))
-        items = [text] if text else []
+        items = [text] if text and not _is_format_example(text) else []
     return items[:limit]

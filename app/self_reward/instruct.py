@@ -96,6 +96,15 @@ def parse_new_prompt(reply: str) -> str | None:
     return text or None
 
 
+def task_complete(reply: str, hit_token_limit: bool) -> bool:
+    """Whether the reply's first task is whole: the model stopped by itself, or went on to write the
+    next task (a reply cut off inside its first task would give a truncated prompt)."""
+    if not hit_token_limit:
+        return True
+    lines = reply.strip().splitlines()
+    return any(_NEXT_TASK_LINE.match(line) for line in lines[1:])
+
+
 def _strip_quotes(text: str) -> str:
     # Only quotes that wrap the whole task: in '"a" or "b"' the outer marks are not a pair.
     while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:

@@ -123,3 +123,13 @@ def test_parse_prompts_of_an_empty_reply() -> None:
     assert parse_prompts("  ", 3) == []
     assert parse_prompts("Output:", 3) == []
     assert parse_prompts("anything", 0) == []
+
+
+def test_an_echo_of_the_format_example_is_not_an_answer() -> None:
+    from app.prompt_opt.meta_prompts import parse_delimited, parse_prompts
+
+    assert parse_delimited("<START>Improved instruction<END>\n<START>Say yes or no.<END>") == [
+        "Say yes or no."
+    ]
+    assert parse_delimited("<START>first reason<END><START>second reason<END>") == []
+    assert parse_prompts("<START>improved instruction<END>", 1) == []

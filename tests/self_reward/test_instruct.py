@@ -200,3 +200,11 @@ def test_filter_quotes_a_long_duplicate_briefly() -> None:
     long_prompt = "Write a detailed essay about " + " ".join(f"topic{i}" for i in range(40))
     reason = filter_prompt(long_prompt, [long_prompt], SETTINGS)
     assert reason is not None and "..." in reason and len(reason) < 140
+
+
+def test_a_reply_cut_off_inside_its_first_task_is_incomplete() -> None:
+    from app.self_reward.instruct import task_complete
+
+    assert task_complete("Explain tides.", hit_token_limit=False)
+    assert task_complete("Explain tides.\nTask 10: Write a haiku about", hit_token_limit=True)
+    assert not task_complete("Explain why the tides rise and fall twice a", hit_token_limit=True)
