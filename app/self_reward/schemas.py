@@ -71,7 +71,9 @@ class SFTIn(_Strict):
     learning_rate: float = Field(default=2e-5, gt=0, le=1)
     epochs: int = Field(default=1, ge=1, le=20)
     batch_size: int = Field(default=4, ge=1, le=256)
-    max_length: int = Field(default=512, ge=32, le=8192)
+    max_length: int = Field(
+        default=1024, ge=32, le=32768, description="Longest example in tokens; TRL drops longer ones."
+    )
     lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
 
 
@@ -81,7 +83,9 @@ class DPOIn(_Strict):
     epochs: int = Field(default=1, ge=1, le=20)
     batch_size: int = Field(default=2, ge=1, le=256)
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = Field(default="sigmoid")
-    max_length: int = Field(default=512, ge=32, le=8192)
+    max_length: int = Field(
+        default=1024, ge=32, le=32768, description="Longest example in tokens; TRL drops longer ones."
+    )
     lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
 
 
