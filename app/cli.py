@@ -11,8 +11,10 @@ from app.core.config import get_settings
 cli = typer.Typer(help="Judge service: LLM-as-a-judge over HTTP.", no_args_is_help=True, add_completion=False)
 models_cli = typer.Typer(help="Manage judge models.", no_args_is_help=True)
 db_cli = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 cli.add_typer(models_cli, name="models")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
 
 
 def _logging() -> None:
@@ -128,6 +130,71 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 
     downgrade(get_settings().sqlalchemy_url, revision)
     typer.echo(f"database at {revision}")
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: str = typer.Option(..., help="The tenant the key acts for."),
+    scopes: str = typer.Option("judge,jobs", help="Comma-separated: judge, jobs, models:write, admin."),
+    name: str = typer.Option("", help="A label for the key (who or what uses it)."),
+) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from app.auth import service
+    from app.core.db import Database
+
+    db = Database(get_settings().sqlalchemy_url)
+    try:
+        with db.unit_of_work() as session:
+            record, token = service.create_key(
+                session, tenant, [s.strip() for s in scopes.split(",") if s.strip()], name
+            )
+            key_id = record.id
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"created key {key_id} for tenant {tenant} ({scopes})")
+    typer.echo(token)
+
+
+@keys_cli.command("list")
+def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys.")) -> None:
+    """List keys: id, tenant, scopes, name, status (never the key itself)."""
+    from app.auth import repository
+    from app.core.db import Database
+
+    db = Database(get_settings().sqlalchemy_url)
+    with db.unit_of_work() as session:
+        for k in repository.list_keys(session, tenant):
+            status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            typer.echo(
+                f"{k.id}\t{k.tenant}\t{','.join(k.scopes)}\t{k.name or '-'}\tjk_{k.prefix}_…\t{status}"
+            )
+    db.dispose()
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `judge keys list`).")) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    import uuid
+
+    from app.auth import service
+    from app.core.db import Database
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a key id: {key_id}") from exc
+    db = Database(get_settings().sqlalchemy_url)
+    try:
+        with db.unit_of_work() as session:
+            record = service.revoke(session, parsed)
+    finally:
+        db.dispose()
+    if record is None:
+        typer.echo(f"no key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
 
 
 @cli.command()

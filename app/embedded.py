@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from fakeredis import TcpFakeServer
 
 from app.core.config import Settings
+from app.core.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,27 @@ class WorkerProcess:
                 proc.kill()
 
 
+def dev_key(settings: Settings, db: Database) -> str | None:
+    """At the first start (no key exists yet), make a development key for tenant ``default`` with
+    every scope, print it, and keep it in ``<data dir>/dev-api-key`` (mode 0600)."""
+    from app.auth import repository as keys_repo
+    from app.auth import service as keys_service
+    from app.auth.keys import SCOPES
+
+    path = settings.data_dir / "dev-api-key"
+    with db.unit_of_work() as session:
+        if keys_repo.any_key(session):
+            return None
+        _, token = keys_service.create_key(session, "default", list(SCOPES), "embedded development key")
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    log.warning("development API key (tenant default, all scopes), also in %s:\n  %s", path, token)
+    return token
+
+
 def run_embedded(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from app.core.db import Database
     from app.core.migrate import upgrade
     from app.main import create_app
     from app.models.registry import ensure_local_model
@@ -101,6 +119,7 @@ def run_embedded(settings: Settings, host: str, port: int) -> None:
     try:
         # Pull before the worker starts, so the first start prints one clear progress story.
         ensure_local_model(settings, db, settings.default_model)
+        dev_key(settings, db)
     finally:
         db.dispose()
     with fake_redis_server() as redis_url:

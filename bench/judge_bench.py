@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.auth.service import create_key  # noqa: E402
 from app.core.config import DEFAULT_MODEL, Settings  # noqa: E402
 from app.core.db import Database  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
@@ -135,6 +136,7 @@ class Service:
         db = Database(settings.sqlalchemy_url)
         with db.unit_of_work() as session:
             register(session, settings, DEFAULT_MODEL, models_dir / DEFAULT_MODEL)
+            _, self.key = create_key(session, "default", ["judge", "jobs"], "bench")
         db.dispose()
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
         env.update(
@@ -247,7 +249,8 @@ def main() -> None:
 
     service = Service(models_dir, args.batch_size)
     try:
-        with httpx.Client(base_url=service.url, timeout=3600) as client:
+        headers = {"Authorization": f"Bearer {service.key}"}
+        with httpx.Client(base_url=service.url, timeout=3600, headers=headers) as client:
             base = {"swap": "conservative", "max_tokens": args.max_tokens}
             post(client, {**base, "items": work[:2]})  # warm-up
 

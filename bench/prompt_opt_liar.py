@@ -175,6 +175,9 @@ class CountingEngine:
     def render_chat(self, conversation: Conversation) -> str:
         return self.inner.render_chat(conversation)
 
+    def load_weights(self, model_path: Path, model_name: str) -> None:
+        self.inner.load_weights(model_path, model_name)
+
     def close(self) -> None:
         self.inner.close()
 

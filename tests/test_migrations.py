@@ -29,6 +29,7 @@ TABLES = {
     "sr_judgments",
     "sr_pairs",
     "sr_iterations",
+    "api_keys",
 }
 
 

@@ -135,6 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key"},
+    403: {"model": ErrorResponse, "description": "The API key lacks the scope this route needs"},
     404: {"model": ErrorResponse, "description": "Not found"},
     409: {"model": ErrorResponse, "description": "Conflict"},
     413: {"model": ErrorResponse, "description": "Request body too large"},

@@ -43,8 +43,3 @@ class AppState:
 def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.judge
     return state
-
-
-def get_tenant() -> str:
-    """The caller's tenant. One tenant until API keys land; every query is already scoped by it."""
-    return "default"

@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES, ErrorResponse
-from app.core.state import AppState, get_state, get_tenant
+from app.core.state import AppState, get_state
 from app.datasets import service
 from app.datasets.schemas import DatasetIn, DatasetOut, DatasetPage, DatasetRowIn, DatasetRowPage
 from app.datasets.upload import JSONL_TYPES, Upload, parse_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Depends(require("jobs"))])
 
 LIMIT = Query(default=100, ge=1, le=1000, description="Page size.")
 CURSOR = Query(default=None, max_length=500, description="`next_cursor` of the previous page.")

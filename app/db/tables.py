@@ -131,7 +131,8 @@ class Template(TimestampMixin, Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     owner: Mapped[str | None] = mapped_column(String(128))
 
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    # Each tenant numbers its own versions (an operator template has no owner).
+    __table_args__ = (UniqueConstraint("owner", "name", "version"),)
 
 
 class ModelRecord(TimestampMixin, Base):
@@ -350,3 +351,18 @@ class SrIteration(TimestampMixin, Base):
     flags: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
 
     __table_args__ = (UniqueConstraint("job_id", "iteration"),)
+
+
+class ApiKey(TimestampMixin, Base):
+    """A client's API key: only its prefix (for lookup) and its SHA-256 are stored, never the key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

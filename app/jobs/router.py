@@ -6,14 +6,15 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query
 
+from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
-from app.core.state import AppState, get_state, get_tenant
+from app.core.state import AppState, get_state
 from app.jobs import service
 from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus, ResultPage
 from app.prompt_opt.schemas import PromptOptimizationResults
 from app.self_reward.schemas import SelfRewardResults
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require("judge", "jobs"))])
 
 LIMIT = Query(default=100, ge=1, le=1000, description="Page size.")
 CURSOR = Query(default=None, max_length=500, description="`next_cursor` of the previous page.")

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.tables import JudgeCall, JudgmentItem, Template
@@ -103,15 +103,30 @@ def results_page(session: Session, job_id: uuid.UUID, after_index: int, limit: i
 # Templates -----------------------------------------------------------------------------------
 
 
-def latest_template(session: Session, name: str, version: int | None = None) -> Template | None:
-    stmt = select(Template).where(Template.name == name)
+def _visible_to(tenant: str) -> ColumnElement[bool]:
+    """A tenant sees its own templates and the operator's (no owner), never another tenant's."""
+    return or_(Template.owner == tenant, Template.owner.is_(None))
+
+
+def latest_template(session: Session, name: str, version: int | None, tenant: str) -> Template | None:
+    """The tenant's template of that name (latest version, or ``version``), else the operator's."""
+    stmt = select(Template).where(Template.name == name, _visible_to(tenant))
     if version is not None:
         stmt = stmt.where(Template.version == version)
-    return session.scalars(stmt.order_by(Template.version.desc()).limit(1)).one_or_none()
+    stmt = stmt.order_by(Template.owner.is_(None), Template.version.desc()).limit(1)
+    return session.scalars(stmt).first()
 
 
-def list_templates(session: Session) -> list[Template]:
-    return list(session.scalars(select(Template).order_by(Template.name, Template.version)))
+def own_latest_template(session: Session, name: str, owner: str | None) -> Template | None:
+    """The latest version of ``owner``'s template of that name (for numbering a new version)."""
+    owned = Template.owner.is_(None) if owner is None else Template.owner == owner
+    stmt = select(Template).where(Template.name == name, owned).order_by(Template.version.desc()).limit(1)
+    return session.scalars(stmt).first()
+
+
+def list_templates(session: Session, tenant: str) -> list[Template]:
+    stmt = select(Template).where(_visible_to(tenant)).order_by(Template.name, Template.version)
+    return list(session.scalars(stmt))
 
 
 def add_template(session: Session, template: Template) -> Template:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
+from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
-from app.core.state import AppState, get_state, get_tenant
+from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
 from app.judging import service
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn, TemplateList, TemplateOut
 from app.judging.template_catalog import list_all_templates, template_out
 
-router = APIRouter(prefix="/v1", tags=["judging"])
+router = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require("judge"))])
 
 WAIT = Query(
     default=None,
@@ -73,9 +74,9 @@ async def judge_single(
     response_model=TemplateList,
     tags=["templates"],
 )
-def list_templates(state: AppState = Depends(get_state)) -> TemplateList:
+def list_templates(state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)) -> TemplateList:
     with state.db.unit_of_work() as session:
-        return list_all_templates(session)
+        return list_all_templates(session, tenant)
 
 
 @router.post(

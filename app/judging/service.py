@@ -108,7 +108,7 @@ def submit(
     model = served.name
 
     auto_reference = request.reference is not None
-    requested = resolve_template(session, request.template) if request.template else None
+    requested = resolve_template(session, request.template, tenant) if request.template else None
     if request.template and requested is None:
         raise InvalidInput(f"unknown template '{request.template}'", "template")
     if logprobs and requested is not None and not requested.response_prefix:
@@ -190,7 +190,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         validate_template(spec)
     except TemplateError as exc:
         raise InvalidInput(str(exc), exc.field) from exc
-    latest = judging_repo.latest_template(session, body.name)
+    latest = judging_repo.own_latest_template(session, body.name, owner)
     row = Template(
         name=body.name,
         version=(latest.version + 1) if latest is not None else 1,

@@ -30,7 +30,7 @@ def spec_from_row(row: Template) -> TemplateSpec:
     )
 
 
-def resolve_template(session: Session, ref: str) -> TemplateSpec | None:
+def resolve_template(session: Session, ref: str, tenant: str) -> TemplateSpec | None:
     """A template by ``name`` (latest version) or ``name@version``; built-ins first."""
     match = _TEMPLATE_REF.match(ref)
     if match is None:
@@ -39,7 +39,7 @@ def resolve_template(session: Session, ref: str) -> TemplateSpec | None:
     builtin = builtin_templates().get(name)
     if builtin is not None:
         return builtin if version is None or int(version) == builtin.version else None
-    row = judging_repo.latest_template(session, name, int(version) if version else None)
+    row = judging_repo.latest_template(session, name, int(version) if version else None, tenant)
     return spec_from_row(row) if row is not None else None
 
 
@@ -64,7 +64,7 @@ def template_out(row: Template) -> TemplateOut:
     return _out(spec_from_row(row), builtin=False)
 
 
-def list_all_templates(session: Session) -> TemplateList:
+def list_all_templates(session: Session, tenant: str) -> TemplateList:
     builtins = [_out(spec, builtin=True) for spec in builtin_templates().values()]
-    custom = [template_out(row) for row in judging_repo.list_templates(session)]
+    custom = [template_out(row) for row in judging_repo.list_templates(session, tenant)]
     return TemplateList(templates=builtins + custom)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path
 
+from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
-from app.core.state import AppState, get_state, get_tenant
+from app.core.state import AppState, get_state
 from app.models import service
 from app.models.schemas import ModelDetail, ModelList
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(require("judge", "jobs"))])
 
 
 @router.get(

@@ -103,11 +103,13 @@ def load_splits(session: Session, request: PromptOptimizationRequest, tenant: st
     return LoadedSplits(Splits(loaded["train"], loaded["dev"], loaded["test"]), fields)
 
 
-def _resolve_initial(session: Session, request: PromptOptimizationRequest) -> PromptOptimizationRequest:
+def _resolve_initial(
+    session: Session, request: PromptOptimizationRequest, tenant: str
+) -> PromptOptimizationRequest:
     """The request with ``initial_prompt`` filled in from ``judge_template`` where one is named."""
     if request.judge_template is None:
         return request
-    spec = resolve_template(session, request.judge_template)
+    spec = resolve_template(session, request.judge_template, tenant)
     if spec is None:
         raise InvalidInput(f"unknown template '{request.judge_template}'", "judge_template")
     if spec.mode != "pairwise" or spec.multi_turn or spec.reference:
@@ -214,7 +216,7 @@ def submit(
     request = request.model_copy(
         update={"task_model": task.name, "optimizer_model": _optimizer_name(session, request, tenant)}
     )
-    request = _resolve_initial(session, request)
+    request = _resolve_initial(session, request, tenant)
     loaded = load_splits(session, request, tenant)
     _check_prompt(request, loaded)
     projection = _projection(request, loaded)

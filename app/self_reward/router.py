@@ -5,14 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
-from app.core.state import AppState, get_state, get_tenant
+from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
 from app.jobs.service import job_out
 from app.self_reward import service
 from app.self_reward.schemas import SelfRewardRequest
 
-router = APIRouter(prefix="/v1/jobs", tags=["self-reward"])
+router = APIRouter(prefix="/v1/jobs", tags=["self-reward"], dependencies=[Depends(require("jobs"))])
 
 
 @router.post(

@@ -9,6 +9,8 @@ from fastapi.testclient import TestClient
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from app.auth.keys import SCOPES
+from app.auth.service import create_key
 from app.core.config import Settings
 from app.core.state import AppState
 from app.engine.base import Conversation
@@ -34,8 +36,17 @@ def state(settings: Settings, db: RollbackDatabase, redis: Redis) -> AppState:
 
 
 @pytest.fixture
-def client(state: AppState) -> Iterator[TestClient]:
-    with TestClient(create_app(state=state)) as c:
+def api_key(state: AppState) -> str:
+    """A key of tenant ``default`` with every scope."""
+    with state.db.unit_of_work() as session:
+        _, token = create_key(session, "default", list(SCOPES), "tests")
+    return token
+
+
+@pytest.fixture
+def client(state: AppState, api_key: str) -> Iterator[TestClient]:
+    """The app, called with ``api_key`` (tests of authentication itself drop or replace the header)."""
+    with TestClient(create_app(state=state), headers={"Authorization": f"Bearer {api_key}"}) as c:
         yield c
 
 

@@ -226,7 +226,7 @@ def test_results_malformed_cursor_is_422(client: TestClient, cursor: str) -> Non
 @pytest.mark.parametrize("index", [True, 2**31, -5], ids=["true", "2^31", "negative"])
 def test_results_forged_cursor_index_is_422(client: TestClient, index: Any) -> None:
     job_id = _create(client)
-    with TestClient(client.app, raise_server_exceptions=False) as c:
+    with TestClient(client.app, raise_server_exceptions=False, headers=client.headers) as c:
         response = c.get(f"/v1/jobs/{job_id}/results", params={"cursor": _cursor([index])})
     assert_error(response, 422, "validation_error", "cursor")
 

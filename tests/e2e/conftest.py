@@ -17,6 +17,7 @@ import pytest
 from redis import Redis
 from sqlalchemy.engine import make_url
 
+from app.auth.service import create_key
 from app.core.config import DEFAULT_MODEL, Settings
 from app.core.db import Database
 from app.core.migrate import upgrade
@@ -44,9 +45,11 @@ class Service:
     url: str
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]
+    key: str | None = None
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=600)
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return httpx.Client(base_url=self.url, timeout=600, headers=headers)
 
     def output(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.logs)
@@ -94,6 +97,7 @@ def production_service(model_cache: Path, tmp_path_factory: pytest.TempPathFacto
     db = Database(settings.sqlalchemy_url)
     with db.unit_of_work() as session:
         register(session, settings, DEFAULT_MODEL, model_cache / DEFAULT_MODEL)
+        _, key = create_key(session, "default", ["judge", "jobs"], "e2e")
     db.dispose()
 
     logs = tmp_path_factory.mktemp("e2e-logs")
@@ -109,7 +113,7 @@ def production_service(model_cache: Path, tmp_path_factory: pytest.TempPathFacto
         _spawn(["worker", "--model", DEFAULT_MODEL], env, logs / "worker.log"),
         _spawn(["serve", "--port", str(port)], env, logs / "api.log"),
     ]
-    service = Service(f"http://127.0.0.1:{port}", procs, [logs / "worker.log", logs / "api.log"])
+    service = Service(f"http://127.0.0.1:{port}", procs, [logs / "worker.log", logs / "api.log"], key)
     try:
         wait_ready(service)
         yield service

@@ -34,12 +34,18 @@ def test_embedded_serve_judges_with_the_real_model(model_cache: Path, tmp_path: 
             "max_tokens": 16,
             "items": [{"question": "Is water wet?", "answer_a": "Yes.", "answer_b": "No."}],
         }
-        r = httpx.post(f"{service.url}/v1/judgments/pairwise", params={"wait": 300}, json=body, timeout=600)
+        url = f"{service.url}/v1/judgments/pairwise"
+        assert httpx.post(url, json=body).status_code == 401  # every route but health needs a key
+        # The first start made a development key, printed it and kept it in the data directory.
+        key = (data / "dev-api-key").read_text().strip()
+        assert key in service.output()
+        headers = {"Authorization": f"Bearer {key}"}
+        r = httpx.post(url, params={"wait": 300}, json=body, headers=headers, timeout=600)
         assert r.status_code == 200, f"{r.text}\n{service.output()}"
         [item] = r.json()["results"]
         assert [o["order"] for o in item["orders"]] == ["AB", "BA"]
         assert all(o["raw"].strip() for o in item["orders"])
-        models = httpx.get(f"{service.url}/v1/models").json()["models"]
+        models = httpx.get(f"{service.url}/v1/models", headers=headers).json()["models"]
         assert [m["name"] for m in models] == ["SmolLM2-135M-Instruct"]
         assert (data / "judge.sqlite3").exists()
     finally:

@@ -14,10 +14,21 @@ import torch
 from safetensors.torch import load_file
 
 from app.core.config import Settings
-from app.self_reward.seed_data import ift_examples
+from app.self_reward.seed_data import eft_examples, ift_examples
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.e2e
+
+
+def _eft_by_score(split: str, per_score: int) -> list[dict[str, Any]]:
+    picked: dict[int, list[dict[str, Any]]] = {}
+    for e in eft_examples(split):  # type: ignore[arg-type]
+        group = picked.setdefault(e.score, [])
+        if len(group) < per_score:
+            group.append(
+                {"prompt": e.prompt, "response": e.response, "judgment": e.judgment, "score": e.score}
+            )
+    return [row for score in sorted(picked) for row in picked[score]]
 
 
 def _weights(path: str) -> dict[str, torch.Tensor]:
@@ -37,10 +48,15 @@ def _wait(client: Any, job_id: str, timeout: float) -> dict[str, Any]:
     raise AssertionError(f"job {job_id} did not end in {timeout} s")
 
 
+@pytest.mark.timeout(1800)
 def test_sft_and_one_dpo_iteration_end_to_end(production_service: Service) -> None:
-    # 16 of the shipped IFT examples, the shipped EFT sets (48 and 24 held out), a short loop.
+    # 16 of the shipped IFT examples and all 48 EFT ones (the rubric prompt makes each ~800 tokens: they
+    # are most of the SFT's cost on a CPU, and what teaches the model to end its judgments with a score),
+    # 2 held-out EFT examples of each score.
     body = {
         "ift": {"rows": [{"prompt": e.prompt, "response": e.response} for e in ift_examples()[:16]]},
+
+        "eft_heldout": {"rows": _eft_by_score("heldout", 2)},
         "iterations": 1,
         "prompts_per_iteration": 4,
         "instruct": {"max_tokens": 96},

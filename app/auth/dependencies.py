@@ -1,0 +1,43 @@
+"""FastAPI dependencies: who is calling (from the API key) and whether the key may do this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service
+from app.auth.service import Principal
+from app.core.state import AppState, get_state
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key (`judge keys create`), sent as `Authorization: Bearer <key>`.",
+)
+
+
+def principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    state: AppState = Depends(get_state),
+) -> Principal:
+    """The caller, from its API key; 401 without a valid one. Computed once per request."""
+    with state.db.unit_of_work() as session:
+        return service.authenticate(session, request.headers.get("Authorization"))
+
+
+def get_tenant(caller: Principal = Depends(principal)) -> str:
+    """The caller's tenant: every query of tenant-owned data is scoped by it."""
+    return caller.tenant
+
+
+def require(*scopes: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets through keys holding any of ``scopes`` (or ``admin``); 403 otherwise."""
+
+    def check(caller: Principal = Depends(principal)) -> Principal:
+        service.check_scope(caller, scopes)
+        return caller
+
+    return check

@@ -1,0 +1,146 @@
+"""API keys: every route but the health checks needs one; scopes gate routes; a tenant never sees
+another tenant's objects (404, as if they did not exist)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.auth import keys
+from app.auth.service import create_key, revoke
+from app.core.state import AppState
+from tests.api.helpers import assert_error
+
+PAIR = {"question": "2 + 2?", "answer_a": "4", "answer_b": "5"}
+
+
+def _key(state: AppState, tenant: str, scopes: list[str]) -> tuple[uuid.UUID, str]:
+    with state.db.unit_of_work() as session:
+        record, token = create_key(session, tenant, scopes, f"{tenant} test key")
+        return record.id, token
+
+
+def _as(client: TestClient, token: str | None) -> TestClient:
+    """The same app, called with another key (or none)."""
+    other = TestClient(client.app)
+    if token is not None:
+        other.headers["Authorization"] = f"Bearer {token}"
+    return other
+
+
+def test_keys_are_random_prefixed_and_stored_only_as_a_digest() -> None:
+    a, b = keys.make_key(), keys.make_key()
+    assert a.token != b.token and a.prefix != b.prefix
+    assert a.token.startswith(f"jk_{a.prefix}_") and len(a.token) > 40
+    assert keys.prefix_of(a.token) == a.prefix
+    assert a.digest == keys.digest(a.token) and a.token not in a.digest
+    assert keys.matches(a.token, a.digest) and not keys.matches(b.token, a.digest)
+    assert keys.prefix_of("Bearer nonsense") is None
+
+
+def test_admin_holds_every_scope() -> None:
+    assert keys.allows(frozenset({"admin"}), ("jobs",))
+    assert keys.allows(frozenset({"judge"}), ("judge", "jobs"))
+    assert not keys.allows(frozenset({"judge"}), ("jobs",))
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    anonymous = _as(client, None)
+    assert anonymous.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "missing API key"),
+        ("Basic dXNlcjpwYXNz", "malformed Authorization header"),
+        ("Bearer ", "malformed Authorization header"),
+        ("Bearer jk_abcdefgh_" + "x" * 43, "invalid API key"),
+        ("Bearer not-a-key", "invalid API key"),
+    ],
+)
+def test_requests_without_a_valid_key_are_401(client: TestClient, header: str | None, message: str) -> None:
+    anonymous = _as(client, None)
+    headers = {"Authorization": header} if header is not None else {}
+    for method, path in (("get", "/v1/jobs"), ("post", "/v1/judgments/pairwise"), ("get", "/v1/models")):
+        response = anonymous.request(method, path, headers=headers, json={"items": [PAIR]})
+        assert_error(response, 401, "unauthorized", None)
+        assert message in response.json()["error"]["message"]
+
+
+def test_a_revoked_key_stops_working(client: TestClient, state: AppState) -> None:
+    key_id, token = _key(state, "default", ["judge"])
+    caller = _as(client, token)
+    assert caller.get("/v1/jobs").status_code == 200
+    with state.db.unit_of_work() as session:
+        revoke(session, key_id)
+    response = caller.get("/v1/jobs")
+    assert_error(response, 401, "unauthorized", None)
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_a_stolen_prefix_with_a_wrong_secret_is_refused(client: TestClient, state: AppState) -> None:
+    _, token = _key(state, "default", ["judge"])
+    forged = token[: token.rindex("_") + 1] + "A" * 43
+    assert_error(_as(client, forged).get("/v1/jobs"), 401, "unauthorized", None)
+
+
+def test_scopes_gate_routes(client: TestClient, state: AppState) -> None:
+    _, judge_only = _key(state, "default", ["judge"])
+    _, jobs_only = _key(state, "default", ["jobs"])
+    judge, jobs = _as(client, judge_only), _as(client, jobs_only)
+
+    assert judge.post("/v1/judgments/pairwise", json={"items": [PAIR]}).status_code == 202
+    response = judge.post("/v1/datasets", json={"name": "d", "rows": [{"text": "x", "label": "a"}]})
+    assert_error(response, 403, "forbidden", None)
+    assert "'jobs'" in response.json()["error"]["message"]
+
+    assert_error(jobs.post("/v1/judgments/pairwise", json={"items": [PAIR]}), 403, "forbidden", None)
+    assert (
+        jobs.post("/v1/datasets", json={"name": "d", "rows": [{"text": "x", "label": "a"}]}).status_code
+        == 201
+    )
+    # Both may read their jobs.
+    assert judge.get("/v1/jobs").status_code == 200 and jobs.get("/v1/jobs").status_code == 200
+
+
+def test_a_tenant_never_sees_another_tenants_objects(client: TestClient, state: AppState) -> None:
+    # tenant "default" (the client's key) creates a job, a dataset and a template
+    job_id = client.post("/v1/judgments/pairwise", json={"items": [PAIR]}).json()["id"]
+    dataset_id = client.post(
+        "/v1/datasets", json={"name": "d", "rows": [{"text": "x", "label": "a"}]}
+    ).json()["id"]
+    template = {
+        "name": "house-judge",
+        "mode": "pairwise",
+        "system": "Judge.",
+        "user": "{question}\nA: {answer_a}\nB: {answer_b}\nReply [[A]], [[B]] or [[C]].",
+    }
+    assert client.post("/v1/templates", json=template).status_code == 201
+
+    _, token = _key(state, "acme", ["admin"])
+    acme = _as(client, token)
+    for path in (
+        f"/v1/jobs/{job_id}",
+        f"/v1/jobs/{job_id}/results",
+        f"/v1/datasets/{dataset_id}",
+        f"/v1/datasets/{dataset_id}/rows",
+    ):
+        assert_error(acme.get(path), 404, "not_found", None)
+    assert_error(acme.post(f"/v1/jobs/{job_id}/cancel"), 404, "not_found", None)
+    assert_error(acme.delete(f"/v1/datasets/{dataset_id}"), 404, "not_found", None)
+    assert acme.get("/v1/jobs").json()["jobs"] == []
+    assert acme.get("/v1/datasets").json()["datasets"] == []
+    assert "house-judge" not in [t["name"] for t in acme.get("/v1/templates").json()["templates"]]
+    response = acme.post("/v1/judgments/pairwise", json={"items": [PAIR], "template": "house-judge"})
+    assert_error(response, 422, "validation_error", "template")
+    # ... and may register a template of the same name, numbered on its own
+    assert acme.post("/v1/templates", json=template).json()["version"] == 1
+    # The owner still sees and uses its own.
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert (
+        client.post("/v1/judgments/pairwise", json={"items": [PAIR], "template": "house-judge"}).status_code
+        == 202
+    )
