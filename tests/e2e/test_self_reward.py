@@ -55,7 +55,6 @@ def test_sft_and_one_dpo_iteration_end_to_end(production_service: Service) -> No
     # 2 held-out EFT examples of each score.
     body = {
         "ift": {"rows": [{"prompt": e.prompt, "response": e.response} for e in ift_examples()[:16]]},
-
         "eft_heldout": {"rows": _eft_by_score("heldout", 2)},
         "iterations": 1,
         "prompts_per_iteration": 4,
