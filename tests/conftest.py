@@ -101,4 +101,6 @@ def settings(tmp_path: Path) -> Settings:
         redis_url=TEST_REDIS_URL,
         max_items=50,
         max_body_bytes=256 * 1024,
+        # (the item size limit is tested on its own; here it would hide the body limit)
+        max_prompt_chars=1024 * 1024,
     )

@@ -30,6 +30,7 @@ TABLES = {
     "sr_pairs",
     "sr_iterations",
     "api_keys",
+    "idempotency_keys",
 }
 
 

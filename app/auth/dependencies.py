@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import service
 from app.auth.service import Principal
+from app.core.errors import TooManyRequests
 from app.core.state import AppState, get_state
 
 bearer = HTTPBearer(
@@ -23,9 +24,19 @@ def principal(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     state: AppState = Depends(get_state),
 ) -> Principal:
-    """The caller, from its API key; 401 without a valid one. Computed once per request."""
+    """The caller, from its API key; 401 without a valid one, 429 over the key's rate limit. Computed
+    once per request."""
     with state.db.unit_of_work() as session:
-        return service.authenticate(session, request.headers.get("Authorization"))
+        caller = service.authenticate(session, request.headers.get("Authorization"))
+    if state.limiter is not None:
+        wait = state.limiter.wait_for(caller.key_id)
+        if wait > 0:
+            raise TooManyRequests(
+                f"rate limit of {state.limiter.rate:g} requests/s for this API key reached; "
+                f"retry in {wait:.1f} s",
+                wait,
+            )
+    return caller
 
 
 def get_tenant(caller: Principal = Depends(principal)) -> str:

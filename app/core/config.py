@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     max_items: int = Field(default=1000, ge=1, description="Most items one judging request may carry.")
     max_dataset_rows: int = Field(default=100_000, ge=1, description="Most rows one dataset may hold.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_prompt_chars: int = Field(
+        default=100_000,
+        ge=1,
+        description="Longest text one judging item may carry (all its fields together).",
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="Requests per second per API key (a token bucket); 0 turns it off."
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="Requests a key may make at once.")
+    max_active_jobs_per_tenant: int = Field(
+        default=10_000, ge=1, description="Queued plus running jobs a tenant may have at once."
+    )
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(default=16, ge=1, description="Engine batch size (judge calls per batch).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,12 +34,20 @@ class ErrorResponse(BaseModel):
 class ApiError(Exception):
     """Raised by services for errors the caller can fix; rendered with the one error shape."""
 
-    def __init__(self, status: int, type_: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 class NotFound(ApiError):
@@ -49,6 +58,13 @@ class NotFound(ApiError):
 class InvalidInput(ApiError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(422, "validation_error", message, field)
+
+
+class TooManyRequests(ApiError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(
+            429, "rate_limited", message, headers={"Retry-After": str(max(1, math.ceil(retry_after)))}
+        )
 
 
 class Conflict(ApiError):
@@ -97,7 +113,9 @@ def _clean_message(msg: str) -> str:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(_error_body(exc.type, exc.message, exc.field), status_code=exc.status)
+    return JSONResponse(
+        _error_body(exc.type, exc.message, exc.field), status_code=exc.status, headers=exc.headers
+    )
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -138,7 +156,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key"},
     403: {"model": ErrorResponse, "description": "The API key lacks the scope this route needs"},
     404: {"model": ErrorResponse, "description": "Not found"},
-    409: {"model": ErrorResponse, "description": "Conflict"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Conflict (e.g. an Idempotency-Key reused with another body)",
+    },
     413: {"model": ErrorResponse, "description": "Request body too large"},
     422: {"model": ErrorResponse, "description": "Invalid request"},
+    429: {
+        "model": ErrorResponse,
+        "description": "Rate limit or the tenant's active-job cap reached; see Retry-After",
+    },
 }

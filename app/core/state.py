@@ -8,6 +8,7 @@ from fastapi import Request
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from app.auth.ratelimit import RateLimiter
 from app.core.config import Settings
 from app.core.db import Database
 from app.jobs.queue import JobQueue
@@ -20,6 +21,8 @@ class AppState:
     redis: Redis
     async_redis: AsyncRedis
     queue: JobQueue
+    # None: no per-key rate limit (settings.rate_limit_per_second == 0).
+    limiter: RateLimiter | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -32,6 +35,11 @@ class AppState:
             redis=redis,
             async_redis=AsyncRedis.from_url(settings.redis_url),
             queue=JobQueue(redis, settings.job_timeout_seconds),
+            limiter=(
+                RateLimiter(redis, settings.rate_limit_per_second, settings.rate_limit_burst)
+                if settings.rate_limit_per_second > 0
+                else None
+            ),
         )
 
     async def close(self) -> None:

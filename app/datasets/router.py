@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.dependencies import get_tenant, require
+from app.core import idempotency
 from app.core.errors import ERROR_RESPONSES, ErrorResponse
 from app.core.state import AppState, get_state
 from app.datasets import service
@@ -69,12 +70,14 @@ async def read_upload(
 )
 def create_dataset(
     upload: Upload = Depends(read_upload),
+    idempotency_key: str | None = idempotency.HEADER,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> DatasetOut:
+    idem = idempotency.of(idempotency_key, "POST /v1/datasets", upload.dataset)
     with state.db.unit_of_work() as session:
         return service.dataset_out(
-            service.create_dataset(session, tenant, upload, state.settings.max_dataset_rows)
+            service.create_dataset(session, tenant, upload, state.settings.max_dataset_rows, idem)
         )
 
 

@@ -8,8 +8,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from app.core import idempotency
 from app.core.cursors import decode_cursor, decode_index_cursor, encode_cursor
 from app.core.errors import InvalidInput, NotFound
+from app.core.idempotency import Idempotency
 from app.datasets import repository
 from app.datasets.schemas import DatasetOut, DatasetPage, DatasetRowOut, DatasetRowPage
 from app.datasets.upload import Upload
@@ -28,8 +30,16 @@ def dataset_out(dataset: Dataset) -> DatasetOut:
     )
 
 
-def create_dataset(session: Session, tenant: str, upload: Upload, max_rows: int) -> Dataset:
-    """Check the rows as a whole (size, one set of input fields) and record the dataset."""
+def create_dataset(
+    session: Session, tenant: str, upload: Upload, max_rows: int, idem: Idempotency | None = None
+) -> Dataset:
+    """Check the rows as a whole (size, one set of input fields) and record the dataset (or, for a retry
+    with the same Idempotency-Key, return the one the first request recorded)."""
+    earlier = idempotency.replay(session, tenant, idem)
+    if earlier is not None:
+        replayed = repository.get_dataset(session, earlier, tenant)
+        if replayed is not None:
+            return replayed
     body = upload.dataset
     if len(body.rows) > max_rows:
         raise upload.problem(None, f"too many rows: {len(body.rows)} given, at most {max_rows} per dataset")
@@ -51,7 +61,7 @@ def create_dataset(session: Session, tenant: str, upload: Upload, max_rows: int)
                 index, f"every row must have the first row's input fields ({', '.join(fields)}): {detail}"
             )
     labels = Counter(row.label for row in body.rows)
-    return repository.create_dataset(
+    dataset = repository.create_dataset(
         session,
         tenant=tenant,
         name=body.name,
@@ -60,6 +70,8 @@ def create_dataset(session: Session, tenant: str, upload: Upload, max_rows: int)
         label_counts=dict(sorted(labels.items())),
         rows=[(row.inputs, row.label) for row in body.rows],
     )
+    idempotency.remember(session, tenant, idem, dataset.id)
+    return dataset
 
 
 def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str) -> Dataset:

@@ -366,3 +366,19 @@ class ApiKey(TimestampMixin, Base):
     scopes: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(TimestampMixin, Base):
+    """A client's ``Idempotency-Key``: the request it first came with, and what that request created."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    # e.g. "POST /v1/judgments/pairwise": a key names one request, whatever route it was sent to
+    route: Mapped[str] = mapped_column(String(100), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+
+    __table_args__ = (UniqueConstraint("tenant", "key"),)

@@ -200,3 +200,13 @@ def queued_candidates(session: Session, queue: str, kinds: tuple[str, ...], limi
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def count_active(session: Session, tenant: str) -> int:
+    """The tenant's queued and running jobs."""
+    stmt = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+    )
+    return int(session.scalar(stmt) or 0)

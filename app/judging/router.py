@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from app.auth.dependencies import get_tenant, require
+from app.core import idempotency
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
@@ -44,10 +45,12 @@ def _respond(ended: bool, job: JobOut) -> JSONResponse:
 async def judge_pairwise(
     body: PairwiseRequest,
     wait: float | None = WAIT,
+    idempotency_key: str | None = idempotency.HEADER,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> JSONResponse:
-    return _respond(*await service.submit_and_wait(state, "pairwise", body, wait, tenant))
+    idem = idempotency.of(idempotency_key, "POST /v1/judgments/pairwise", body)
+    return _respond(*await service.submit_and_wait(state, "pairwise", body, wait, tenant, idem))
 
 
 @router.post(
@@ -61,10 +64,12 @@ async def judge_pairwise(
 async def judge_single(
     body: SingleRequest,
     wait: float | None = WAIT,
+    idempotency_key: str | None = idempotency.HEADER,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> JSONResponse:
-    return _respond(*await service.submit_and_wait(state, "single", body, wait, tenant))
+    idem = idempotency.of(idempotency_key, "POST /v1/judgments/single", body)
+    return _respond(*await service.submit_and_wait(state, "single", body, wait, tenant, idem))
 
 
 @router.get(

@@ -11,13 +11,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import after_commit
 from app.core.errors import Conflict, InvalidInput
+from app.core.idempotency import Idempotency
 from app.core.state import AppState
 from app.db.tables import Job, Template
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
+from app.jobs.capacity import check_capacity
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
@@ -91,8 +94,15 @@ def submit(
     mode: Mode,
     request: PairwiseRequest | SingleRequest,
     tenant: str = "default",
+    idem: Idempotency | None = None,
 ) -> Job:
-    """Record a judging job and its items; the job is enqueued after the caller's commit."""
+    """Record a judging job and its items; the job is enqueued after the caller's commit. A retry with
+    the same Idempotency-Key returns the first request's job."""
+    earlier = idempotency.replay(session, tenant, idem)
+    if earlier is not None:
+        replayed = jobs_repo.get_job(session, earlier, tenant)
+        if replayed is not None:
+            return replayed
     if len(request.items) > settings.max_items:
         raise InvalidInput(
             f"too many items: {len(request.items)} given, at most {settings.max_items} per request", "items"
@@ -104,6 +114,13 @@ def submit(
     if logprobs:
         _check_logprobs(request)
 
+    for i, item_in in enumerate(request.items):
+        size = len(item_in.model_dump_json())
+        if size > settings.max_prompt_chars:
+            raise InvalidInput(
+                f"item is {size} characters long; at most {settings.max_prompt_chars} per item", f"items[{i}]"
+            )
+    check_capacity(session, settings, tenant)
     served = models_service.serving(session, request.model or settings.default_model, "model", tenant)
     model = served.name
 
@@ -166,6 +183,7 @@ def submit(
         tenant=tenant,
     )
     judging_repo.add_items(session, job.id, inputs)
+    idempotency.remember(session, tenant, idem, job.id)
     job_id = job.id
     after_commit(session, lambda: queue.enqueue(job_id, q))
     return job
@@ -209,7 +227,12 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
 
 
 async def submit_and_wait(
-    state: AppState, mode: Mode, request: PairwiseRequest | SingleRequest, wait: float | None, tenant: str
+    state: AppState,
+    mode: Mode,
+    request: PairwiseRequest | SingleRequest,
+    wait: float | None,
+    tenant: str,
+    idem: Idempotency | None = None,
 ) -> tuple[bool, JobOut]:
     """Record and enqueue the job; with ``wait``, hold until it ends or the wait runs out.
 
@@ -218,7 +241,7 @@ async def submit_and_wait(
 
     def record() -> uuid.UUID:
         with state.db.unit_of_work() as session:
-            return submit(session, state.settings, state.queue, mode, request, tenant).id
+            return submit(session, state.settings, state.queue, mode, request, tenant, idem).id
 
     job_id = await asyncio.to_thread(record)
     if wait:

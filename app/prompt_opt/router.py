@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app.auth.dependencies import get_tenant, require
+from app.core import idempotency
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
@@ -33,11 +34,13 @@ router = APIRouter(prefix="/v1/jobs", tags=["prompt optimization"], dependencies
 )
 def create_prompt_optimization_job(
     body: PromptOptimizationRequest,
+    idempotency_key: str | None = idempotency.HEADER,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> JSONResponse:
+    idem = idempotency.of(idempotency_key, "POST /v1/jobs/prompt-optimization", body)
     with state.db.unit_of_work() as session:
-        outcome = service.submit(session, state.settings, state.queue, body, tenant)
+        outcome = service.submit(session, state.settings, state.queue, body, tenant, idem)
         if isinstance(outcome, DryRunOut):
             return JSONResponse(outcome.model_dump(mode="json"), status_code=200)
         out = job_out(outcome)

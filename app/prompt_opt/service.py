@@ -9,12 +9,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import after_commit
 from app.core.errors import InvalidInput, NotFound
+from app.core.idempotency import Idempotency
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
+from app.jobs.capacity import check_capacity
 from app.jobs.queue import JobQueue
 from app.judging.template_catalog import resolve_template
 from app.models import service as models_service
@@ -207,10 +210,22 @@ def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Pro
 
 
 def submit(
-    session: Session, settings: Settings, queue: JobQueue, request: PromptOptimizationRequest, tenant: str
+    session: Session,
+    settings: Settings,
+    queue: JobQueue,
+    request: PromptOptimizationRequest,
+    tenant: str,
+    idem: Idempotency | None = None,
 ) -> Job | DryRunOut:
     """Validate and record the job (enqueued after the caller's commit), or, with ``dry_run``, return
-    its projected cost without recording anything."""
+    its projected cost without recording anything. A retry with the same Idempotency-Key returns the
+    first request's job."""
+    if not request.dry_run:
+        earlier = idempotency.replay(session, tenant, idem)
+        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
+        if replayed is not None:
+            return replayed
+        check_capacity(session, settings, tenant)
     task = _check_models(session, request, settings, tenant)
     # Names, not ids, from here on: the worker loads models by name.
     request = request.model_copy(
@@ -241,6 +256,7 @@ def submit(
         total=request.hyperparameters.rounds,
         tenant=tenant,
     )
+    idempotency.remember(session, tenant, idem, job.id)
     job_id = job.id
     after_commit(session, lambda: queue.enqueue(job_id, q))
     return job

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app.auth.dependencies import get_tenant, require
+from app.core import idempotency
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
@@ -29,9 +30,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["self-reward"], dependencies=[Depend
 )
 def create_self_reward_job(
     body: SelfRewardRequest,
+    idempotency_key: str | None = idempotency.HEADER,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> JSONResponse:
+    idem = idempotency.of(idempotency_key, "POST /v1/jobs/self-reward", body)
     with state.db.unit_of_work() as session:
-        out = job_out(service.submit(session, state.settings, state.queue, body, tenant))
+        out = job_out(service.submit(session, state.settings, state.queue, body, tenant, idem))
     return JSONResponse(out.model_dump(mode="json"), status_code=202)

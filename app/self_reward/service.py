@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import after_commit
 from app.core.errors import InvalidInput, NotFound
+from app.core.idempotency import Idempotency
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
+from app.jobs.capacity import check_capacity
 from app.jobs.queue import JobQueue
 from app.models import repository as models_repo
 from app.models import service as models_service
@@ -95,10 +98,21 @@ def load_seed_data(session: Session, request: SelfRewardRequest, tenant: str) ->
 
 
 def submit(
-    session: Session, settings: Settings, queue: JobQueue, request: SelfRewardRequest, tenant: str
+    session: Session,
+    settings: Settings,
+    queue: JobQueue,
+    request: SelfRewardRequest,
+    tenant: str,
+    idem: Idempotency | None = None,
 ) -> Job:
     """Validate and record the job; it is enqueued after the caller's commit, on the queue of the base
-    model's family (its workers load each new model's weights in turn)."""
+    model's family (its workers load each new model's weights in turn). A retry with the same
+    Idempotency-Key returns the first request's job."""
+    earlier = idempotency.replay(session, tenant, idem)
+    replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
+    if replayed is not None:
+        return replayed
+    check_capacity(session, settings, tenant)
     base = models_service.serving(session, request.base_model or settings.default_model, "base_model", tenant)
     if base.record.backend == "openai":
         raise InvalidInput(
@@ -131,6 +145,7 @@ def submit(
         total=request.iterations + (1 if request.sft.enabled else 0),
         tenant=tenant,
     )
+    idempotency.remember(session, tenant, idem, job.id)
     job_id, q = job.id, base.queue
     after_commit(session, lambda: queue.enqueue(job_id, q))
     return job
