@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -140,7 +142,24 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+# A server the API depends on is down: the client should retry, not give up (503, not 500).
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, _UNAVAILABLE):
+        which = "database" if isinstance(exc, sqlalchemy.exc.DBAPIError) else "queue"
+        log.warning("%s unreachable: %s", which, exc)
+        return JSONResponse(
+            _error_body("unavailable", f"the {which} is unreachable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(_error_body("internal_error", "internal server error"), status_code=500)
 
