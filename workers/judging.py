@@ -11,13 +11,11 @@ cost about what one large request costs.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.db import after_commit
 from app.engine.base import Conversation, LabelDistribution, SamplingParams
 from app.jobs import repository as jobs_repo
 from app.judging import repository as judging_repo
@@ -35,6 +33,7 @@ from app.judging.probabilities import aggregate_distributions, order_outcome_fro
 from app.judging.service import item_from_inputs
 from app.judging.swap import aggregate, orders_for
 from app.judging.templates import reference_prompt
+from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
 
@@ -206,8 +205,7 @@ class JudgeBatcher:
         with self.ctx.db.unit_of_work() as session:
             cancelled = jobs_repo.cancel_requested_among(session, ids)
             for job_id in cancelled:
-                jobs_repo.finish(session, job_id, "cancelled")
-                after_commit(session, functools.partial(self.ctx.queue.publish_ended, job_id, "cancelled"))
+                outcome.end_in(self.ctx, session, job_id, "cancelled", None)
         for job_id in ids:
             if job_id in cancelled or self.lease.is_lost(job_id):
                 if job_id not in cancelled:
@@ -237,15 +235,7 @@ class JudgeBatcher:
         """An engine or database failure: every held job is retried, or fails after its last attempt."""
         with self.ctx.db.unit_of_work() as session:
             for job in self.jobs.values():
-                if job.attempts < self.ctx.settings.job_max_attempts:
-                    jobs_repo.release(session, job.id, error)
-                    after_commit(
-                        session,
-                        functools.partial(self.ctx.queue.enqueue, job.id, self.ctx.queue_name, job.attempts),
-                    )
-                else:
-                    jobs_repo.finish(session, job.id, "failed", error)
-                    after_commit(session, functools.partial(self.ctx.queue.publish_ended, job.id, "failed"))
+                outcome.retry_or_fail(self.ctx, session, job.id, job.attempts, error)
         for job_id in list(self.jobs):
             self._forget(job_id)
 
@@ -255,8 +245,7 @@ class JudgeBatcher:
             return
         with self.ctx.db.unit_of_work() as session:
             for job in finished:
-                jobs_repo.finish(session, job.id, "succeeded")
-                after_commit(session, functools.partial(self.ctx.queue.publish_ended, job.id, "succeeded"))
+                outcome.end_in(self.ctx, session, job.id, "succeeded", None)
         for job in finished:
             self._forget(job.id)
 

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from app.core.db import after_commit
 from app.engine.base import Conversation, Engine, SamplingParams
 from app.jobs import repository as jobs_repo
 from app.prompt_opt import repository as po_repo
@@ -33,6 +32,7 @@ from app.prompt_opt.search import (
     final_eval_calls,
 )
 from app.prompt_opt.tasks import Task, build_task
+from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
 
@@ -332,27 +332,15 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
         log.warning("job %s: lease lost to another worker; stopping", job_id)
         return "lease lost"
     except SearchCancelled:
-        _end(ctx, job_id, "cancelled", None)
+        outcome.end(ctx, job_id, "cancelled", None)
         return "cancelled"
     except ModelCallFailed as exc:
-        _end(ctx, job_id, "failed", str(exc))
+        outcome.end(ctx, job_id, "failed", str(exc))
         return "failed"
     except Exception as exc:
         log.exception("prompt optimization job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
         with ctx.db.unit_of_work() as session:
-            if attempts < ctx.settings.job_max_attempts:
-                jobs_repo.release(session, job_id, error)
-                after_commit(session, functools.partial(ctx.queue.enqueue, job_id, ctx.queue_name, attempts))
-            else:
-                jobs_repo.finish(session, job_id, "failed", error)
-                after_commit(session, functools.partial(ctx.queue.publish_ended, job_id, "failed"))
+            outcome.retry_or_fail(ctx, session, job_id, attempts, f"{type(exc).__name__}: {exc}")
         return "failed or retrying"
-    _end(ctx, job_id, "succeeded", None)
+    outcome.end(ctx, job_id, "succeeded", None)
     return "succeeded"
-
-
-def _end(ctx: WorkerContext, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    with ctx.db.unit_of_work() as session:
-        jobs_repo.finish(session, job_id, status, error)
-        after_commit(session, functools.partial(ctx.queue.publish_ended, job_id, status))

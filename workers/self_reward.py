@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.core.db import after_commit
 from app.db.tables import SrCandidate, SrJudgment, SrPair, SrPrompt
 from app.engine.base import Conversation, Generation, SamplingParams
 from app.jobs import repository as jobs_repo
@@ -44,6 +43,7 @@ from app.self_reward.rubric import judge_conversation, parse_score
 from app.self_reward.schemas import LoraIn, SelfRewardRequest
 from app.training.runner import TrainingFailed, run_in_subprocess
 from app.training.specs import DPOSpec, LoraSpec, SFTSpec
+from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
 
@@ -594,7 +594,7 @@ def run_self_reward(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, a
 
 
 def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int) -> str:
-    end: Callable[[str, str | None], None] = functools.partial(_end, ctx, job_id)
+    end: Callable[[str, str | None], None] = functools.partial(outcome.end, ctx, job_id)
     try:
         SelfRewardRun(ctx, lease, job_id).run()
     except LeaseLost:
@@ -605,20 +605,8 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
         return stop.status
     except Exception as exc:
         log.exception("self-reward job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
         with ctx.db.unit_of_work() as session:
-            if attempts < ctx.settings.job_max_attempts:
-                jobs_repo.release(session, job_id, error)
-                after_commit(session, functools.partial(ctx.queue.enqueue, job_id, ctx.queue_name, attempts))
-            else:
-                jobs_repo.finish(session, job_id, "failed", error)
-                after_commit(session, functools.partial(ctx.queue.publish_ended, job_id, "failed"))
+            outcome.retry_or_fail(ctx, session, job_id, attempts, f"{type(exc).__name__}: {exc}")
         return "failed or retrying"
     end("succeeded", None)
     return "succeeded"
-
-
-def _end(ctx: WorkerContext, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    with ctx.db.unit_of_work() as session:
-        jobs_repo.finish(session, job_id, status, error)
-        after_commit(session, functools.partial(ctx.queue.publish_ended, job_id, status))

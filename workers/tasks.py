@@ -6,7 +6,7 @@ import logging
 import uuid
 
 from app.jobs import repository as jobs_repo
-from workers import context
+from workers import context, outcome
 from workers.judging import JUDGE_KINDS, JudgeBatcher
 from workers.lease import LeaseKeeper
 from workers.prompt_opt import run_prompt_opt
@@ -35,8 +35,7 @@ def run_job(job_id: str) -> str:
         if kind == "self_reward":
             return run_self_reward(ctx, lease, jid, attempts)
         if kind not in JUDGE_KINDS:
-            with ctx.db.unit_of_work() as session:
-                jobs_repo.finish(session, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")
+            outcome.end(ctx, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")
             return "failed"
         batcher = JudgeBatcher(ctx, lease, model, params)
         try:
