@@ -94,7 +94,8 @@ class CachedModels:
             decoding: dict[str, Any] = {"mode": "logprobs", "labels": list(self.task.labels)}
         else:
             decoding = {"mode": "generate", "temperature": 0.0, "max_tokens": self.task_sampling.max_tokens}
-        meta = [(_hash(p), example_hash(ex)) for p in prompts for ex in examples]
+        prompt_hashes, example_hashes = [_hash(p) for p in prompts], [example_hash(ex) for ex in examples]
+        meta = [(ph, eh) for ph in prompt_hashes for eh in example_hashes]
         raws = self._run(self.task_engine, convs, decoding, [None] * len(convs), meta, self._task_call)
         labels = [self._label(raw) for raw in raws]
         n = len(examples)
@@ -179,7 +180,7 @@ class CachedModels:
                 self.meter.charge(len(run), sum(t_in + t_out for _, t_in, t_out in outputs))
                 with self.ctx.db.unit_of_work() as session:
                     po_repo.store_outputs(session, entries)
-                    self._save_usage(session)
+                    self.save_usage(session)
                 found.update((e.key, e.raw) for e in entries)
             if allowed < len(chunk):
                 raise BudgetExhausted
@@ -206,7 +207,7 @@ class CachedModels:
             if jobs_repo.is_cancel_requested(session, self.job_id):
                 raise SearchCancelled
 
-    def _save_usage(self, session: Any) -> None:
+    def save_usage(self, session: Any) -> None:
         u = self.meter.usage
         po_repo.save_usage(session, self.job_id, u.calls, u.tokens, u.cache_hits)
         jobs_repo.set_detail(session, self.job_id, {"usage": self.meter.summary()})
@@ -230,7 +231,7 @@ class PgStore:
             jobs_repo.set_progress(
                 session, self.job_id, state.round, _stage(state, self.rounds), total=self.rounds
             )
-            self.models._save_usage(session)
+            self.models.save_usage(session)
 
     def save_round(self, record: RoundRecord) -> None:
         with self.db.unit_of_work() as session:
@@ -294,7 +295,7 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
     initial = po_service.initial_prompt_text(request)
     task = build_task(request.task_type, po_service.task_labels(request))
     budget = request.budget.domain()
-    reserve_calls = final_eval_calls(initial, loaded.splits)
+    reserve_calls = final_eval_calls(len(loaded.splits.dev), len(loaded.splits.test))
     longest = max(
         (
             sum(len(m["content"]) for m in task.conversation(initial, ex))

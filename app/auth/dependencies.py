@@ -21,6 +21,8 @@ bearer = HTTPBearer(
 
 def principal(
     request: Request,
+    # Declares the scheme in the OpenAPI document; the raw header is read below, so that a malformed one
+    # gets its own message (HTTPBearer would only say "missing").
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     state: AppState = Depends(get_state),
 ) -> Principal:

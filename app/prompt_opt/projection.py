@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.prompt_opt.bandits import projected_evaluations
 from app.prompt_opt.domain import Hyperparams
+from app.prompt_opt.search import final_eval_calls
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def project(
     ``task_call_tokens`` / ``optimizer_call_tokens``: estimated tokens of one call of each model.
     """
     start = sizes.dev
-    final = 2 * (sizes.dev + sizes.test)
+    final = final_eval_calls(sizes.dev, sizes.test)
     task_calls, optimizer_calls = start + final, 0
     per_round: list[dict[str, int]] = []
     parents = 1
