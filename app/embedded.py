@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fakeredis import TcpFakeServer
+from pydantic import SecretStr
 
 from app.core.config import Settings
 from app.core.db import Database
@@ -55,6 +57,9 @@ class WorkerProcess:
         self.env = dict(os.environ)
         self.env["JUDGE_REDIS_URL"] = redis_url
         self.env["JUDGE_DATA_DIR"] = str(settings.data_dir)
+        if settings.webhook_secret is not None:
+            self.env["JUDGE_WEBHOOK_SECRET"] = settings.webhook_secret.get_secret_value()
+        self.env["JUDGE_WEBHOOK_PRIVATE_ADDRESSES"] = str(settings.webhook_private_addresses).lower()
         self.env.pop("REDIS_URL", None)
         self.model = settings.default_model
         self._proc: subprocess.Popen[bytes] | None = None
@@ -106,6 +111,23 @@ def dev_key(settings: Settings, db: Database) -> str | None:
     return token
 
 
+def dev_webhook_secret(settings: Settings) -> Settings:
+    """Without JUDGE_WEBHOOK_SECRET, the embedded mode signs webhooks with a secret of its own, made at
+    the first start and kept in ``<data dir>/webhook-secret`` (mode 0600), so `callback_url` works
+    out of the box and receivers can verify signatures."""
+    # One user's development machine: receivers on localhost are the point.
+    settings = settings.model_copy(update={"webhook_private_addresses": True})
+    if settings.webhook_secret is not None:
+        return settings
+    path = settings.data_dir / "webhook-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        log.warning("webhook signing secret made for development: %s", path)
+    secret = SecretStr(path.read_text(encoding="utf-8").strip())
+    return settings.model_copy(update={"webhook_secret": secret})
+
+
 def run_embedded(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -122,6 +144,7 @@ def run_embedded(settings: Settings, host: str, port: int) -> None:
         dev_key(settings, db)
     finally:
         db.dispose()
+    settings = dev_webhook_secret(settings)
     with fake_redis_server() as redis_url:
         live = settings.model_copy(update={"redis_url": redis_url})
         worker = WorkerProcess(live, redis_url) if settings.embedded_worker else None

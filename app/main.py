@@ -12,9 +12,11 @@ from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
 from app.core.state import AppState
+from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
 from app.jobs.router import router as jobs_router
 from app.judging.router import router as judging_router
+from app.metrics.router import install_metrics
 from app.models.router import router as models_router
 from app.prompt_opt.router import router as prompt_opt_router
 from app.self_reward.router import router as self_reward_router
@@ -52,4 +54,6 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(datasets_router)
+    app.include_router(dashboard_router)
+    install_metrics(app, settings)
     return app

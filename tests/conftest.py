@@ -19,10 +19,16 @@ from app.core.migrate import downgrade, upgrade
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The end-to-end services' Redis database (another run in parallel sets its own).
+TEST_E2E_REDIS_URL = os.environ.get("TEST_E2E_REDIS_URL", TEST_REDIS_URL.rsplit("/", 1)[0] + "/14")
 
 
 def scratch_database(name: str) -> str:
-    """Drop and re-create database ``name`` on the test server; return its URL."""
+    """Drop and re-create database ``name`` on the test server; return its URL. Test runs on another
+    test database (parallel runs) get their own scratch databases: its name is appended."""
+    own = make_url(TEST_DATABASE_URL).database
+    if own and own != "test":
+        name = f"{name}_{own}"
     admin_url = make_url(TEST_DATABASE_URL).set(database="postgres")
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -42,6 +48,16 @@ def migrated_url() -> str:
     engine.dispose()
     upgrade(TEST_DATABASE_URL)
     return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def committing_url() -> str:
+    """A database of its own, migrated once per session, for tests that need real commits seen by
+    several connections at once (concurrent deliverers, a live server). Rows outlive the test: tests
+    using it create their own."""
+    url = scratch_database("judge_test_committing")
+    upgrade(url)
+    return url
 
 
 class RollbackDatabase(Database):
@@ -101,6 +117,8 @@ def settings(tmp_path: Path) -> Settings:
         redis_url=TEST_REDIS_URL,
         max_items=50,
         max_body_bytes=256 * 1024,
+        # The tests' webhook receivers listen on loopback.
+        webhook_private_addresses=True,
         # (the item size limit is tested on its own; here it would hide the body limit)
         max_prompt_chars=1024 * 1024,
     )

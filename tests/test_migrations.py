@@ -31,6 +31,7 @@ TABLES = {
     "sr_iterations",
     "api_keys",
     "idempotency_keys",
+    "webhook_deliveries",
 }
 
 

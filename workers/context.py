@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.engine.base import Engine
 from app.jobs.queue import JobQueue
+from app.metrics.recorder import WorkerMetrics
+from workers.metered import MeteredEngine
 
 _current: WorkerContext | None = None
 
@@ -31,16 +34,27 @@ class WorkerContext:
     family_path: Callable[[str], Path] | None = None
     family_of: Callable[[str], str | None] | None = None
     extra_engines: OrderedDict[str, Engine] = field(default_factory=OrderedDict)
+    # Set when the worker is asked to stop (SIGTERM): running work finishes its current batch or step
+    # and hands its jobs back to the queue.
+    shutdown: threading.Event = field(default_factory=threading.Event)
     # Whose weights ``engine`` holds now: ``model``, or a descendant it swapped to.
     loaded_model: str = ""
+    # Batch sizes, model latency and judgments, recorded in the Redis that delivers the jobs (the API
+    # exposes them on /metrics).
+    metrics: WorkerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaded_model = self.loaded_model or self.model
+        self.metrics = WorkerMetrics(self.queue.redis)
 
     def engine_for(self, model: str) -> Engine:
         """The engine serving ``model``: this worker's own (swapping its weights to ``model`` when that
         is this worker's model or one trained from it), or another engine loaded on demand (the least
-        recently used is closed when more than ``settings.max_extra_engines`` are held)."""
+        recently used is closed when more than ``settings.max_extra_engines`` are held). Every call
+        through it is measured."""
+        return MeteredEngine(self._engine_for(model), model, self.metrics)
+
+    def _engine_for(self, model: str) -> Engine:
         if model == self.loaded_model:
             return self.engine
         if model == self.model or self._in_family(model):
@@ -71,6 +85,10 @@ class WorkerContext:
 def install(ctx: WorkerContext) -> None:
     global _current
     _current = ctx
+
+
+def has_current() -> bool:
+    return _current is not None
 
 
 def current() -> WorkerContext:

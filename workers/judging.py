@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.base import Conversation, LabelDistribution, SamplingParams
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.judging import repository as judging_repo
 from app.judging.domain import (
@@ -102,6 +104,7 @@ class ActiveJob:
     templates: dict[str, TemplateSpec]
     pending: list[PendingItem]
     done: int
+    failed: int = 0
     references_todo: int = 0
     touched: bool = False
 
@@ -111,6 +114,7 @@ class ActiveJob:
         with ctx.db.unit_of_work() as session:
             rows = judging_repo.pending_items(session, job_id)
             done = judging_repo.count_done(session, job_id)
+            failed = judging_repo.count_failed(session, job_id)
             pending = [
                 PendingItem(
                     id=row.id,
@@ -129,6 +133,7 @@ class ActiveJob:
             templates={name: TemplateSpec(**spec) for name, spec in params["templates"].items()},
             pending=pending,
             done=done,
+            failed=failed,
         )
 
     def reference_units(self) -> list[tuple[PendingItem, int]]:
@@ -191,8 +196,8 @@ class JudgeBatcher:
             if self._calls_in_hand() >= 2 * self.batch_size:
                 break
             with self.ctx.db.unit_of_work() as session:
-                claimed = jobs_repo.claim(
-                    session, job_id, self.ctx.worker_id, self.ctx.settings.job_lease_seconds
+                claimed = lifecycle.claim(
+                    session, self.ctx.queue, job_id, self.ctx.worker_id, self.ctx.settings.job_lease_seconds
                 )
                 attempts = claimed.attempts if claimed is not None else 0
             if claimed is not None:
@@ -224,6 +229,9 @@ class JudgeBatcher:
         self.engine = self.ctx.engine_for(self.model)
         while self.jobs:
             self._drop_interrupted()
+            if self.ctx.shutdown.is_set():
+                self.hand_back_all()
+                return
             self.admit()
             if self._reference_batch():
                 continue
@@ -236,6 +244,17 @@ class JudgeBatcher:
         with self.ctx.db.unit_of_work() as session:
             for job in self.jobs.values():
                 outcome.retry_or_fail(self.ctx, session, job.id, job.attempts, error)
+        for job_id in list(self.jobs):
+            self._forget(job_id)
+
+    def hand_back_all(self) -> None:
+        """Graceful shutdown, between batches: finished jobs end as usual; the others go back to the
+        queue with their judged items kept, for the next worker to finish."""
+        self._finish_completed()
+        with self.ctx.db.unit_of_work() as session:
+            for job_id in self.jobs:
+                outcome.hand_back(self.ctx, session, job_id)
+        log.info("shutting down: handed back %d job(s)", len(self.jobs))
         for job_id in list(self.jobs):
             self._forget(job_id)
 
@@ -308,9 +327,24 @@ class JudgeBatcher:
                 judging_repo.save_outcome(session, rows[unit.pending.id], outcome, hashes)
                 unit.job.pending.remove(unit.pending)
                 unit.job.done += 1
+                unit.job.failed += outcome.status == "error"
                 unit.job.touched = True
             self._record_progress(session, "judging")
+        self._record_metrics(units, outcomes)
         return True
+
+    def _record_metrics(self, units: list[JudgeUnit], outcomes: list[ItemOutcome]) -> None:
+        """A committed batch's judgments, parse errors and item outcomes, per mode (for /metrics)."""
+        for mode in sorted({unit.job.options.mode for unit in units}):
+            judged = [o for u, o in zip(units, outcomes, strict=True) if u.job.options.mode == mode]
+            orders = [order for o in judged for order in o.orders]
+            self.ctx.metrics.record_judgments(
+                self.model,
+                mode,
+                judgments=len(orders),
+                parse_errors=sum(order.error is not None for order in orders),
+                items=Counter(o.status for o in judged),
+            )
 
     def _generate_verdicts(self, units: list[JudgeUnit], flat: list[PlannedCall]) -> list[ItemOutcome]:
         outputs = iter(self.engine.generate([c.messages for c in flat], self.sampling))
@@ -365,5 +399,5 @@ class JudgeBatcher:
     def _record_progress(self, session: Any, stage: str) -> None:
         for job in self.jobs.values():
             if job.touched:
-                jobs_repo.set_progress(session, job.id, job.done, stage)
+                lifecycle.record_progress(session, self.ctx.queue, job.id, job.done, stage, failed=job.failed)
                 job.touched = False

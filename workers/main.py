@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -15,6 +16,7 @@ from app.core.db import Database
 from app.engine.factory import build_engine
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
+from app.webhooks.deliverer import Deliverer
 from workers import context
 from workers.sweeper import Sweeper
 
@@ -32,6 +34,15 @@ class JudgeWorker(SimpleWorker):
             super()._set_ip_address(connection)
         except ValueError:
             self.ip_address = "unknown"
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """Warm shutdown (SIGTERM / first Ctrl-C): RQ takes no new delivery and waits for the current
+        one; the running job sees ``shutdown`` at its next batch or step and hands its work back. A
+        second signal stops at once (RQ's cold shutdown); the lease then expires and the job is
+        re-queued by a sweeper."""
+        if context.has_current():
+            context.current().shutdown.set()
+        super().request_stop(signum, frame)
 
 
 def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | None:
@@ -53,7 +64,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     log.info("loading model %s (%s backend) from %s", model, settings.backend, path)
     engine = build_engine(settings, model, path)
     redis = Redis.from_url(settings.redis_url)
-    job_queue = JobQueue(redis, settings.job_timeout_seconds)
+    job_queue = JobQueue.from_settings(redis, settings)
     name = queue_name(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
     context.install(
@@ -72,12 +83,15 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     )
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
     sweeper.start()
+    deliverer = Deliverer(db, settings)
+    deliverer.start()
     worker = JudgeWorker([Queue(name, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
     log.info("worker %s serving queue %s", worker_id, name)
     try:
         worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
     finally:
         sweeper.stop()
+        deliverer.stop()
         for extra in context.current().extra_engines.values():
             extra.close()
         engine.close()

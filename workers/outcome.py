@@ -1,5 +1,5 @@
-"""How a worker ends a job: finished (and announced to `?wait=` listeners), or sent back to the queue
-for another attempt while attempts remain."""
+"""How a worker ends a job: finished (and announced to `?wait=` listeners), sent back to the queue for
+another attempt while attempts remain, or handed back untouched when the worker shuts down."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import uuid
 from typing import Any
 
 from app.core.db import after_commit
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from workers.context import WorkerContext
+
+
+class ShuttingDown(Exception):
+    """The worker was asked to stop (SIGTERM): a long job stops at its next check and is handed back."""
 
 
 def end(ctx: WorkerContext, job_id: uuid.UUID, status: str, error: str | None = None) -> None:
@@ -19,15 +24,22 @@ def end(ctx: WorkerContext, job_id: uuid.UUID, status: str, error: str | None = 
 
 
 def end_in(ctx: WorkerContext, session: Any, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    jobs_repo.finish(session, job_id, status, error)
-    after_commit(session, functools.partial(ctx.queue.publish_ended, job_id, status))
+    lifecycle.end(session, ctx.queue, job_id, status, error)
 
 
 def retry_or_fail(ctx: WorkerContext, session: Any, job_id: uuid.UUID, attempts: int, error: str) -> None:
     """A retryable failure: re-queue the job (re-delivered after the commit), or fail it after its last
     attempt."""
     if attempts < ctx.settings.job_max_attempts:
-        jobs_repo.release(session, job_id, error)
+        lifecycle.release(session, ctx.queue, job_id, error)
         after_commit(session, functools.partial(ctx.queue.enqueue, job_id, ctx.queue_name, attempts))
     else:
         end_in(ctx, session, job_id, "failed", error)
+
+
+def hand_back(ctx: WorkerContext, session: Any, job_id: uuid.UUID) -> None:
+    """Graceful shutdown: the job goes back to the queue at once, for any worker of its model, without
+    spending an attempt (its committed progress is kept; the next worker resumes from it)."""
+    if jobs_repo.hand_back(session, job_id, ctx.worker_id):
+        lifecycle.announce(session, ctx.queue, job_id, "status", {"status": "queued", "error": None})
+        after_commit(session, functools.partial(ctx.queue.enqueue_handed_back, job_id, ctx.queue_name))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from app.engine.base import Conversation, Engine, SamplingParams
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.prompt_opt import repository as po_repo
 from app.prompt_opt import service as po_service
@@ -206,6 +207,8 @@ class CachedModels:
         with self.ctx.db.unit_of_work() as session:
             if jobs_repo.is_cancel_requested(session, self.job_id):
                 raise SearchCancelled
+        if self.ctx.shutdown.is_set():
+            raise outcome.ShuttingDown
 
     def save_usage(self, session: Any) -> None:
         u = self.meter.usage
@@ -228,8 +231,13 @@ class PgStore:
         with self.db.unit_of_work() as session:
             po_repo.save_run(session, self.job_id, step, state.to_json())
             po_repo.upsert_candidates(session, self.job_id, [_candidate_row(r) for r in records])
-            jobs_repo.set_progress(
-                session, self.job_id, state.round, _stage(state, self.rounds), total=self.rounds
+            lifecycle.record_progress(
+                session,
+                self.models.ctx.queue,
+                self.job_id,
+                state.round,
+                _stage(state, self.rounds),
+                total=self.rounds,
             )
             self.models.save_usage(session)
 
@@ -335,6 +343,12 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
     except SearchCancelled:
         outcome.end(ctx, job_id, "cancelled", None)
         return "cancelled"
+    except outcome.ShuttingDown:
+        # The model calls made since the last checkpoint are in the prediction cache: nothing is paid
+        # twice when the next worker resumes.
+        with ctx.db.unit_of_work() as session:
+            outcome.hand_back(ctx, session, job_id)
+        return "handed back (shutdown)"
     except ModelCallFailed as exc:
         outcome.end(ctx, job_id, "failed", str(exc))
         return "failed"

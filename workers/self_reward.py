@@ -26,6 +26,7 @@ from typing import Any
 
 from app.db.tables import SrCandidate, SrJudgment, SrPair, SrPrompt
 from app.engine.base import Conversation, Generation, SamplingParams
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.judging.domain import CallOutput, JudgeItem, JudgeOptions
 from app.judging.planning import plan_item
@@ -126,7 +127,9 @@ class SelfRewardRun:
     def _progress(self, stage: str) -> None:
         done = self.state["iteration"] - (0 if self.request.sft.enabled else 1)
         with self.ctx.db.unit_of_work() as session:
-            jobs_repo.set_progress(session, self.job_id, max(0, done), stage[:64], total=self.total)
+            lifecycle.record_progress(
+                session, self.ctx.queue, self.job_id, max(0, done), stage[:64], total=self.total
+            )
             jobs_repo.set_detail(
                 session,
                 self.job_id,
@@ -143,6 +146,8 @@ class SelfRewardRun:
         with self.ctx.db.unit_of_work() as session:
             if jobs_repo.is_cancel_requested(session, self.job_id):
                 raise Stop("cancelled", None)
+        if self.ctx.shutdown.is_set():
+            raise outcome.ShuttingDown
 
     def _generate(
         self, model: str, convs: Sequence[Conversation], sampling: SamplingParams
@@ -603,6 +608,11 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
     except Stop as stop:
         end(stop.status, stop.reason)
         return stop.status
+    except outcome.ShuttingDown:
+        # Committed stages stay done; the next worker redoes only the interrupted one.
+        with ctx.db.unit_of_work() as session:
+            outcome.hand_back(ctx, session, job_id)
+        return "handed back (shutdown)"
     except Exception as exc:
         log.exception("self-reward job %s failed", job_id)
         with ctx.db.unit_of_work() as session:

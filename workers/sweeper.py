@@ -12,6 +12,7 @@ import threading
 from datetime import timedelta
 
 from app.core.db import Database, after_commit
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
 
@@ -23,26 +24,29 @@ log = logging.getLogger(__name__)
 REDELIVERY_AFTER = timedelta(seconds=15)
 
 
-def sweep(db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int) -> int:
-    """One pass; returns how many jobs it re-delivered or failed."""
+def sweep(
+    db: Database, queue: JobQueue, queue_name: str | None, lease_seconds: float, max_attempts: int
+) -> int:
+    """One pass over one model's queue (``None``: every queue, as `judge reconcile` does); returns how
+    many jobs it re-delivered or failed."""
     fixed = 0
     with db.unit_of_work() as session:
         for job in jobs_repo.expired_running(session):
-            if job.queue != queue_name:
+            if queue_name is not None and job.queue != queue_name:
                 continue
             if job.attempts >= max_attempts:
                 reason = f"worker lost {job.attempts} time(s) (lease expired); giving up"
-                jobs_repo.finish(session, job.id, "failed", reason)
-                after_commit(session, functools.partial(queue.publish_ended, job.id, "failed"))
+                lifecycle.end(session, queue, job.id, "failed", reason)
             else:
-                jobs_repo.release(session, job.id, "previous worker stopped heartbeating; retrying")
-                after_commit(session, functools.partial(queue.enqueue, job.id, queue_name, job.attempts))
+                lifecycle.release(session, queue, job.id, "previous worker stopped heartbeating; retrying")
+                after_commit(session, functools.partial(queue.enqueue, job.id, job.queue, job.attempts))
             fixed += 1
     with db.unit_of_work() as session:
-        for job in jobs_repo.stale_queued(session, REDELIVERY_AFTER, [queue_name]):
+        queues = None if queue_name is None else [queue_name]
+        for job in jobs_repo.stale_queued(session, REDELIVERY_AFTER, queues):
             if not queue.is_delivery_pending(job.id, job.attempts):
                 log.warning("re-delivering job %s (not held by the queue)", job.id)
-                queue.enqueue(job.id, queue_name, job.attempts)
+                queue.enqueue(job.id, job.queue, job.attempts)
                 fixed += 1
     return fixed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from workers import context, outcome
 from workers.judging import JUDGE_KINDS, JudgeBatcher
@@ -22,7 +23,7 @@ def run_job(job_id: str) -> str:
     jid = uuid.UUID(job_id)
     settings = ctx.settings
     with ctx.db.unit_of_work() as session:
-        job = jobs_repo.claim(session, jid, ctx.worker_id, settings.job_lease_seconds)
+        job = lifecycle.claim(session, ctx.queue, jid, ctx.worker_id, settings.job_lease_seconds)
         if job is None:
             current = jobs_repo.get_job(session, jid)
             # Already taken: typically fused into another job's batch, or cancelled.

@@ -28,8 +28,13 @@ def principal(
 ) -> Principal:
     """The caller, from its API key; 401 without a valid one, 429 over the key's rate limit. Computed
     once per request."""
+    return authorize(state, request.headers.get("Authorization"))
+
+
+def authorize(state: AppState, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization`` header value, within its key's rate limit (401, 429)."""
     with state.db.unit_of_work() as session:
-        caller = service.authenticate(session, request.headers.get("Authorization"))
+        caller = service.authenticate(session, authorization)
     if state.limiter is not None:
         wait = state.limiter.wait_for(caller.key_id)
         if wait > 0:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(default=16, ge=1, description="Engine batch size (judge calls per batch).")
 
+    api_drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM the API stops accepting connections and gives open requests (long "
+        "`wait`s included) this long to finish.",
+    )
     job_lease_seconds: float = Field(default=120.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     job_timeout_seconds: int = Field(default=6 * 3600, ge=1)
@@ -75,6 +81,56 @@ class Settings(BaseSettings):
     model_retry_backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
     max_extra_engines: int = Field(
         default=1, ge=0, description="Models a worker loads besides its own (e.g. a job's optimizer model)."
+    )
+
+    metrics_access: Literal["public", "admin", "off"] = Field(
+        default="public",
+        description="`/metrics`: `public` (no key; it shows no tenant's data, restrict it at the network "
+        "edge), `admin` (a key with the admin scope, e.g. Prometheus' `authorization` setting), `off`.",
+    )
+    metrics_jobs_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long `/metrics` reuses its count of jobs by state and kind."
+    )
+    dashboard_refresh_seconds: int = Field(
+        default=5,
+        ge=0,
+        description="Dashboard pages showing queued or running jobs reload this often (0: never).",
+    )
+
+    public_url: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="The API's public base URL (e.g. `https://judge.example.com`): webhook bodies then "
+        "carry an absolute `results_url`; unset, a path.",
+    )
+    job_events_max_len: int = Field(
+        default=1000,
+        ge=10,
+        description="Live events kept per job (older ones are trimmed: a client resuming behind them gets "
+        "the job's current state instead).",
+    )
+    job_events_ttl_seconds: int = Field(
+        default=3600, ge=1, description="How long a job's live events are kept after the job ends."
+    )
+    events_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive comments on an idle event stream."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature of webhook bodies (`X-Judge-Signature`); while it is "
+        "unset, requests with a `callback_url` are refused.",
+    )
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, le=100, description="Deliveries of one webhook before it is given up."
+    )
+    webhook_retry_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="Delay before a webhook's first retry; doubles, at most an hour."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one webhook call.")
+    webhook_private_addresses: bool = Field(
+        default=False,
+        description="Whether webhooks may call private, loopback and link-local addresses (off: a tenant "
+        "cannot make the service probe its internal network; the embedded mode turns it on).",
     )
 
     embedded_worker: bool = Field(

@@ -136,6 +136,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI could not read the body as JSON at all (e.g. it is not UTF-8): the same 422 as a JSON
+        # syntax error, saying why, rather than a bare 400.
+        message = f"the request body is not valid JSON: {exc.__cause__}"[:300]
+        return JSONResponse(_error_body("validation_error", message), status_code=422)
     type_ = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
         exc.status_code, "http_error"
     )

@@ -34,7 +34,7 @@ class AppState:
             db=Database(settings.sqlalchemy_url),
             redis=redis,
             async_redis=AsyncRedis.from_url(settings.redis_url),
-            queue=JobQueue(redis, settings.job_timeout_seconds),
+            queue=JobQueue.from_settings(redis, settings),
             limiter=(
                 RateLimiter(redis, settings.rate_limit_per_second, settings.rate_limit_burst)
                 if settings.rate_limit_per_second > 0

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db.base import Base, JSONType, TimestampMixin, UTCDateTime, new_uuid
+from app.db.base import Base, JSONType, TimestampMixin, UTCDateTime, new_uuid, utcnow
 
 # SQLite only auto-increments a plain INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -38,6 +38,8 @@ class Job(TimestampMixin, Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     progress_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Judging: items that ended in error (their cause is on each item).
+    progress_failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     stage: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
@@ -48,6 +50,10 @@ class Job(TimestampMixin, Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The client's own labels (string to string), and where to call when the job ends. (The attribute is
+    # not named `metadata`, which SQLAlchemy's declarative base reserves.)
+    job_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONType)
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
 
     items: Mapped[list[JudgmentItem]] = relationship(back_populates="job", lazy="raise")
 
@@ -382,3 +388,29 @@ class IdempotencyKey(TimestampMixin, Base):
     resource_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
 
     __table_args__ = (UniqueConstraint("tenant", "key"),)
+
+
+class WebhookDelivery(TimestampMixin, Base):
+    """The outbox of job-end callbacks: written in the transaction that ends the job, sent (and retried)
+    by a deliverer. The id is the event id receivers see (`X-Judge-Event-Id`)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    # What the job looked like when it ended; the body adds the results URL.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    # pending (due at next_attempt_at; also while a deliverer holds it) | delivered | failed (gave up)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # A job ends once, so it is announced once.
+        UniqueConstraint("job_id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )

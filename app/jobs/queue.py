@@ -1,4 +1,5 @@
-"""Delivery of job ids to workers through RQ (one queue per served model), and job-end events.
+"""Delivery of job ids to workers through RQ (one queue per served model), and job events (the job-ended
+channel of `?wait=`; the live event streams).
 
 RQ only delivers; the job row in the database is the truth about a job's state.
 """
@@ -13,6 +14,9 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
+
+from app.core.config import Settings
+from app.jobs.events import EventLog
 
 RUN_JOB = "workers.tasks.run_job"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -33,23 +37,38 @@ def job_channel(job_id: uuid.UUID | str) -> str:
 
 
 class JobQueue:
-    def __init__(self, redis: Redis, job_timeout_seconds: int) -> None:
+    def __init__(self, redis: Redis, job_timeout_seconds: int, events: EventLog | None = None) -> None:
         self.redis = redis
         self.job_timeout_seconds = job_timeout_seconds
+        # The jobs' live event streams (GET /v1/jobs/{id}/events), on the same Redis.
+        self.events = events if events is not None else EventLog(redis)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> JobQueue:
+        events = EventLog(redis, settings.job_events_max_len, settings.job_events_ttl_seconds)
+        return cls(redis, settings.job_timeout_seconds, events)
 
     def enqueue(self, job_id: uuid.UUID, queue: str, attempt: int = 0) -> None:
         """Deliver a job id to its model's workers. ``attempt`` (the job's claims so far) makes the
         delivery id unique per attempt, so a re-delivery never collides with a finished one."""
+        self._enqueue(job_id, queue, delivery_id(job_id, attempt))
+
+    def _enqueue(self, job_id: uuid.UUID, queue: str, rq_id: str) -> None:
         Queue(queue, connection=self.redis).enqueue(
             RUN_JOB,
             str(job_id),
-            job_id=delivery_id(job_id, attempt),
+            job_id=rq_id,
             job_timeout=self.job_timeout_seconds,
             # Results live in the database; RQ's copies only need to outlive a retry.
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
             description=f"job {job_id}",
         )
+
+    def enqueue_handed_back(self, job_id: uuid.UUID, queue: str) -> None:
+        """Deliver a job a stopping worker handed back. Its attempt count was given back, so its usual
+        delivery id may still name the delivery that worker is finishing: this one gets its own."""
+        self._enqueue(job_id, queue, f"{job_id}_handback_{uuid.uuid4().hex[:12]}")
 
     def is_delivery_pending(self, job_id: uuid.UUID, attempt: int) -> bool:
         """Whether RQ still holds an undelivered or running delivery of this attempt."""

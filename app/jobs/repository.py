@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
@@ -16,7 +16,16 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def create_job(
-    session: Session, *, kind: str, model: str, queue: str, params: dict[str, Any], total: int, tenant: str
+    session: Session,
+    *,
+    kind: str,
+    model: str,
+    queue: str,
+    params: dict[str, Any],
+    total: int,
+    tenant: str,
+    metadata: dict[str, str] | None = None,
+    callback_url: str | None = None,
 ) -> Job:
     job = Job(
         kind=kind,
@@ -26,6 +35,8 @@ def create_job(
         progress_total=total,
         tenant=tenant,
         status="queued",
+        job_metadata=metadata,
+        callback_url=callback_url,
     )
     session.add(job)
     session.flush()
@@ -48,9 +59,13 @@ def list_jobs(
     status: str | None = None,
     kind: str | None = None,
     model: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> list[Job]:
-    """Newest first; ``after`` is the (created_at, id) of the last job of the previous page."""
+    """Newest first; ``after`` is the (created_at, id) of the last job of the previous page;
+    ``metadata``: only jobs whose metadata holds every one of these keys with these values."""
     stmt = select(Job).where(Job.tenant == tenant)
+    for key, value in (metadata or {}).items():
+        stmt = stmt.where(Job.job_metadata[key].as_string() == value)
     if status:
         stmt = stmt.where(Job.status == status)
     if kind:
@@ -105,12 +120,27 @@ def heartbeat(session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds
 
 
 def set_progress(
-    session: Session, job_id: uuid.UUID, done: int, stage: str | None, total: int | None = None
+    session: Session,
+    job_id: uuid.UUID,
+    done: int,
+    stage: str | None,
+    total: int | None = None,
+    failed: int | None = None,
 ) -> None:
     values: dict[str, Any] = {"progress_done": done, "stage": stage, "updated_at": utcnow()}
     if total is not None:
         values["progress_total"] = total
+    if failed is not None:
+        values["progress_failed"] = failed
     session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def progress_of(session: Session, job_id: uuid.UUID) -> tuple[int, int, str | None] | None:
+    """The job's (done, total, stage), or None when there is no such job."""
+    row = session.execute(
+        select(Job.progress_done, Job.progress_total, Job.stage).where(Job.id == job_id)
+    ).one_or_none()
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 def set_detail(session: Session, job_id: uuid.UUID, detail: dict[str, Any]) -> None:
@@ -128,11 +158,12 @@ def is_cancel_requested(session: Session, job_id: uuid.UUID) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> None:
+def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> bool:
+    """End the job; False (and nothing changed) when it had already ended: a job ends once."""
     now = utcnow()
-    session.execute(
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, Job.status.not_in(TERMINAL))
         .values(
             status=status,
             error=error,
@@ -142,11 +173,13 @@ def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None =
             lease_expires_at=None,
         )
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release(session: Session, job_id: uuid.UUID, error: str | None) -> None:
-    """Send a running job back to the queue (a retryable failure or a shutdown)."""
-    session.execute(
+def release(session: Session, job_id: uuid.UUID, error: str | None) -> bool:
+    """Send a running job back to the queue (a retryable failure or a shutdown); False when it was not
+    running."""
+    result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "running")
         .values(
@@ -157,6 +190,23 @@ def release(session: Session, job_id: uuid.UUID, error: str | None) -> None:
             updated_at=utcnow(),
         )
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def hand_back(session: Session, job_id: uuid.UUID, worker_id: str) -> bool:
+    """A stopping worker returns a job it holds: queued again, and the attempt it was on not counted."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == worker_id)
+        .values(
+            status="queued",
+            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def request_cancel(session: Session, job: Job) -> None:
@@ -178,15 +228,15 @@ def expired_running(session: Session, limit: int = 100) -> list[Job]:
     return list(session.scalars(stmt))
 
 
-def stale_queued(session: Session, older_than: timedelta, queues: list[str], limit: int = 100) -> list[Job]:
-    """Queued jobs untouched for a while: candidates for re-delivery if RQ no longer holds them."""
-    stmt = (
-        select(Job)
-        .where(Job.status == "queued", Job.updated_at < utcnow() - older_than, Job.queue.in_(queues))
-        .order_by(Job.created_at)
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
+def stale_queued(
+    session: Session, older_than: timedelta, queues: list[str] | None, limit: int = 100
+) -> list[Job]:
+    """Queued jobs untouched for a while (on these queues; ``None``: any): candidates for re-delivery
+    if RQ no longer holds them."""
+    stmt = select(Job).where(Job.status == "queued", Job.updated_at < utcnow() - older_than)
+    if queues is not None:
+        stmt = stmt.where(Job.queue.in_(queues))
+    return list(session.scalars(stmt.order_by(Job.created_at).limit(limit)))
 
 
 def queued_candidates(session: Session, queue: str, kinds: tuple[str, ...], limit: int) -> list[Job]:
@@ -210,3 +260,19 @@ def count_active(session: Session, tenant: str) -> int:
         .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
     )
     return int(session.scalar(stmt) or 0)
+
+
+def count_by_status_kind(session: Session) -> list[tuple[str, str, int]]:
+    """(status, kind, jobs) for every tenant together (the metrics' jobs-by-state gauge)."""
+    stmt = select(Job.status, Job.kind, func.count()).group_by(Job.status, Job.kind)
+    return [(status, kind, int(n)) for status, kind, n in session.execute(stmt)]
+
+
+def metadata_values(session: Session, tenant: str, key: str, limit: int = 1000) -> list[str]:
+    """The distinct values the tenant's jobs have under metadata ``key`` (e.g. MT-Bench run names),
+    sorted."""
+    value = Job.job_metadata[key].as_string()
+    stmt = (
+        select(value).where(Job.tenant == tenant, value.is_not(None)).distinct().order_by(value).limit(limit)
+    )
+    return [str(v) for v in session.scalars(stmt)]

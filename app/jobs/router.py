@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal, get_args
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response, StreamingResponse
 
 from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
-from app.jobs import service
+from app.jobs import event_stream, service, sse
+from app.jobs.events import EventName
 from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus, ResultPage
 from app.prompt_opt.schemas import PromptOptimizationResults
 from app.self_reward.schemas import SelfRewardResults
@@ -31,13 +34,18 @@ def list_jobs(
     status: JobStatus | None = Query(default=None, description="Only jobs in this status."),
     kind: JobKind | None = Query(default=None, description="Only jobs of this kind."),
     model: str | None = Query(default=None, max_length=200, description="Only jobs for this model."),
+    metadata: list[str] | None = Query(
+        default=None,
+        max_length=32,
+        description="Only jobs whose metadata has this `key:value` (repeat it: every one must match).",
+    ),
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> JobPage:
     with state.db.unit_of_work() as session:
-        return service.list_jobs(session, tenant, limit, cursor, status, kind, model)
+        return service.list_jobs(session, tenant, limit, cursor, status, kind, model, metadata)
 
 
 @router.get(
@@ -65,11 +73,15 @@ def get_results(
     job_id: uuid.UUID,
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
+    status: Literal["pending", "ok", "error"] | None = Query(
+        default=None,
+        description="Judging jobs: only items in this state (`error`: the failed items, with causes).",
+    ),
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
 ) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
     with state.db.unit_of_work() as session:
-        return service.results_page(session, job_id, tenant, limit, cursor)
+        return service.results_page(session, job_id, tenant, limit, cursor, status)
 
 
 @router.post(
@@ -84,3 +96,72 @@ def cancel_job(
 ) -> JobOut:
     with state.db.unit_of_work() as session:
         return service.job_out(service.cancel(session, state.queue, job_id, tenant))
+
+
+EVENTS_DESCRIPTION = """Server-Sent Events, one per change of the job, until it ends:
+
+- `state`: the job as it is now (the `GET /v1/jobs/{id}` fields but `params`), sent first, and again
+  whenever the server cannot replay what a resuming client missed;
+- `status`: `{"status": "running", "attempts": n}`, or `{"status": "queued", "error": ...}` when the job
+  goes back to the queue for another attempt;
+- `progress`: `{"done": n, "total": m}`;
+- `stage`: `{"stage": "round 2/6: select"}` (prompt optimization), `"iteration 1/2: judgments"`
+  (self-reward), `"judging"` ...;
+- `end`: `{"status": "succeeded" | "failed" | "cancelled", "error", "progress", "finished_at"}`, the
+  last event: the server then closes the stream.
+
+Data is JSON. Every event has an `id:`; reconnecting with `Last-Event-ID` resumes after it (browsers'
+`EventSource` does this by itself). Comment lines (`: keep-alive`) come every 15 s while nothing happens."""
+
+
+@router.get(
+    "/{job_id}/events",
+    operation_id="stream_job_events",
+    summary="Follow a job live: status, progress and stage changes as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": EVENTS_DESCRIPTION,
+            # One event, as Open API 3.2's `itemSchema` (FastAPI's own event streams declare theirs so):
+            # a `schema` here reads, to Open API 3.1 tools, as the schema of each event, not a string.
+            "content": {
+                sse.MEDIA_TYPE: {
+                    "itemSchema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "event": {"type": "string", "enum": list(get_args(EventName))},
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                            "retry": {"type": "integer", "minimum": 0},
+                        },
+                    }
+                }
+            },
+        },
+        204: {
+            "description": "Resuming (`Last-Event-ID`) after the job's `end`: nothing more will come "
+            "(an `EventSource` stops reconnecting)."
+        },
+        **ERROR_RESPONSES,
+    },
+)
+async def stream_job_events(
+    job_id: uuid.UUID,
+    last_event_id: str | None = Header(
+        default=None,
+        alias="Last-Event-ID",
+        pattern=r"^\d{1,20}-\d{1,20}$",
+        description="The `id` of the last event received: the stream resumes after it.",
+    ),
+    state: AppState = Depends(get_state),
+    tenant: str = Depends(get_tenant),
+) -> Response:
+    opening = await event_stream.open_stream(state.db, state.async_redis, job_id, tenant, last_event_id)
+    if opening is None:
+        return Response(status_code=204)
+    events = event_stream.follow(
+        state.db, state.async_redis, job_id, tenant, opening, state.settings.events_keepalive_seconds
+    )
+    # No caching, and no buffering by proxies (nginx honours X-Accel-Buffering).
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=headers)

@@ -2,19 +2,115 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Literal["judge_pairwise", "judge_single", "prompt_opt", "self_reward"]
 
 
+METADATA_MAX_KEYS = 32
+METADATA_KEY_MAX_CHARS = 64
+METADATA_VALUE_MAX_CHARS = 512
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"
+CALLBACK_URL_MAX_CHARS = 2048
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
+
+
+def metadata_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a metadata key, or None."""
+    if not key or len(key) > METADATA_KEY_MAX_CHARS:
+        return f"metadata key {key[:80]!r} must be 1 to {METADATA_KEY_MAX_CHARS} characters long"
+    if not _METADATA_KEY.match(key):
+        return (
+            f"metadata key {key!r} may hold only letters, digits and `_ . - /`, starting with a letter or "
+            "digit"
+        )
+    return None
+
+
+def _invalid(message: str, field: str | None = None) -> PydanticCustomError:
+    # The error handler appends ``field`` to the location: `metadata.<key>`.
+    return PydanticCustomError("invalid_request", message, {"field": field} if field else None)
+
+
+class JobOptionsIn(BaseModel):
+    """Options every request that creates a job accepts (judging, prompt optimization, self-reward)."""
+
+    OPTION_FIELDS: ClassVar[frozenset[str]] = frozenset({"metadata", "callback_url"})
+
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        description=f"Your own labels for the job (at most {METADATA_MAX_KEYS} keys of at most "
+        f"{METADATA_KEY_MAX_CHARS} characters — letters, digits, `_ . - /` — with string values of at most "
+        f"{METADATA_VALUE_MAX_CHARS}); returned on the job and in its webhook, and a filter of "
+        "`GET /v1/jobs` (`?metadata=key:value`).",
+        json_schema_extra={
+            "maxProperties": METADATA_MAX_KEYS,
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN, "maxLength": METADATA_KEY_MAX_CHARS},
+            "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX_CHARS},
+        },
+    )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=CALLBACK_URL_MAX_CHARS,
+        description="An http(s) URL called once when the job ends (succeeded, failed or cancelled), with a "
+        "JSON body signed in `X-Judge-Signature` (see the README, Webhooks); retried with backoff until it "
+        "answers 2xx.",
+        json_schema_extra={"format": "uri"},
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > METADATA_MAX_KEYS:
+            raise _invalid(f"metadata has {len(value)} keys; at most {METADATA_MAX_KEYS}")
+        for key, item in value.items():
+            problem = metadata_key_problem(key)
+            if problem:
+                raise _invalid(problem)
+            if len(item) > METADATA_VALUE_MAX_CHARS:
+                raise _invalid(
+                    f"value is {len(item)} characters long; at most {METADATA_VALUE_MAX_CHARS}", key
+                )
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise _invalid("callback_url must not contain spaces or control characters")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a malformed port
+        except ValueError as exc:
+            raise _invalid(f"callback_url is not a valid URL: {exc}") from exc
+        if parts.scheme not in ("http", "https"):
+            raise _invalid("callback_url must be an http:// or https:// URL")
+        if not parts.hostname:
+            raise _invalid("callback_url has no host")
+        return value
+
+
 class Progress(BaseModel):
     done: int = Field(ge=0, description="Units finished (judging: items).")
     total: int = Field(ge=0, description="Units in the job.")
+    failed: int = Field(
+        default=0,
+        ge=0,
+        description="Judging: items (counted in `done`) that ended in error, e.g. a reply with no "
+        "verdict; each has its cause in `error`. List them with `GET /v1/jobs/{id}/results?status=error`.",
+    )
 
 
 class OrderResult(BaseModel):
@@ -96,6 +192,7 @@ class JobOut(BaseModel):
         "spent, against the budget).",
     )
     params: dict[str, Any] = Field(description="The options the job runs with (template, swap, seed, ...).")
+    metadata: dict[str, str] | None = Field(default=None, description="Your labels, as given at creation.")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

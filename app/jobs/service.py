@@ -12,12 +12,13 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session
 
 from app.core.cursors import decode_cursor, decode_index_cursor, encode_cursor
-from app.core.db import Database, after_commit
+from app.core.db import Database
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.tables import Job
+from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue, job_channel
-from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage
+from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage, metadata_key_problem
 from app.judging import repository as judging_repo
 from app.judging.results import item_result
 from app.prompt_opt import service as prompt_opt_service
@@ -51,12 +52,13 @@ def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
         kind=job.kind,  # type: ignore[arg-type]
         status=job.status,  # type: ignore[arg-type]
         model=job.model,
-        progress=Progress(done=job.progress_done, total=job.progress_total),
+        progress=Progress(done=job.progress_done, total=job.progress_total, failed=job.progress_failed),
         stage=job.stage,
         attempts=job.attempts,
         error=job.error,
         detail=job.detail,
         params=_public_params(job.params),
+        metadata=job.job_metadata,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
@@ -79,7 +81,10 @@ def list_jobs(
     status: str | None,
     kind: str | None,
     model: str | None,
+    metadata: list[str] | None = None,
 ) -> JobPage:
+    """A page of the tenant's jobs; ``metadata`` holds `key:value` filters (all must match)."""
+    wanted = parse_metadata_filters(metadata or [])
     after = None
     if cursor:
         parts = decode_cursor(cursor)
@@ -88,7 +93,14 @@ def list_jobs(
         except (IndexError, ValueError) as exc:
             raise InvalidInput("malformed cursor", "cursor") from exc
     jobs = jobs_repo.list_jobs(
-        session, tenant=tenant, limit=limit + 1, after=after, status=status, kind=kind, model=model
+        session,
+        tenant=tenant,
+        limit=limit + 1,
+        after=after,
+        status=status,
+        kind=kind,
+        model=model,
+        metadata=wanted,
     )
     next_cursor = None
     if len(jobs) > limit:
@@ -98,18 +110,40 @@ def list_jobs(
     return JobPage(jobs=[job_out(j) for j in jobs], next_cursor=next_cursor)
 
 
+def parse_metadata_filters(filters: list[str]) -> dict[str, str]:
+    """``["team:a", "run:7"]`` → ``{"team": "a", "run": "7"}`` (422 naming `metadata` when one is
+    malformed, or the same key asks for two values)."""
+    wanted: dict[str, str] = {}
+    for text in filters:
+        key, sep, value = text.partition(":")
+        if not sep:
+            raise InvalidInput(f"metadata filter {text[:80]!r} is not `key:value`", "metadata")
+        problem = metadata_key_problem(key)
+        if problem:
+            raise InvalidInput(problem, "metadata")
+        if key in wanted and wanted[key] != value:
+            raise InvalidInput(f"metadata filter names key {key!r} twice with different values", "metadata")
+        wanted[key] = value
+    return wanted
+
+
 def results_page(
-    session: Session, job_id: uuid.UUID, tenant: str, limit: int, cursor: str | None
+    session: Session,
+    job_id: uuid.UUID,
+    tenant: str,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
 ) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
-    """Judging jobs: a page of item results. Prompt optimization and self-reward: the run's results
-    (not paged)."""
+    """Judging jobs: a page of item results (only items in ``status`` if given). Prompt optimization
+    and self-reward: the run's results (not paged)."""
     job = get_job(session, job_id, tenant)
     if job.kind == prompt_opt_service.KIND:
         return prompt_opt_service.results(session, job)
     if job.kind == self_reward_service.KIND:
         return self_reward_service.results(session, job)
     after = decode_index_cursor(cursor) if cursor else -1
-    items = judging_repo.results_page(session, job.id, after, limit + 1)
+    items = judging_repo.results_page(session, job.id, after, limit + 1, status)
     next_cursor = None
     if len(items) > limit:
         items = items[:limit]
@@ -132,9 +166,7 @@ def cancel(session: Session, queue: JobQueue, job_id: uuid.UUID, tenant: str) ->
         raise Conflict(f"job {job_id} already {job.status}")
     if job.status == "cancelled":
         return job
-    jobs_repo.request_cancel(session, job)
-    if job.status == "cancelled":
-        after_commit(session, lambda: queue.publish_ended(job_id, "cancelled"))
+    lifecycle.cancel(session, queue, job)
     return job
 
 

@@ -89,14 +89,18 @@ def save_outcome(
     item.expected_score = outcome.expected_score
 
 
-def results_page(session: Session, job_id: uuid.UUID, after_index: int, limit: int) -> list[JudgmentItem]:
-    stmt = (
-        select(JudgmentItem)
-        .where(JudgmentItem.job_id == job_id, JudgmentItem.index > after_index)
-        .order_by(JudgmentItem.index)
-        .limit(limit)
-        .options(selectinload(JudgmentItem.calls))
-    )
+def count_failed(session: Session, job_id: uuid.UUID) -> int:
+    stmt = select(func.count()).where(JudgmentItem.job_id == job_id, JudgmentItem.status == "error")
+    return int(session.scalar(stmt) or 0)
+
+
+def results_page(
+    session: Session, job_id: uuid.UUID, after_index: int, limit: int, status: str | None = None
+) -> list[JudgmentItem]:
+    stmt = select(JudgmentItem).where(JudgmentItem.job_id == job_id, JudgmentItem.index > after_index)
+    if status is not None:
+        stmt = stmt.where(JudgmentItem.status == status)
+    stmt = stmt.order_by(JudgmentItem.index).limit(limit).options(selectinload(JudgmentItem.calls))
     return list(session.scalars(stmt))
 
 

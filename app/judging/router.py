@@ -77,6 +77,7 @@ async def judge_single(
     operation_id="list_templates",
     summary="List built-in and registered templates",
     response_model=TemplateList,
+    responses=ERROR_RESPONSES,
     tags=["templates"],
 )
 def list_templates(state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)) -> TemplateList:

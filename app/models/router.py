@@ -14,7 +14,11 @@ router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(r
 
 
 @router.get(
-    "", operation_id="list_models", summary="Models the service can judge with", response_model=ModelList
+    "",
+    operation_id="list_models",
+    summary="Models the service can judge with",
+    response_model=ModelList,
+    responses=ERROR_RESPONSES,
 )
 def list_models(state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)) -> ModelList:
     with state.db.unit_of_work() as session:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.jobs.schemas import JobOptionsIn
 from app.prompt_opt.domain import Budget, Hyperparams, Metric, SelectorConfig
 
 
@@ -134,7 +135,7 @@ class BudgetIn(_Strict):
         return Budget(self.max_calls, self.max_tokens)
 
 
-class PromptOptimizationRequest(_Strict):
+class PromptOptimizationRequest(_Strict, JobOptionsIn):
     task_type: Literal["classification", "judge-agreement"] = Field(
         default="classification",
         description="`classification`: the prompt labels each example; `judge-agreement`: the prompt is a "

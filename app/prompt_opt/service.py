@@ -18,7 +18,9 @@ from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
 from app.jobs.capacity import check_capacity
+from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
+from app.jobs.schemas import JobOptionsIn
 from app.judging.template_catalog import resolve_template
 from app.models import service as models_service
 from app.prompt_opt import repository as po_repo
@@ -247,12 +249,14 @@ def submit(
             projection=projection, train_size=len(s.train), dev_size=len(s.dev), test_size=len(s.test)
         )
     q = task.queue
-    job = jobs_repo.create_job(
+    job = record_job(
         session,
+        settings,
+        request,
         kind=KIND,
         model=task.name,
         queue=q,
-        params=request.model_dump(mode="json", exclude={"dry_run"}),
+        params=request.model_dump(mode="json", exclude={"dry_run", *JobOptionsIn.OPTION_FIELDS}),
         total=request.hyperparameters.rounds,
         tenant=tenant,
     )

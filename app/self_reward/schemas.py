@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from app.jobs.schemas import JobOptionsIn
 from app.self_reward.domain import (
     CandidateSettings,
     GuardSettings,
@@ -147,7 +148,7 @@ class GuardsIn(_Strict):
         return GuardSettings(**self.model_dump())
 
 
-class SelfRewardRequest(_Strict):
+class SelfRewardRequest(_Strict, JobOptionsIn):
     base_model: str | None = Field(default=None, max_length=200, description="Name or id; the default model.")
     ift: IFTSource | None = Field(
         default=None, description="Seed instruction data; the shipped set by default."

@@ -16,7 +16,9 @@ from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
 from app.jobs.capacity import check_capacity
+from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
+from app.jobs.schemas import JobOptionsIn
 from app.models import repository as models_repo
 from app.models import service as models_service
 from app.self_reward import repository as sr_repo
@@ -134,10 +136,12 @@ def submit(
             f"has {len(data.heldout)} examples",
             "evaluation.heldout_prompts",
         )
-    params = request.model_dump(mode="json")
+    params = request.model_dump(mode="json", exclude=set(JobOptionsIn.OPTION_FIELDS))
     params.update(base_model=base.name, prompt_generator=generator)
-    job = jobs_repo.create_job(
+    job = record_job(
         session,
+        settings,
+        request,
         kind=KIND,
         model=base.name,
         queue=base.queue,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    import httpx2  # what starlette's TestClient answers with
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_QUEUE = "judge.SmolLM2-135M-Instruct"
@@ -32,7 +35,9 @@ def with_(item: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def assert_error(response: httpx.Response, status: int, type_: str, field: str | None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response | httpx2.Response, status: int, type_: str, field: str | None
+) -> dict[str, Any]:
     """The one error shape: ``{"error": {"type", "message", "field"?}}``; returns the error object."""
     assert response.status_code == status, response.text
     body = response.json()

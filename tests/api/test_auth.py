@@ -70,6 +70,14 @@ def test_requests_without_a_valid_key_are_401(client: TestClient, header: str | 
         assert message in response.json()["error"]["message"]
 
 
+def test_every_route_that_needs_a_key_documents_401_and_403(client: TestClient) -> None:
+    # (found by the schemathesis fuzz: GET /v1/templates and GET /v1/models answered an undocumented 401)
+    for path, operations in client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        if path.startswith("/v1"):
+            for method, operation in operations.items():
+                assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"
+
+
 def test_a_revoked_key_stops_working(client: TestClient, state: AppState) -> None:
     key_id, token = _key(state, "default", ["judge"])
     caller = _as(client, token)

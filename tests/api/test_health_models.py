@@ -84,6 +84,7 @@ def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
         "get_job",
         "get_job_results",
         "cancel_job",
+        "stream_job_events",
         "list_models",
         "get_model",
         "create_prompt_optimization_job",

@@ -17,7 +17,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs.queue import job_channel
 from app.models import repository as models_repo
 from tests.api.helpers import PAIR, PAIRWISE, SINGLE, SINGLE_URL, assert_error, with_
-from tests.workers.conftest import ScriptedEngine, first_position_judge
+from tests.workers.conftest import ScriptedEngine, first_position_judge, user_text
 from workers.tasks import run_job
 
 Worker = Callable[[Callable[[Any], str]], ScriptedEngine]
@@ -268,6 +268,33 @@ def test_cancel_a_queued_job(client: TestClient, redis: Redis) -> None:
     again = client.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 200
     assert again.json() == job
+
+
+def test_a_job_says_how_many_items_failed_and_which(client: TestClient, worker: Worker) -> None:
+    """Items whose judge reply has no verdict fail with their cause; the job still succeeds, counts
+    them in `progress.failed`, and `?status=error` lists exactly them."""
+    worker(lambda conv: "no idea" if "ZZFAIL" in user_text(conv) else "A]]")
+    items = [dict(PAIR, question=f"{'ZZFAIL' if i % 3 == 0 else 'fine'} question {i}") for i in range(7)]
+    job_id = client.post(PAIRWISE, json={"items": items, "swap": "none"}).json()["id"]
+    assert run_job(job_id) == "done"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    assert job["progress"] == {"done": 7, "total": 7, "failed": 3}
+    failed = client.get(f"/v1/jobs/{job_id}/results", params={"status": "error"}).json()["results"]
+    assert [r["index"] for r in failed] == [0, 3, 6]
+    assert all(r["status"] == "error" and r["error"] for r in failed)
+    ok = client.get(f"/v1/jobs/{job_id}/results", params={"status": "ok", "limit": 2}).json()
+    assert [r["index"] for r in ok["results"]] == [1, 2] and ok["next_cursor"]
+    rest = client.get(
+        f"/v1/jobs/{job_id}/results", params={"status": "ok", "cursor": ok["next_cursor"]}
+    ).json()
+    assert [r["index"] for r in rest["results"]] == [4, 5]
+
+
+def test_results_unknown_status_filter_is_422(client: TestClient) -> None:
+    job_id = _create(client)
+    response = client.get(f"/v1/jobs/{job_id}/results", params={"status": "done"})
+    assert_error(response, 422, "validation_error", "status")
 
 
 def test_cancelled_job_is_not_run(client: TestClient, worker: Worker) -> None:

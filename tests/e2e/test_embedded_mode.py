@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Service, _spawn, free_port, stop, wait_ready
+from tests.e2e.services import Service, free_port, spawn, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def test_embedded_serve_judges_with_the_real_model(model_cache: Path, tmp_path: 
     env["JUDGE_DATA_DIR"] = str(data)
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = _spawn(["serve", "--port", str(port)], env, log)
+    proc = spawn(["serve", "--port", str(port)], env, log)
     service = Service(f"http://127.0.0.1:{port}", [proc], [log])
     try:
         wait_ready(service)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Service
+from tests.e2e.services import Service
 
 pytestmark = pytest.mark.e2e
 

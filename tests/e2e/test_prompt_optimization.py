@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.datasets.builtin import builtin_split
-from tests.e2e.conftest import Service
+from tests.e2e.services import Service
 
 pytestmark = pytest.mark.e2e
 

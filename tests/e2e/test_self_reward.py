@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from app.core.config import Settings
 from app.self_reward.seed_data import eft_examples, ift_examples
-from tests.e2e.conftest import Service
+from tests.e2e.services import Service
 
 pytestmark = pytest.mark.e2e
 

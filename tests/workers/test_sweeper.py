@@ -89,3 +89,18 @@ def test_other_models_jobs_are_not_touched(db: RollbackDatabase, redis: Redis, s
     redis.flushdb()
     _age(db, job_id, updated_at=utcnow() - timedelta(minutes=5))
     assert sweep(db, JobQueue(redis, 60), "judge.other-model", lease_seconds=60, max_attempts=3) == 0
+
+
+def test_reconcile_pass_covers_every_queue(db: RollbackDatabase, redis: Redis, submit: Submit) -> None:
+    """`judge reconcile` (queue None) re-delivers lost jobs of any model onto each job's own queue,
+    and re-queues an expired lease whatever its queue."""
+    lost = submit("pairwise", {"items": [ITEM]})
+    dead = submit("pairwise", {"items": [ITEM]})
+    with db.unit_of_work() as session:
+        jobs_repo.claim(session, dead, "dead-worker", lease_seconds=60)
+    redis.flushdb()
+    _age(db, lost, updated_at=utcnow() - timedelta(minutes=5), queue="judge.other-model")
+    _age(db, dead, lease_expires_at=utcnow() - timedelta(seconds=1))
+    assert sweep(db, JobQueue(redis, 60), None, lease_seconds=60, max_attempts=3) == 2
+    assert Queue("judge.other-model", connection=redis).job_ids == [delivery_id(lost, 0)]
+    assert Queue(QUEUE, connection=redis).job_ids == [delivery_id(dead, 1)]

@@ -1,0 +1,46 @@
+"""Recording a new job, with the options every kind accepts (``metadata``, ``callback_url``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.db.tables import Job
+from app.jobs import repository as jobs_repo
+from app.jobs.schemas import JobOptionsIn
+
+
+def record_job(
+    session: Session,
+    settings: Settings,
+    options: JobOptionsIn,
+    *,
+    kind: str,
+    model: str,
+    queue: str,
+    params: dict[str, Any],
+    total: int,
+    tenant: str,
+) -> Job:
+    """Add the job (queued) with the request's metadata and callback URL; the caller enqueues it after
+    the commit. 422 for a callback the service cannot sign."""
+    if options.callback_url is not None and settings.webhook_secret is None:
+        raise InvalidInput(
+            "callback_url cannot be used: this service has no webhook signing secret configured "
+            "(JUDGE_WEBHOOK_SECRET)",
+            "callback_url",
+        )
+    return jobs_repo.create_job(
+        session,
+        kind=kind,
+        model=model,
+        queue=queue,
+        params=params,
+        total=total,
+        tenant=tenant,
+        metadata=options.metadata,
+        callback_url=options.callback_url,
+    )

@@ -1,0 +1,95 @@
+"""A job's state changes, each with what goes with it. The change is recorded in the caller's transaction
+and, once committed, announced on the job's event stream (an end also on the job-ended channel that
+`?wait=` listens to). An end writes the job's webhook delivery in the same transaction, so a committed
+end always reaches its callback."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.db import after_commit
+from app.db.tables import Job
+from app.jobs import repository as jobs_repo
+from app.jobs.events import EventName, end_data
+from app.jobs.queue import JobQueue
+from app.webhooks import outbox
+
+
+def announce(
+    session: Session, queue: JobQueue, job_id: uuid.UUID, name: EventName, data: dict[str, Any]
+) -> None:
+    """Append the event to the job's stream once the transaction commits."""
+    after_commit(session, functools.partial(queue.events.append, job_id, name, data))
+
+
+def claim(
+    session: Session, queue: JobQueue, job_id: uuid.UUID, worker_id: str, lease_seconds: float
+) -> Job | None:
+    """:func:`jobs_repo.claim`, announcing the job as running."""
+    job = jobs_repo.claim(session, job_id, worker_id, lease_seconds)
+    if job is not None:
+        announce(session, queue, job_id, "status", {"status": "running", "attempts": job.attempts})
+    return job
+
+
+def record_progress(
+    session: Session,
+    queue: JobQueue,
+    job_id: uuid.UUID,
+    done: int,
+    stage: str | None,
+    total: int | None = None,
+    failed: int | None = None,
+) -> None:
+    """:func:`jobs_repo.set_progress`, announcing a `progress` event when done or total moved and a
+    `stage` event when the stage changed."""
+    before = jobs_repo.progress_of(session, job_id)
+    jobs_repo.set_progress(session, job_id, done, stage, total, failed)
+    if before is None:
+        return
+    old_done, old_total, old_stage = before
+    new_total = total if total is not None else old_total
+    if (done, new_total) != (old_done, old_total):
+        data: dict[str, Any] = {"done": done, "total": new_total}
+        if failed is not None:
+            data["failed"] = failed
+        announce(session, queue, job_id, "progress", data)
+    if stage != old_stage:
+        announce(session, queue, job_id, "stage", {"stage": stage})
+
+
+def release(session: Session, queue: JobQueue, job_id: uuid.UUID, error: str | None) -> None:
+    """:func:`jobs_repo.release`, announcing the job as queued again."""
+    if jobs_repo.release(session, job_id, error):
+        announce(session, queue, job_id, "status", {"status": "queued", "error": error})
+
+
+def end(session: Session, queue: JobQueue, job_id: uuid.UUID, status: str, error: str | None) -> bool:
+    """End the job (succeeded, failed or cancelled) with its callback and announcements; False when it
+    had already ended (nothing is recorded or announced twice)."""
+    if not jobs_repo.finish(session, job_id, status, error):
+        return False
+    job = jobs_repo.get_job(session, job_id)
+    if job is None:
+        return False
+    session.refresh(job)
+    _ended(session, queue, job)
+    return True
+
+
+def cancel(session: Session, queue: JobQueue, job: Job) -> None:
+    """Ask for the job's cancellation: a queued job ends at once (with its callback), a running one at
+    its worker's next check."""
+    jobs_repo.request_cancel(session, job)
+    if job.status == "cancelled":
+        _ended(session, queue, job)
+
+
+def _ended(session: Session, queue: JobQueue, job: Job) -> None:
+    outbox.record(session, job)
+    announce(session, queue, job.id, "end", end_data(job))
+    after_commit(session, functools.partial(queue.publish_ended, job.id, job.status))

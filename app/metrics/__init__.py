@@ -1,0 +1,1 @@
+"""Prometheus metrics: API request figures, worker figures shared through Redis, queue and job gauges."""

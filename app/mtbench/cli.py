@@ -1,0 +1,335 @@
+"""``judge mtbench``: judge FastChat llm_judge bench folders, print FastChat's tables, compute agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from app.core.config import Settings, get_settings
+from app.engine.base import Engine
+from app.mtbench import agreement as agreement_mod
+from app.mtbench import formats, prompts, tables
+from app.mtbench.formats import FormatError, Judgment, JudgmentKind, ModelAnswer, QuestionId
+from app.mtbench.plan import (
+    DEFAULT_BASELINE,
+    RUN_MODES,
+    PlanError,
+    RunMode,
+    Task,
+    missing,
+    plan,
+    references_for,
+)
+from app.mtbench.prompts import PromptError, Templates
+from app.mtbench.runner import DEFAULT_BATCH_ITEMS, RunOptions, RunSummary, Submitter, existing_judgments, run
+
+mtbench_cli = typer.Typer(
+    help="MT-Bench with FastChat's llm_judge files: judge a bench folder, show tables, compute agreement.",
+    no_args_is_help=True,
+)
+
+_MODE_HELP = (
+    "single (grade each answer 1-10), pairwise-baseline (each model against the baseline) or pairwise-all."
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _mode(value: str) -> RunMode:
+    for mode in RUN_MODES:
+        if value == mode:
+            return mode
+    raise _fail(f"--mode must be one of {', '.join(RUN_MODES)}, got {value!r}")
+
+
+def _kind(mode: RunMode) -> JudgmentKind:
+    return "single" if mode == "single" else "pair"
+
+
+def _models(values: list[str] | None) -> list[str] | None:
+    """``--model-list`` given once per model or comma-separated."""
+    if not values:
+        return None
+    return [m.strip() for value in values for m in value.split(",") if m.strip()]
+
+
+def reference_answers(
+    bench_dir: Path, name: str | None, judge_model: str
+) -> dict[QuestionId, ModelAnswer] | None:
+    """The reference answers to judge with: ``reference_answer/<name>.jsonl`` when named, else the judge
+    model's own file, else ``gpt-4.jsonl`` (FastChat's), else the folder's only file; None without any
+    (the questions' own ``reference`` fields are used then)."""
+    folder = bench_dir / formats.REFERENCE_DIR
+    if name is not None:
+        return formats.read_answers(folder / f"{name}.jsonl")
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    for candidate in (folder / f"{judge_model}.jsonl", folder / "gpt-4.jsonl"):
+        if candidate in files:
+            return formats.read_answers(candidate)
+    return formats.read_answers(files[0]) if len(files) == 1 else None
+
+
+def load_engine(settings: Settings, judge_model: str, model_path: Path | None) -> Engine:
+    """A local engine for in-process judging: ``model_path``, else the model's folder under the data
+    directory (the default model is pulled there when missing); the openai backend needs no folder."""
+    from app.engine.factory import build_engine
+    from app.models.artifacts import ModelPullError, is_model_present, model_dir, pull_default_model
+
+    if settings.backend == "openai":
+        return build_engine(settings, judge_model, None)
+    path = model_path or model_dir(settings.models_dir, judge_model)
+    if not is_model_present(path):
+        if model_path is None and judge_model == settings.default_model:
+            try:
+                path = pull_default_model(settings.models_dir)
+            except ModelPullError as exc:
+                raise _fail(f"could not fetch the default model: {exc}") from None
+        else:
+            raise _fail(f"no model at {path}; give --model-path or run `judge models pull`")
+    return build_engine(settings, judge_model, path)
+
+
+def _check_existing(
+    done: list[Judgment], output: Path, judge_model: str, templates: Templates, tasks: list[Task]
+) -> None:
+    """Refuse to resume into a file written by another judge or with other prompts."""
+    names = {templates.name(role) for role in {t.role for t in tasks}}
+    for j in done:
+        if j.judge[0] != judge_model:
+            raise _fail(
+                f"{output} holds judgments by {j.judge[0]!r}, not {judge_model!r}; choose another --output"
+            )
+        if j.judge[1] not in names:
+            raise _fail(
+                f"{output} holds judgments made with prompt {j.judge[1]!r}, which this run does not use "
+                f"({', '.join(sorted(names))}); choose another --output or remove the file"
+            )
+
+
+def _progress(judgment: Judgment, summary: RunSummary) -> None:
+    count = f"[{summary.already_done + summary.written}/{summary.planned}]"
+    if isinstance(judgment, formats.SingleJudgment):
+        what = f"model: {judgment.model}, score: {formats.judgment_json(judgment)['score']}"
+    else:
+        what = (
+            f"model_1: {judgment.model_1}, model_2: {judgment.model_2}, "
+            f"g1_winner: {judgment.g1_winner}, g2_winner: {judgment.g2_winner}"
+        )
+    typer.echo(f"{count} question: {judgment.question_id}, turn: {judgment.turn}, {what}")
+
+
+@mtbench_cli.command("run")
+def run_command(
+    bench_dir: Path = typer.Option(
+        ..., "--bench-dir", help="FastChat bench folder: question.jsonl, model_answer/, reference_answer/."
+    ),
+    mode: str = typer.Option("single", help=_MODE_HELP),
+    judge_model: str = typer.Option(None, help="Judge model (default: the service's default model)."),
+    model_list: list[str] = typer.Option(
+        None, help="Models to judge (repeat or comma-separate); default: all."
+    ),
+    baseline_model: str = typer.Option(DEFAULT_BASELINE, help="The baseline of pairwise-baseline."),
+    judge_prompts: Path = typer.Option(
+        None, help="FastChat judge_prompts.jsonl: judge with those prompts instead of the built-in templates."
+    ),
+    reference: str = typer.Option(
+        None,
+        help="Reference answers: reference_answer/<NAME>.jsonl (default: the judge model's, else gpt-4's, "
+        "else the only file, else the questions' own 'reference').",
+    ),
+    first_n: int = typer.Option(None, min=1, help="Only the first N questions (for a quick try)."),
+    output: Path = typer.Option(
+        None, help="Judgment file (default: model_judgment/<judge>_single|pair.jsonl)."
+    ),
+    service: str = typer.Option(
+        None, envvar="JUDGE_SERVICE_URL", help="Judge service URL; without it, judge in this process."
+    ),
+    key: str = typer.Option(None, envvar="JUDGE_API_KEY", help="API key for --service."),
+    verdict_mode: str = typer.Option("generate", help="generate (the judge writes its verdict) or logprobs."),
+    cot: bool = typer.Option(False, help="Built-in chain-of-thought templates (the judge reasons first)."),
+    temperature: float = typer.Option(0.0, min=0.0, max=2.0),
+    max_tokens: int = typer.Option(None, min=1, help="Most tokens per judge reply (default: the service's)."),
+    seed: int = typer.Option(0, min=0),
+    batch_items: int = typer.Option(
+        DEFAULT_BATCH_ITEMS, min=1, help="Items per job (per engine pass in-process)."
+    ),
+    run_name: str = typer.Option(None, help="Tags the run's jobs (default: <bench>/<mode>/<judge>)."),
+    model_path: Path = typer.Option(None, help="In-process: the judge model's folder."),
+    dry_run: bool = typer.Option(False, help="Check the files and print what would be judged, then stop."),
+) -> None:
+    """Judge a bench folder and write FastChat's judgment file; run it again to resume after a stop."""
+    run_mode = _mode(mode)
+    if verdict_mode not in ("generate", "logprobs"):
+        raise _fail(f"--verdict-mode must be generate or logprobs, got {verdict_mode!r}")
+    settings = get_settings()
+    judge = judge_model or settings.default_model
+    try:
+        questions = formats.read_questions(bench_dir / formats.QUESTION_FILE)[:first_n]
+        answers = formats.read_answer_dir(bench_dir / formats.ANSWER_DIR)
+        refs = references_for(questions, reference_answers(bench_dir, reference, judge))
+        tasks = plan(run_mode, questions, answers, refs, _models(model_list), baseline_model)
+        templates = (
+            prompts.from_fastchat(formats.read_judge_prompts(judge_prompts))
+            if judge_prompts
+            else prompts.builtin(cot)
+        )
+        for role in {task.role for task in tasks}:
+            templates.spec(role)
+        out = output or formats.judgment_path(bench_dir, judge, _kind(run_mode))
+        done = existing_judgments(out, _kind(run_mode))
+    except (FormatError, PlanError, PromptError) as exc:
+        raise _fail(str(exc)) from None
+    _check_existing(done, out, judge, templates, tasks)
+    todo = missing(tasks, done)
+    options = RunOptions(
+        judge_model=judge,
+        run_name=run_name or f"{bench_dir.resolve().name}/{run_mode}/{judge}",
+        verdict_mode=verdict_mode,  # type: ignore[arg-type]  # checked above
+        cot=cot,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    stats: dict[str, Any] = {
+        "bench_dir": str(bench_dir),
+        "mode": run_mode,
+        "judge": judge,
+        "baseline": baseline_model if run_mode == "pairwise-baseline" else None,
+        "model_list": sorted({m for t in tasks for m in t.models}),
+        "total_num_questions": len(questions),
+        "total_num_matches": len(tasks),
+        "already_judged": len(tasks) - len(todo),
+        "to_judge": len(todo),
+        "output_path": str(out),
+        "judging": f"service {service}" if service else "in-process",
+    }
+    typer.echo("Stats:\n" + json.dumps(stats, indent=4))
+    if dry_run or not todo:
+        return
+    summary = _judge(
+        settings, service, key, judge, model_path, templates, todo, len(tasks), out, options, batch_items
+    )
+    typer.echo(f"done: {summary.written} judgment(s) written ({summary.errors} error(s)) to {out}")
+
+
+def _judge(
+    settings: Settings,
+    service: str | None,
+    key: str | None,
+    judge: str,
+    model_path: Path | None,
+    templates: Templates,
+    todo: list[Task],
+    planned: int,
+    out: Path,
+    options: RunOptions,
+    batch_items: int,
+) -> RunSummary:
+    submitter: Submitter
+    client = None
+    failures: tuple[type[Exception], ...]
+    if service:
+        from app.mtbench.remote import ServiceRunError
+        from judge_client import JudgeError
+
+        failures = (JudgeError, ServiceRunError, ValueError)
+    else:
+        from app.engine.base import EngineError
+
+        failures = (EngineError, ValueError)
+    try:
+        if service:
+            from app.mtbench.remote import ServiceSubmitter, ensure_templates, ledger_path
+            from judge_client import Judge
+
+            client = Judge(service, key)
+            refs = ensure_templates(service, key, templates.custom)
+            submitter = ServiceSubmitter(client, ledger_path(out), refs)
+        else:
+            from app.mtbench.inprocess import InProcessSubmitter
+
+            submitter = InProcessSubmitter(load_engine(settings, judge, model_path), settings.batch_size)
+        with formats.JudgmentWriter(out) as writer:
+            return run(planned, todo, templates, submitter, writer, options, batch_items, _progress)
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: the judgments done are written; run the same command again to resume", err=True
+        )
+        raise typer.Exit(130) from None
+    except failures as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+
+
+@mtbench_cli.command("show")
+def show_command(
+    bench_dir: Path = typer.Option(Path("."), "--bench-dir", help="FastChat bench folder."),
+    mode: str = typer.Option("single", help=_MODE_HELP),
+    judge_model: str = typer.Option(None, help="Judge whose file to read (default: the default model)."),
+    input_file: Path = typer.Option(
+        None, help="Judgment file (default: model_judgment/<judge>_<kind>.jsonl)."
+    ),
+    baseline_model: str = typer.Option(DEFAULT_BASELINE, help="pairwise-baseline: the baseline."),
+    model_list: list[str] = typer.Option(None, help="Only these models (repeat or comma-separate)."),
+) -> None:
+    """Print FastChat's show_result tables: mean scores per turn, or win / loss / tie rates."""
+    run_mode = _mode(mode)
+    judge = judge_model or get_settings().default_model
+    path = input_file or formats.judgment_path(bench_dir, judge, _kind(run_mode))
+    models = _models(model_list)
+    typer.echo(f"Mode: {run_mode}\nInput file: {path}")
+    try:
+        if run_mode == "single":
+            typer.echo(
+                tables.format_single(tables.single_tables(formats.read_single_judgments(path), models))
+            )
+        else:
+            baseline = baseline_model if run_mode == "pairwise-baseline" else None
+            rows = tables.pairwise_table(formats.read_pair_judgments(path), baseline, models)
+            typer.echo(tables.format_pairwise(rows))
+    except FormatError as exc:
+        raise _fail(str(exc)) from None
+
+
+@mtbench_cli.command("agreement")
+def agreement_command(
+    first: Path = typer.Argument(..., help="Pairwise judgments (a _pair.jsonl) or human-judgment votes."),
+    second: Path = typer.Argument(
+        None, help="The other source; without it, agreement among FIRST's own votes."
+    ),
+) -> None:
+    """Agreement between two judges' pairwise votes per turn, with and without ties (MT-Bench Table 5)."""
+    try:
+        votes_a = agreement_mod.read_votes(first)
+        votes_b = agreement_mod.read_votes(second) if second is not None else None
+    except FormatError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(agreement_mod.format_report(agreement_mod.agreement_report(votes_a, votes_b)))
+
+
+@mtbench_cli.command("import-prompts")
+def import_prompts_command(
+    judge_prompts: Path = typer.Argument(..., help="FastChat judge_prompts.jsonl."),
+    service: str = typer.Option(..., envvar="JUDGE_SERVICE_URL", help="Judge service URL."),
+    key: str = typer.Option(None, envvar="JUDGE_API_KEY", help="API key."),
+) -> None:
+    """Register FastChat's judge prompts as templates of your tenant (``mtbench-<name>``), so any request
+    can name them."""
+    from app.mtbench.remote import ensure_templates
+    from judge_client import JudgeError
+
+    try:
+        templates = prompts.from_fastchat(formats.read_judge_prompts(judge_prompts))
+        refs = ensure_templates(service, key, templates.custom)
+    except (FormatError, PromptError, JudgeError) as exc:
+        raise _fail(str(exc)) from None
+    for role, spec in templates.specs.items():
+        typer.echo(f"{refs[spec.name]}\t(FastChat '{templates.names[role]}')")

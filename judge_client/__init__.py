@@ -1,0 +1,60 @@
+"""Python client of the judge service (LLM-as-a-judge over HTTP), sync and async, on httpx.
+
+    from judge_client import Judge
+
+    with Judge("http://127.0.0.1:8000", key) as judge:
+        verdict = judge.pairwise("What is 2+2?", "4", "five", swap="conservative")
+        print(verdict.verdict, verdict.consistent)
+
+Depends only on httpx and pydantic, so it can be vendored or published on its own.
+"""
+
+from judge_client._payloads import BatchOptions, JudgeOptions, PairwiseOptions, SingleOptions
+from judge_client._protocol import RetryPolicy
+from judge_client._transport import __version__
+from judge_client.aio import AsyncJudge
+from judge_client.errors import (
+    BadRequest,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    JobFailed,
+    JudgeError,
+    JudgeTimeout,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    Unavailable,
+)
+from judge_client.sync import Judge
+from judge_client.types import ItemResult, Job, OrderResult, PairwiseItem, Progress, SingleItem
+
+__all__ = [
+    "AsyncJudge",
+    "BadRequest",
+    "BatchOptions",
+    "Conflict",
+    "ConnectionFailed",
+    "Forbidden",
+    "ItemResult",
+    "Job",
+    "JobFailed",
+    "Judge",
+    "JudgeError",
+    "JudgeOptions",
+    "JudgeTimeout",
+    "NotFound",
+    "OrderResult",
+    "PairwiseItem",
+    "PairwiseOptions",
+    "Progress",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "SingleItem",
+    "SingleOptions",
+    "Unauthorized",
+    "Unavailable",
+    "__version__",
+]

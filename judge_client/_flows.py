@@ -1,0 +1,203 @@
+"""The client's operations as flows (see ``_protocol``): written once, driven by the sync and the async
+client alike."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from judge_client._payloads import Item, judging_body, one_item
+from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Param, RetryPolicy, Sleep, call
+from judge_client.errors import JobFailed, JudgeError, JudgeTimeout
+from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind
+
+# The service's default cap on `?wait=`; a longer wait goes on by polling.
+SERVER_WAIT_CAP = 600.0
+
+JobRef = Job | str | uuid.UUID
+OnUpdate = Callable[[Job], None]
+
+
+def job_id(job: JobRef) -> str:
+    """The id of a job given as a Job, its id string or a UUID."""
+    if isinstance(job, Job):
+        return job.id
+    if isinstance(job, uuid.UUID):
+        return str(job)
+    if isinstance(job, str) and job.strip():
+        return job.strip()
+    raise ValueError(f"not a job or job id: {job!r}")
+
+
+def _job_path(job: JobRef, suffix: str = "") -> str:
+    return f"/v1/jobs/{quote(job_id(job), safe='')}{suffix}"
+
+
+def _json(response: HttpResponse) -> Any:
+    try:
+        return json.loads(response.body)
+    except ValueError as exc:
+        raise JudgeError(
+            f"the service answered {response.status} with a body that is not JSON: "
+            f"{response.body[:200].decode('utf-8', 'replace')!r}",
+            status=response.status,
+        ) from exc
+
+
+def get_job(job: JobRef, policy: RetryPolicy) -> Flow[Job]:
+    response = yield from call(HttpRequest("GET", _job_path(job)), policy)
+    return Job.model_validate(_json(response))
+
+
+def cancel(job: JobRef, policy: RetryPolicy) -> Flow[Job]:
+    response = yield from call(HttpRequest("POST", _job_path(job, "/cancel")), policy)
+    return Job.model_validate(_json(response))
+
+
+def submit(
+    kind: Kind, items: Iterable[Item], options: Mapping[str, Any], wait: float | None, policy: RetryPolicy
+) -> Flow[Job]:
+    """Create a judging job. One Idempotency-Key per call, repeated on its retries. ``wait``: seconds
+    the service may hold the request for the job to end (then the job carries its results)."""
+    body = judging_body(kind, items, options)
+    server_wait = min(wait, SERVER_WAIT_CAP) if wait else 0.0
+    request = HttpRequest(
+        "POST",
+        f"/v1/judgments/{kind}",
+        params={"wait": server_wait} if server_wait else {},
+        json=body,
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+        extra_timeout=server_wait,
+    )
+    response = yield from call(request, policy)
+    return Job.model_validate(_json(response))
+
+
+def wait_for(
+    job: JobRef, timeout: float | None, poll: float, on_update: OnUpdate | None, policy: RetryPolicy
+) -> Flow[Job]:
+    """Poll the job until it ends (any final status) and return it; JudgeTimeout after ``timeout``."""
+    if poll <= 0:
+        raise ValueError("poll must be positive")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    current = job if isinstance(job, Job) else None
+    while True:
+        if current is None or not current.ended:
+            current = yield from get_job(job, policy)
+        if on_update is not None:
+            on_update(current)
+        if current.ended:
+            return current
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise JudgeTimeout(
+                f"job {current.id} still {current.status} ({current.progress.done}/"
+                f"{current.progress.total}) after {timeout:g} s",
+                current,
+            )
+        yield Sleep(poll if remaining is None else min(poll, remaining))
+        current = None
+
+
+def judge_one(
+    kind: Kind,
+    item: Item,
+    options: Mapping[str, Any],
+    timeout: float | None,
+    poll: float,
+    policy: RetryPolicy,
+) -> Flow[ItemResult]:
+    """Judge one item and return its result: the service holds the request while it can, then the job
+    is polled. JobFailed when the job fails or is cancelled, JudgeTimeout after ``timeout``."""
+    started = time.monotonic()
+    job = yield from submit(kind, [item], options, SERVER_WAIT_CAP if timeout is None else timeout, policy)
+    if not job.ended:
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        job = yield from wait_for(job, remaining, poll, None, policy)
+    if not job.succeeded:
+        raise JobFailed(job)
+    if job.results:
+        return job.results[0]
+    response = yield from call(HttpRequest("GET", _job_path(job, "/results"), params={"limit": 1}), policy)
+    first = _result_items(job, _json(response))
+    if not first:
+        raise JudgeError(f"job {job.id} succeeded without results")
+    return first[0]
+
+
+def _result_items(job: JobRef, page: Any) -> list[ItemResult]:
+    if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+        raise JudgeError(f"job {job_id(job)} has no item results (only judging jobs have)")
+    return [ItemResult.model_validate(raw) for raw in page["results"]]
+
+
+def _job_items(page: Any) -> list[Job]:
+    return [Job.model_validate(raw) for raw in page.get("jobs", [])]
+
+
+def _paged(
+    path: str, params: dict[str, Param], read: Callable[[Any], list[Any]], policy: RetryPolicy
+) -> Flow[None]:
+    """Emit what ``read`` finds on each page of a cursor-paginated listing, one request per page."""
+    cursor: str | None = None
+    while True:
+        query = {**params, "cursor": cursor} if cursor else params
+        response = yield from call(HttpRequest("GET", path, params=query), policy)
+        page = _json(response)
+        for value in read(page):
+            yield Emit(value)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+def results(job: JobRef, page_size: int, policy: RetryPolicy) -> Flow[None]:
+    """Emit every item result of a judging job in item order, one page at a time (a job that came
+    back from a wait with its results needs no request)."""
+    if isinstance(job, Job) and job.results is not None and len(job.results) == job.progress.total:
+        for result in job.results:
+            yield Emit(result)
+        return
+    yield from _paged(
+        _job_path(job, "/results"), {"limit": page_size}, lambda p: _result_items(job, p), policy
+    )
+
+
+def list_jobs(
+    status: JobStatus | None,
+    kind: JobKind | None,
+    model: str | None,
+    metadata: Mapping[str, str] | None,
+    page_size: int,
+    policy: RetryPolicy,
+) -> Flow[None]:
+    """Emit the caller's jobs, newest first, one page at a time; ``metadata``: every label must match."""
+    filters = {"status": status, "kind": kind, "model": model}
+    params: dict[str, Param] = {k: v for k, v in filters.items() if v is not None}
+    if metadata:
+        params["metadata"] = [f"{k}:{v}" for k, v in metadata.items()]
+    yield from _paged("/v1/jobs", {**params, "limit": page_size}, _job_items, policy)
+
+
+def judge(
+    kind: Kind,
+    question: str | Sequence[str],
+    answers: Sequence[str | Sequence[str]],
+    reference: str | Sequence[str] | None,
+    turn: int | None,
+    id: str | None,
+    wait: bool,
+    timeout: float | None,
+    poll: float,
+    options: Mapping[str, Any],
+    policy: RetryPolicy,
+) -> Flow[ItemResult | Job]:
+    """``pairwise``/``single`` of the clients: one item, its result (``wait``) or its job."""
+    item = one_item(kind, question, answers, reference, turn, id)
+    if not wait:
+        return (yield from submit(kind, [item], options, None, policy))
+    return (yield from judge_one(kind, item, options, timeout, poll, policy))

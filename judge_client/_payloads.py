@@ -1,0 +1,134 @@
+"""Request bodies of the judging endpoints, built from the client's arguments (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict
+
+from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode
+
+
+class JudgeOptions(TypedDict, total=False):
+    """Options of every judging request (left out: the service's default)."""
+
+    model: str
+    template: str
+    cot: bool
+    auto_reference: bool
+    temperature: float
+    max_tokens: int
+    seed: int
+    verdict_mode: VerdictMode
+    metadata: dict[str, str]  # your labels: on the job, and a filter of `jobs(metadata=...)`
+    callback_url: str  # called once when the job ends (signed webhook)
+
+
+class PairwiseOptions(JudgeOptions, total=False):
+    swap: Swap
+
+
+class SingleOptions(JudgeOptions, total=False):
+    scale: tuple[float, float]
+
+
+class BatchOptions(PairwiseOptions, SingleOptions, total=False):
+    """``swap`` only for pairwise batches, ``scale`` only for single ones."""
+
+
+Item = PairwiseItem | SingleItem | Mapping[str, Any]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("pairwise", "single"):
+        raise ValueError(f"kind must be 'pairwise' or 'single', not {kind!r}")
+
+
+def options_body(kind: Kind, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The request fields for ``options``; ValueError for an option that is not one of ``kind``'s."""
+    _check_kind(kind)
+    known = set(BatchOptions.__annotations__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(unknown)}")
+    if kind == "single" and options.get("swap") is not None:
+        raise ValueError("swap applies to pairwise judging only")
+    if kind == "pairwise" and options.get("scale") is not None:
+        raise ValueError("scale applies to single-answer grading only")
+    body: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "auto_reference":
+            if value:
+                body["reference"] = {"auto": True}
+        elif name == "scale":
+            low, high = value
+            body["scale"] = {"min": low, "max": high}
+        else:
+            body[name] = value
+    return body
+
+
+def item_body(kind: Kind, item: Item) -> dict[str, Any]:
+    """One item as JSON; a typed item must match ``kind``. Mappings are sent as they are (the service
+    validates them and names the field at fault)."""
+    if isinstance(item, PairwiseItem | SingleItem):
+        expected = PairwiseItem if kind == "pairwise" else SingleItem
+        if not isinstance(item, expected):
+            raise ValueError(f"a {type(item).__name__} cannot be judged as {kind}")
+        return item.model_dump(exclude_none=True)
+    if not isinstance(item, Mapping):
+        raise TypeError(f"an item must be a PairwiseItem, SingleItem or mapping, not {type(item).__name__}")
+    return dict(item)
+
+
+def judging_body(kind: Kind, items: Iterable[Item], options: Mapping[str, Any]) -> dict[str, Any]:
+    body = options_body(kind, options)
+    body["items"] = [item_body(kind, item) for item in items]
+    if not body["items"]:
+        raise ValueError("no items to judge")
+    return body
+
+
+def one_item(
+    kind: Kind,
+    question: str | Sequence[str],
+    answers: Sequence[str | Sequence[str]],
+    reference: str | Sequence[str] | None,
+    turn: int | None,
+    id: str | None,
+) -> PairwiseItem | SingleItem:
+    """A single- or multi-turn item: ``question`` a string (one turn) or the list of user turns, each
+    answer (and ``reference``) a string or one entry per turn to match."""
+    multi = not isinstance(question, str)
+    for answer in answers:
+        if isinstance(answer, str) == multi:
+            raise ValueError(
+                "with a list of turns, give a list of answers (one per turn)"
+                if multi
+                else "with one question, give each answer as a string"
+            )
+    if reference is not None and isinstance(reference, str) == multi:
+        raise ValueError("give one reference per turn (a list) with a list of turns")
+
+    def one(value: str | Sequence[str]) -> str:
+        assert isinstance(value, str)
+        return value
+
+    def many(value: str | Sequence[str]) -> list[str]:
+        return list(value)
+
+    common: dict[str, Any] = {"id": id, "turn": turn}
+    if multi:
+        common.update(turns=many(question), references=many(reference) if reference is not None else None)
+    else:
+        common.update(question=one(question), reference=one(reference) if reference is not None else None)
+    if kind == "pairwise":
+        a, b = answers
+        if multi:
+            return PairwiseItem(answers_a=many(a), answers_b=many(b), **common)
+        return PairwiseItem(answer_a=one(a), answer_b=one(b), **common)
+    (answer,) = answers
+    if multi:
+        return SingleItem(answers=many(answer), **common)
+    return SingleItem(answer=one(answer), **common)

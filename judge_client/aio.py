@@ -1,0 +1,266 @@
+"""``AsyncJudge``: the asyncio client (httpx.AsyncClient), with the same methods as ``Judge``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar, Unpack, overload
+
+import httpx
+
+from judge_client import _flows
+from judge_client._flows import JobRef, OnUpdate
+from judge_client._payloads import BatchOptions, Item, PairwiseOptions, SingleOptions
+from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Reply, Send, Sleep, TransportFailure
+from judge_client._transport import Connection, to_response
+from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind
+
+T = TypeVar("T")
+
+
+class AsyncJudge:
+    """The asyncio client of the judge service: ``Judge``'s methods, awaited (``results`` and ``jobs``
+    are async iterators).
+
+    ``AsyncJudge("http://127.0.0.1:8000", key)``; ``timeout`` is each request's network timeout (a request
+    that asks the service to wait gets that long on top); ``retries`` is how often a request is
+    retried after no answer, 429, 502, 503 or 504 (honouring ``Retry-After``). ``http`` is an
+    ``httpx.AsyncClient`` of your own (proxies, TLS, transports), which you then close yourself.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._conn = Connection.of(url, key, timeout, retries, backoff)
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncJudge:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # Judging ------------------------------------------------------------------------------------
+
+    @overload
+    async def pairwise(
+        self,
+        question: str | Sequence[str],
+        answer_a: str | Sequence[str],
+        answer_b: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: Literal[True] = True,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[PairwiseOptions],
+    ) -> ItemResult: ...
+
+    @overload
+    async def pairwise(
+        self,
+        question: str | Sequence[str],
+        answer_a: str | Sequence[str],
+        answer_b: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: Literal[False],
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[PairwiseOptions],
+    ) -> Job: ...
+
+    async def pairwise(
+        self,
+        question: str | Sequence[str],
+        answer_a: str | Sequence[str],
+        answer_b: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[PairwiseOptions],
+    ) -> ItemResult | Job:
+        """Judge one pair: A, B or tie (``swap``, ``template``, ``verdict_mode``, ``model`` ... as the
+        API's options). ``question`` is one question, or the user turns of a conversation (then each
+        answer is a list, one per turn). Waits for the verdict unless ``wait=False`` (then: the job)."""
+        return await self._run(
+            _flows.judge(
+                "pairwise",
+                question,
+                (answer_a, answer_b),
+                reference,
+                turn,
+                id,
+                wait,
+                timeout,
+                poll,
+                options,
+                self._conn.policy,
+            )
+        )
+
+    @overload
+    async def single(
+        self,
+        question: str | Sequence[str],
+        answer: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: Literal[True] = True,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[SingleOptions],
+    ) -> ItemResult: ...
+
+    @overload
+    async def single(
+        self,
+        question: str | Sequence[str],
+        answer: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: Literal[False],
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[SingleOptions],
+    ) -> Job: ...
+
+    async def single(
+        self,
+        question: str | Sequence[str],
+        answer: str | Sequence[str],
+        *,
+        reference: str | Sequence[str] | None = None,
+        turn: int | None = None,
+        id: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        **options: Unpack[SingleOptions],
+    ) -> ItemResult | Job:
+        """Grade one answer on a scale (``scale=(1, 10)`` by default); otherwise like ``pairwise``."""
+        return await self._run(
+            _flows.judge(
+                "single",
+                question,
+                (answer,),
+                reference,
+                turn,
+                id,
+                wait,
+                timeout,
+                poll,
+                options,
+                self._conn.policy,
+            )
+        )
+
+    async def submit_batch(
+        self,
+        items: Iterable[Item],
+        kind: Kind = "pairwise",
+        *,
+        wait: float | None = None,
+        **options: Unpack[BatchOptions],
+    ) -> Job:
+        """Create one judging job for ``items`` (PairwiseItem/SingleItem or mappings of the API's item
+        fields) and return it. ``wait``: seconds the service may hold the request for the job to end."""
+        return await self._run(_flows.submit(kind, items, options, wait, self._conn.policy))
+
+    # Jobs ---------------------------------------------------------------------------------------
+
+    async def wait(
+        self, job: JobRef, timeout: float | None = None, poll: float = 1.0, on_update: OnUpdate | None = None
+    ) -> Job:
+        """Poll until the job ends (succeeded, failed or cancelled) and return it; ``on_update`` sees
+        every state polled. JudgeTimeout after ``timeout`` seconds (the job goes on)."""
+        return await self._run(_flows.wait_for(job, timeout, poll, on_update, self._conn.policy))
+
+    def results(self, job: JobRef, page_size: int = 100) -> AsyncIterator[ItemResult]:
+        """Every item result of a judging job, in item order, fetched page by page as you iterate."""
+        return self._iterate(_flows.results(job, page_size, self._conn.policy))
+
+    async def job(self, job: JobRef) -> Job:
+        """The job's current status, progress and error."""
+        return await self._run(_flows.get_job(job, self._conn.policy))
+
+    async def cancel(self, job: JobRef) -> Job:
+        """Cancel a job (queued: at once; running: at the worker's next check). Conflict if it ended."""
+        return await self._run(_flows.cancel(job, self._conn.policy))
+
+    def jobs(
+        self,
+        status: JobStatus | None = None,
+        kind: JobKind | None = None,
+        model: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Job]:
+        """Your jobs, newest first, fetched page by page as you iterate; ``metadata`` keeps the jobs
+        carrying every one of these labels."""
+        return self._iterate(_flows.list_jobs(status, kind, model, metadata, page_size, self._conn.policy))
+
+    # Driving flows ------------------------------------------------------------------------------
+
+    async def _run(self, flow: Flow[T]) -> T:
+        reply: Reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(step, Emit):
+                raise RuntimeError("an iterating flow was run as a call")
+            reply = await self._execute(step)
+
+    async def _iterate(self, flow: Flow[None]) -> AsyncIterator[Any]:
+        reply: Reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration:
+                return
+            if isinstance(step, Emit):
+                reply = None
+                yield step.value
+            else:
+                reply = await self._execute(step)
+
+    async def _execute(self, step: Send | Sleep) -> Reply:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        return await self._send(step.request)
+
+    async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
+        try:
+            return to_response(await self._http.request(**self._conn.httpx_arguments(request)))
+        except httpx.TransportError as exc:
+            return TransportFailure(exc)

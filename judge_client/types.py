@@ -1,0 +1,122 @@
+"""Typed objects of the judge service's API: what you send (items) and what comes back (jobs, results).
+
+Response models ignore fields they do not know, so a newer service does not break an older client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKind = Literal["judge_pairwise", "judge_single", "prompt_opt", "self_reward"]
+Kind = Literal["pairwise", "single"]
+Swap = Literal["conservative", "random", "none"]
+VerdictMode = Literal["generate", "logprobs"]
+Verdict = Literal["A", "B", "tie"]
+
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Progress(_Response):
+    done: int = 0
+    total: int = 0
+
+
+class OrderResult(_Response):
+    """One order the judge saw: ``AB`` (answer_a first), ``BA`` or ``single``, with its raw output."""
+
+    order: Literal["AB", "BA", "single"]
+    raw: str
+    verdict: Verdict | None = None
+    score: float | None = None
+    error: str | None = None
+    probabilities: dict[str, float] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+
+
+class ItemResult(_Response):
+    """The outcome for one item. ``verdict`` is in your labels (``A`` is always answer_a, whatever order
+    it was shown in); ``consistent`` says whether both orders agreed (conservative swap)."""
+
+    index: int
+    id: str | None = None
+    status: Literal["pending", "ok", "error"]
+    verdict: Verdict | None = None
+    score: float | None = None
+    expected_score: float | None = None
+    probabilities: dict[str, float] | None = None
+    consistent: bool | None = None
+    error: str | None = None
+    generated_references: list[str] | None = None
+    orders: list[OrderResult] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item was judged and its verdict or score parsed."""
+        return self.status == "ok"
+
+
+class Job(_Response):
+    """A job on the service: its status, progress and (after a wait that saw it end) its results."""
+
+    id: str
+    kind: JobKind | str
+    status: JobStatus
+    model: str
+    progress: Progress
+    stage: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, str] | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    results: list[ItemResult] | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the job reached a final status (succeeded, failed or cancelled)."""
+        return self.status in TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    question: str | None = None
+    turns: list[str] | None = None
+    reference: str | None = None
+    references: list[str] | None = None
+    turn: int | None = None
+
+
+class PairwiseItem(_Item):
+    """One pair to judge: ``question`` with ``answer_a``/``answer_b``, or ``turns`` with ``answers_a``/
+    ``answers_b`` (one per turn). The service validates the shape and names the field at fault."""
+
+    answer_a: str | None = None
+    answer_b: str | None = None
+    answers_a: list[str] | None = None
+    answers_b: list[str] | None = None
+
+
+class SingleItem(_Item):
+    """One answer to grade: ``question`` with ``answer``, or ``turns`` with ``answers`` (one per turn)."""
+
+    answer: str | None = None
+    answers: list[str] | None = None

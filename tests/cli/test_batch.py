@@ -1,0 +1,177 @@
+"""``judge batch FILE.jsonl`` against the live service: results, --json, progress, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from app.cli import cli
+from tests.client.live import LiveService, free_port
+
+PAIRS: list[dict[str, Any]] = [
+    {"id": "p0", "question": "What is 2+2?", "answer_a": "It is four.", "answer_b": "5"},
+    {"id": "p1", "question": "Capital of France?", "answer_a": "Rome", "answer_b": "It is Paris."},
+    {"id": "p2", "question": "Name a colour.", "answer_a": "red", "answer_b": "tan"},
+]
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]], blank_line_after: int | None = None) -> Path:
+    lines = [json.dumps(r) for r in rows]
+    if blank_line_after is not None:
+        lines.insert(blank_line_after, "")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(runner: CliRunner, service: LiveService, *args: str, **kwargs: Any) -> Result:
+    return runner.invoke(cli, [*args, "--url", service.url, "--key", service.key], **kwargs)
+
+
+def _batch(runner: CliRunner, service: LiveService, *args: str, **kwargs: Any) -> Result:
+    return _run(runner, service, "batch", *args, "--poll", "0.05", **kwargs)
+
+
+def plain(text: str) -> str:
+    """Rich's boxed error text as one line of words."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]+", " ", text).split())
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_results_to_a_file_in_input_order_across_chunks(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS, blank_line_after=1)
+    out = tmp_path / "verdicts.jsonl"
+    result = _batch(runner, service, str(items), "-o", str(out), "--chunk-size", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    rows = _lines(out.read_text())
+    assert [(r["index"], r["id"], r["verdict"], r["consistent"]) for r in rows] == [
+        (0, "p0", "A", True),
+        (1, "p1", "B", True),
+        (2, "p2", "tie", False),
+    ]
+    assert rows[0]["job_id"] == rows[1]["job_id"] != rows[2]["job_id"]
+    assert [o["order"] for o in rows[0]["orders"]] == ["AB", "BA"]
+    assert "3 item(s): 3 ok, 0 error(s); verdicts A 1, B 1, tie 1; 1 inconsistent" in result.stderr
+    assert "3/3" in result.stderr  # the progress bar's last state
+
+
+def test_results_to_stdout_are_pure_jsonl(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:2])
+    result = _batch(runner, service, str(items), "--swap", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = _lines(result.stdout)
+    assert [(r["id"], r["verdict"], len(r["orders"])) for r in rows] == [("p0", "A", 1), ("p1", "B", 1)]
+
+
+def test_json_summary_on_stdout(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    out = tmp_path / "out.jsonl"
+    result = _batch(runner, service, str(items), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "succeeded"
+    assert (summary["items"], summary["ok"], summary["errors"], summary["inconsistent"]) == (3, 3, 0, 1)
+    assert summary["verdicts"] == {"A": 1, "B": 1, "tie": 1}
+    assert summary["output"] == str(out) and len(summary["jobs"]) == 1
+
+
+def test_single_grading_from_stdin(runner: CliRunner, service: LiveService) -> None:
+    rows = [{"question": "q", "answer": "one two"}, {"question": "q", "answer": "one two three four"}]
+    text = "\n".join(json.dumps(r) for r in rows)
+    result = _batch(
+        runner, service, "-", "--kind", "single", "--scale-min", "0", "--scale-max", "5", input=text
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["score"] for r in _lines(result.stdout)] == [2.0, 4.0]
+    assert "mean score 3.00" in result.stderr
+    [job] = [j for j in json.loads(_run(runner, service, "jobs", "list", "--json").stdout)["jobs"]]
+    assert job["kind"] == "judge_single" and job["params"]["scale"] == {"min": 0.0, "max": 5.0}
+
+
+def test_usage_errors_exit_2(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    good = _jsonl(tmp_path / "good.jsonl", PAIRS)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(PAIRS[0]) + "\n{not json\n")
+    cases = [
+        ([str(bad)], "bad.jsonl line 2: not JSON"),
+        ([str(tmp_path / "missing.jsonl")], "cannot read"),
+        ([str(good), "--json"], "--output"),
+        ([str(good), "--kind", "single", "--swap", "none"], "--swap applies to --kind pairwise"),
+        ([str(good), "--scale-min", "1"], "both --scale-min and --scale-max"),
+        ([str(good), "--kind", "triple"], "triple"),
+    ]
+    for args, message in cases:
+        result = _batch(runner, service, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in plain(result.stderr), (args, result.stderr)
+    assert json.loads(_run(runner, service, "jobs", "list", "--json").stdout) == {"jobs": []}
+
+
+def test_items_the_service_rejects_name_their_line(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    rows: list[dict[str, Any]] = [*PAIRS, {"question": "q", "answer_a": "a", "answer_b": "b", "turn": 2}]
+    items = _jsonl(tmp_path / "items.jsonl", rows, blank_line_after=0)
+    result = _batch(runner, service, str(items), "--chunk-size", "2")
+    assert result.exit_code == 2
+    assert "items.jsonl line 5: HTTP 422: items[1].turn: turn 2 was requested" in result.stderr
+
+
+def test_a_failed_job_exits_1(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    def broken(conv: Any) -> str:
+        raise RuntimeError("engine fell over")
+
+    service.engine.reply = broken
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:1])
+    result = _batch(runner, service, str(items), "-o", str(tmp_path / "out.jsonl"), "--json")
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and "engine fell over" in summary["jobs"][0]["error"]
+
+
+def test_timeout_exits_6(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    service.running.clear()
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = _batch(runner, service, str(items), "--timeout", "0.3")
+    assert result.exit_code == 6, result.output
+    assert "still queued" in result.stderr
+
+
+def test_unreachable_service_exits_3(runner: CliRunner, tmp_path: Path) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = runner.invoke(
+        cli, ["batch", str(items), "--url", f"http://127.0.0.1:{free_port()}", "--key", "k"]
+    )
+    assert result.exit_code == 3, result.output
+    assert "cannot reach the service" in result.stderr
+
+
+def test_bad_or_missing_key_exits_4(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = runner.invoke(
+        cli, ["batch", str(items)], env={"JUDGE_URL": service.url, "JUDGE_API_KEY": "jk_x_y"}
+    )
+    assert result.exit_code == 4, result.output
+    assert "HTTP 401" in result.stderr
+    assert runner.invoke(cli, ["batch", str(items), "--url", service.url]).exit_code == 4
+    jobs_only = service.new_key(["jobs"])
+    result = runner.invoke(cli, ["batch", str(items), "--url", service.url, "--key", jobs_only])
+    assert result.exit_code == 4 and "HTTP 403" in result.stderr
+
+
+def test_the_development_key_is_the_default(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    data = tmp_path / "cli-data"
+    data.mkdir()
+    (data / "dev-api-key").write_text(service.key + "\n")
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:1])
+    result = runner.invoke(cli, ["batch", str(items), "--url", service.url, "--poll", "0.05"])
+    assert result.exit_code == 0, result.output

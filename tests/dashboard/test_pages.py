@@ -1,0 +1,320 @@
+"""The dashboard over HTTP: signing in with a key, the jobs list, a job's page, tenant isolation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.auth.service import create_key, revoke
+from app.core.state import AppState
+from app.dashboard import service as dashboard_service
+from app.engine.base import Conversation
+from app.jobs.queue import JobQueue
+from app.judging import service as judging_service
+from app.judging.schemas import PairwiseRequest
+from tests.api.helpers import PAIR, PAIRWISE, SINGLE_URL, with_
+from tests.api.test_prompt_opt import URL as PROMPT_OPT_URL
+from tests.api.test_prompt_opt import body as prompt_opt_body
+from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge, user_text
+from workers.tasks import run_job
+
+Worker = Callable[[Callable[[Conversation], str]], ScriptedEngine]
+
+
+@pytest.fixture
+def browser(client: TestClient) -> TestClient:
+    """The app as a browser sees it: no Authorization header, only what the sign-in cookie gives."""
+    client.headers.pop("Authorization")
+    return client
+
+
+def sign_in(browser: TestClient, key: str, next_page: str = "/dashboard") -> None:
+    response = browser.post(
+        "/dashboard/sign-in", data={"api_key": key, "next": next_page}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == next_page
+
+
+def make_key(state: AppState, tenant: str, *scopes: str) -> str:
+    with state.db.unit_of_work() as session:
+        return create_key(session, tenant, list(scopes), "dashboard")[1]
+
+
+def submit_pairwise(state: AppState, tenant: str, items: list[dict[str, str]]) -> str:
+    with state.db.unit_of_work() as session:
+        job = judging_service.submit(
+            session,
+            state.settings,
+            JobQueue(state.redis, 60),
+            "pairwise",
+            PairwiseRequest.model_validate({"items": items}),
+            tenant=tenant,
+        )
+        return str(job.id)
+
+
+def test_pages_send_a_browser_without_the_cookie_to_sign_in(browser: TestClient, api_key: str) -> None:
+    response = browser.get("/dashboard?status=queued", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/sign-in?next=%2Fdashboard%3Fstatus%3Dqueued"
+    # A Bearer header is not how the dashboard signs in.
+    response = browser.get(
+        "/dashboard", headers={"Authorization": f"Bearer {api_key}"}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    form = browser.get("/dashboard/sign-in?next=/dashboard/jobs/x")
+    assert form.status_code == 200
+    assert 'name="api_key"' in form.text and 'value="/dashboard/jobs/x"' in form.text
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_and_sign_out_clears_it(
+    browser: TestClient, api_key: str
+) -> None:
+    response = browser.post("/dashboard/sign-in", data={"api_key": api_key}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("judge_dashboard_key=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/dashboard" in cookie
+    assert "Secure" not in cookie  # plain http here
+    page = browser.get("/dashboard")
+    assert page.status_code == 200 and "tenant <strong>default</strong>" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+
+    out = browser.post("/dashboard/sign-out", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/dashboard/sign-in"
+    assert 'judge_dashboard_key=""' in out.headers["set-cookie"]
+    assert browser.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_the_cookie_is_secure_over_https(state: AppState, api_key: str) -> None:
+    from app.main import create_app
+
+    with TestClient(create_app(state=state), base_url="https://testserver") as c:
+        response = c.post("/dashboard/sign-in", data={"api_key": api_key}, follow_redirects=False)
+    assert "Secure" in response.headers["set-cookie"]
+
+
+def test_sign_in_refuses_bad_keys_forged_forms_and_unsafe_redirects(
+    browser: TestClient, state: AppState
+) -> None:
+    response = browser.post("/dashboard/sign-in", data={"api_key": "jk_nope"})
+    assert response.status_code == 401 and "invalid API key" in response.text
+    assert "set-cookie" not in response.headers
+    models_only = make_key(state, "default", "models:write")
+    response = browser.post("/dashboard/sign-in", data={"api_key": models_only})
+    assert (
+        response.status_code == 403 and "lacks the &#39;judge&#39; or &#39;jobs&#39; scope" in response.text
+    )
+    good = make_key(state, "default", "judge")
+    forged = browser.post(
+        "/dashboard/sign-in", data={"api_key": good}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    response = browser.post(
+        "/dashboard/sign-in", data={"api_key": good, "next": "https://evil.example/"}, follow_redirects=False
+    )
+    assert response.headers["location"] == "/dashboard"
+
+
+def test_a_revoked_key_signs_the_browser_out(browser: TestClient, state: AppState) -> None:
+    with state.db.unit_of_work() as session:
+        record, key = create_key(session, "default", ["judge"], "soon revoked")
+    sign_in(browser, key)
+    assert browser.get("/dashboard").status_code == 200
+    with state.db.unit_of_work() as session:
+        revoke(session, record.id)
+    response = browser.get("/dashboard", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/sign-in?next=%2Fdashboard&expired=1"
+    assert 'judge_dashboard_key=""' in response.headers["set-cookie"]
+    assert "no longer works" in browser.get(response.headers["location"]).text
+
+
+def test_jobs_list_filters_pages_and_shows_only_the_tenants_jobs(
+    browser: TestClient, state: AppState, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = [submit_pairwise(state, "default", [PAIR]) for _ in range(3)]
+    theirs = submit_pairwise(state, "other-team", [PAIR])
+    browser.post(f"/v1/jobs/{mine[0]}/cancel", headers={"Authorization": f"Bearer {api_key}"})
+    sign_in(browser, api_key)
+
+    listing = browser.get("/dashboard").text
+    assert all(job_id[:8] in listing for job_id in mine)
+    assert theirs[:8] not in listing
+    assert listing.count("<progress") == 3
+
+    cancelled = browser.get("/dashboard?status=cancelled&kind=judge_pairwise").text
+    assert mine[0][:8] in cancelled and mine[1][:8] not in cancelled
+    assert browser.get("/dashboard?status=&kind=").status_code == 200  # "any" in the form
+
+    bad = browser.get("/dashboard?status=done")
+    assert bad.status_code == 422 and "status must be one of" in bad.text
+
+    monkeypatch.setattr(dashboard_service, "JOBS_PER_PAGE", 2)
+    first = browser.get("/dashboard").text
+    older = re.search(r'href="(\?cursor=[^"]+)"', first)
+    assert older, first
+    second = browser.get("/dashboard" + older.group(1).replace("&amp;", "&")).text
+    assert mine[0][:8] in second and mine[2][:8] not in second  # newest first
+    assert "Newest" in second and "Older" not in second
+
+
+def test_another_tenants_job_is_not_found(browser: TestClient, state: AppState, api_key: str) -> None:
+    theirs = submit_pairwise(state, "other-team", [PAIR])
+    sign_in(browser, api_key)
+    response = browser.get(f"/dashboard/jobs/{theirs}")
+    assert response.status_code == 404 and f"no job {theirs}" in response.text
+    assert browser.get("/dashboard/jobs/not-a-uuid").status_code == 422
+
+
+def test_job_page_shows_verdicts_both_orders_and_the_batch_rates(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    def judge(conv: Conversation) -> str:
+        # Position-biased, except on the "fair" item where it reasons about content: picks answer "4".
+        text = user_text(conv)
+        if "fair" not in text:
+            return first_position_judge(conv)
+        return "A]]" if "=== Answer A ===\n4\n" in text else "B]]"
+
+    job_id = submit_pairwise(
+        state, "default", [PAIR, with_(PAIR, question="fair: what is 2+2?"), with_(PAIR, id="third")]
+    )
+    worker(judge)
+    assert run_job(job_id) == "done"
+    sign_in(browser, api_key)
+    page = browser.get(f"/dashboard/jobs/{job_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert "succeeded" in html and "3/3" in html
+    # Consistency: only the fair item's orders agreed (1 of 3). First-position picks: both orders of the
+    # two biased items, and the fair item's AB order (4 is shown first there): 5 of 6.
+    assert re.search(r'id="consistency-rate">.*?33\.3%.*?1 of 3 items', html, re.S)
+    assert re.search(r'id="first-position-rate">.*?83\.3%.*?5 of 6 judgments', html, re.S)
+    assert html.count('class="order"') == 6
+    assert "A shown first" in html and "B shown first" in html
+    assert html.count('class="consistency disagree"') == 2 and html.count('class="consistency agree"') == 1
+    assert "Verdict: [[A]]" in html  # the raw judge text, reply prefix included
+    assert "<code>third</code>" in html
+
+
+def test_everything_from_the_judge_or_the_client_is_escaped(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    job_id = submit_pairwise(
+        state, "default", [with_(PAIR, id="<b>id</b>", question="<img src=x onerror=alert(1)>")]
+    )
+    worker(lambda conv: "<script>alert('judge')</script>A]]")
+    run_job(job_id)
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{job_id}").text
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>id</b>" not in html
+
+
+def test_item_pages(
+    browser: TestClient, state: AppState, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard_service, "ITEMS_PER_PAGE", 2)
+    job_id = submit_pairwise(state, "default", [with_(PAIR, id=f"item-{i}") for i in range(5)])
+    sign_in(browser, api_key)
+    last = browser.get(f"/dashboard/jobs/{job_id}?page=3").text
+    assert "item-4" in last and "item-3" not in last and "page 3 of 3" in last
+    assert "Not judged yet." in last
+    assert browser.get(f"/dashboard/jobs/{job_id}?page=4").status_code == 422
+
+
+def test_long_job_page_shows_stage_and_results(browser: TestClient, api_key: str) -> None:
+    response = browser.post(
+        PROMPT_OPT_URL, json=prompt_opt_body(), headers={"Authorization": f"Bearer {api_key}"}
+    )
+    assert response.status_code == 202, response.text
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{response.json()['id']}").text
+    assert "prompt_opt" in html and "Results" in html and "Stop reason" in html
+    assert "Decide whether the statement is true." in html  # the parameters
+
+
+def test_static_files(browser: TestClient) -> None:
+    css = browser.get("/dashboard/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert browser.get("/dashboard/static/secrets.txt").status_code == 404
+
+
+ANSWERS = {"alpha": "a long and detailed answer, with reasons", "beta": "no", "base": "a medium answer"}
+
+
+def mtbench_judge(conv: Conversation) -> str:
+    """Prefers the longer answer (pairwise); grades detailed answers 8, others 3."""
+    if "=== Answer A ===" in user_text(conv):
+        return longer_answer_judge(conv)
+    return "8]]" if "detailed" in user_text(conv) else "3]]"
+
+
+def submit_run(client: TestClient, run: str, key: str) -> list[str]:
+    """A pairwise-baseline run and a single-grading run of alpha and beta on two questions, tagged as
+    `judge mtbench run` tags them."""
+    auth = {"Authorization": f"Bearer {key}"}
+    pairs = [
+        {
+            "id": f"{q}|{m}|base|1",
+            "question": f"question {q}",
+            "answer_a": ANSWERS[m],
+            "answer_b": ANSWERS["base"],
+        }
+        for m in ("alpha", "beta")
+        for q in (81, 82)
+    ]
+    grades = [
+        {"id": f"{q}|{m}|1", "question": f"question {q}", "answer": ANSWERS[m]}
+        for m in ("alpha", "beta")
+        for q in (81, 82)
+    ]
+    tags = {"mtbench_run": run, "mtbench_judge": "SmolLM2-135M-Instruct"}
+    ids = []
+    for url, items in ((PAIRWISE, pairs), (SINGLE_URL, grades)):
+        response = client.post(url, json={"items": items, "metadata": tags}, headers=auth)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_leaderboard_of_an_mtbench_run(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    pairwise_job, _ = submit_run(browser, "run-1", api_key)
+    other_key = make_key(state, "other-team", "judge")
+    submit_run(browser, "their-run", other_key)
+    sign_in(browser, api_key)
+
+    pending = browser.get("/dashboard/leaderboard?run=run-1").text
+    assert "No judgments of this run are finished yet." in pending and "8 item(s) not judged yet" in pending
+
+    worker(mtbench_judge)
+    assert run_job(pairwise_job) == "done"  # the single-grading job is fused into the same batches
+
+    html = browser.get("/dashboard/leaderboard?run=run-1").text
+    single = re.search(r'<table class="board" id="single-board">(.*?)</table>', html, re.S)
+    pairwise = re.search(r'<table class="board" id="pairwise-board">(.*?)</table>', html, re.S)
+    assert single and pairwise, html
+    cells = [
+        re.sub(r"\s+", " ", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", single.group(1), re.S)
+    ]
+    assert cells[:6] == ["1", "alpha", "8.00", "8.00", "2", "0"] and cells[6:8] == ["2", "beta"]
+    rows = re.findall(r"<tr>(.*?)</tr>", pairwise.group(1).split("<tbody>")[1], re.S)
+    assert len(rows) == 2  # the baseline is not ranked
+    assert "alpha" in rows[0] and "100.0%" in rows[0] and "beta" in rows[1] and "0.0%" in rows[1]
+    assert "Pairwise against base" in html
+    assert re.search(r'id="consistency-rate">.*?100\.0%', html, re.S)
+    assert "run-1" in html and "their-run" not in html  # the run picker lists this tenant's runs only
+
+    picker = browser.get("/dashboard/leaderboard").text
+    assert '<option value="run-1"' in picker and "their-run" not in picker
+    assert browser.get("/dashboard/leaderboard?run=their-run").status_code == 404
+    assert browser.get("/dashboard/leaderboard?run=nope").status_code == 404

@@ -1,0 +1,65 @@
+"""A real webhook receiver for tests: a threading HTTP server on 127.0.0.1 that records every call and
+answers with scripted status codes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    url: str
+    calls: list[Call] = field(default_factory=list)
+    # Status codes to answer, in order; 200 once they run out.
+    statuses: list[int] = field(default_factory=list)
+    # Seconds to take over each call (to make concurrent deliverers overlap).
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.statuses.pop(0) if self.statuses else 200
+
+
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    receiver: Receiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with receiver.lock:
+                receiver.calls.append(Call(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            if receiver.delay:
+                time.sleep(receiver.delay)
+            status = receiver.next_status()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok" if status < 300 else b"receiver says no")
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks/judge")
+    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
