@@ -28,9 +28,10 @@ from judge_client.errors import (
     Unavailable,
 )
 from judge_client.sync import Judge
-from judge_client.types import ItemResult, Job, OrderResult, PairwiseItem, Progress, SingleItem
+from judge_client.types import ItemResult, Job, OrderResult, PairwiseItem, Progress, SingleItem, Template
 
 __all__ = [
+    "Template",
     "AsyncJudge",
     "BadRequest",
     "BatchOptions",

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from judge_client._payloads import Item, judging_body, one_item
 from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Param, RetryPolicy, Sleep, call
 from judge_client.errors import JobFailed, JudgeError, JudgeTimeout
-from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind
+from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
 
 # The service's default cap on `?wait=`; a longer wait goes on by polling.
 SERVER_WAIT_CAP = 600.0
@@ -181,6 +181,20 @@ def list_jobs(
     if metadata:
         params["metadata"] = [f"{k}:{v}" for k, v in metadata.items()]
     yield from _paged("/v1/jobs", {**params, "limit": page_size}, _job_items, policy)
+
+
+def templates(policy: RetryPolicy) -> Flow[list[Template]]:
+    response = yield from call(HttpRequest("GET", "/v1/templates"), policy)
+    return [Template.model_validate(t) for t in _json(response)["templates"]]
+
+
+def create_template(fields: Mapping[str, Any], policy: RetryPolicy) -> Flow[Template]:
+    """Register a template (a new version when the name exists); idempotent across retries."""
+    request = HttpRequest(
+        "POST", "/v1/templates", json=dict(fields), headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    response = yield from call(request, policy)
+    return Template.model_validate(_json(response))
 
 
 def judge(

@@ -14,7 +14,7 @@ from judge_client._flows import JobRef, OnUpdate
 from judge_client._payloads import BatchOptions, Item, PairwiseOptions, SingleOptions
 from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Reply, Send, Sleep, TransportFailure
 from judge_client._transport import Connection, to_response
-from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind
+from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
 
 T = TypeVar("T")
 
@@ -226,6 +226,17 @@ class AsyncJudge:
         """Your jobs, newest first, fetched page by page as you iterate; ``metadata`` keeps the jobs
         carrying every one of these labels."""
         return self._iterate(_flows.list_jobs(status, kind, model, metadata, page_size, self._conn.policy))
+
+    async def templates(self) -> list[Template]:
+        """The templates requests can name: the built-in ones and your tenant's (every version)."""
+        return await self._run(_flows.templates(self._conn.policy))
+
+    async def create_template(self, name: str, user: str, **fields: Any) -> Template:
+        """Register a template (``mode``, ``system``, ``response_prefix``, ``cot``, ``reference``,
+        ``multi_turn``, ``description``); a known name gets a new version. Use ``template.ref``."""
+        return await self._run(
+            _flows.create_template({"name": name, "user": user, **fields}, self._conn.policy)
+        )
 
     # Driving flows ------------------------------------------------------------------------------
 

@@ -27,6 +27,29 @@ class _Response(BaseModel):
 class Progress(_Response):
     done: int = 0
     total: int = 0
+    failed: int = 0  # items (counted in done) that ended in error
+
+
+class Template(_Response):
+    """A judge template: a built-in one, or a version your tenant registered."""
+
+    name: str
+    version: int
+    mode: Literal["pairwise", "single"]
+    multi_turn: bool = False
+    reference: bool = False
+    cot: bool = False
+    builtin: bool = False
+    system: str = ""
+    user: str
+    response_prefix: str = ""
+    placeholders: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @property
+    def ref(self) -> str:
+        """How requests name this exact version: ``name@version``."""
+        return f"{self.name}@{self.version}"
 
 
 class OrderResult(_Response):

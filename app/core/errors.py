@@ -109,8 +109,10 @@ def _error_field(error: Any) -> str | None:
     return format_loc(loc)
 
 
-def _clean_message(msg: str) -> str:
-    return msg.removeprefix("Value error, ")
+def _clean_message(error: Any) -> str:
+    if error.get("type") == "missing" and list(error.get("loc", ())) == ["body"]:
+        return "the request has no body; send a JSON object (Content-Type: application/json)"
+    return str(error.get("msg", "")).removeprefix("Value error, ")
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -123,7 +125,7 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    details = [{"field": _error_field(e), "message": _clean_message(str(e.get("msg", "")))} for e in errors]
+    details = [{"field": _error_field(e), "message": _clean_message(e)} for e in errors]
     first = details[0] if details else {"field": None, "message": "invalid request"}
     message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
     if len(details) > 1:

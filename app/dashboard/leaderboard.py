@@ -11,10 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from app.jobs.schemas import ItemResult, OrderResult
-from app.mtbench.formats import ERROR_SCORE, PairJudgment, QuestionId, SingleJudgment, Winner
-from app.mtbench.records import parse_item_id
-
-_WINNERS: dict[str, Winner] = {"A": "model_1", "B": "model_2", "tie": "tie"}
+from app.mtbench.formats import ERROR_SCORE, PairJudgment, QuestionId, SingleJudgment
+from app.mtbench.records import game_winner, parse_item_id
 
 
 @dataclass(frozen=True)
@@ -36,12 +34,6 @@ class RunJudgments:
 
 def _question_id(text: str) -> QuestionId:
     return int(text) if text.isdigit() else text
-
-
-def _winner(order: OrderResult | None) -> Winner:
-    if order is None or order.error is not None or order.verdict is None:
-        return "error"
-    return _WINNERS[order.verdict]
 
 
 def _order(result: ItemResult, name: str) -> OrderResult | None:
@@ -90,8 +82,8 @@ def run_judgments(items: Iterable[RunItem]) -> RunJudgments:
                 question_id=_question_id(question),
                 model_1=models[0],
                 model_2=models[1],
-                g1_winner=_winner(g1),
-                g2_winner=_winner(g2),
+                g1_winner=game_winner(g1),
+                g2_winner=game_winner(g2),
                 judge=judge,
                 g1_user_prompt="",
                 g1_judgment=g1.raw if g1 is not None else "",

@@ -8,6 +8,7 @@ Single: the grade, or -1 when the judge gave none.
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from app.engine.base import Conversation
 from app.judging.domain import ItemOutcome, Order, OrderOutcome, Scale, TemplateSpec
@@ -42,7 +43,17 @@ def _order(outcome: ItemOutcome, order: Order) -> OrderOutcome | None:
     return next((o for o in outcome.orders if o.order == order), None)
 
 
-def game_winner(order: OrderOutcome | None) -> Winner:
+class Verdicted(Protocol):
+    """One judged order: the service's ``OrderOutcome``, or an API result's order."""
+
+    @property
+    def verdict(self) -> str | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+def game_winner(order: Verdicted | None) -> Winner:
     """A game's winner; ``order.verdict`` is in the caller's labels (A is always ``model_1``)."""
     if order is None or order.error is not None or order.verdict is None:
         return "error"

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from app.judging.domain import ItemOutcome, OrderOutcome, TemplateSpec
 from app.mtbench.formats import repair_tail
 from app.mtbench.plan import Task
@@ -24,7 +22,6 @@ from app.mtbench.records import item_id
 from app.mtbench.runner import Batch, RunOptions
 from judge_client import BatchOptions, Judge, NotFound, PairwiseItem, SingleItem
 from judge_client import ItemResult as ClientItemResult
-from judge_client.errors import error_from_response
 
 LEDGER_SUFFIX = ".jobs.jsonl"
 _TEMPLATE_FIELDS = ("mode", "multi_turn", "reference", "cot", "system", "user", "response_prefix")
@@ -91,32 +88,22 @@ def ensure_templates(url: str, key: str | None, specs: Sequence[TemplateSpec]) -
     same text, else register a new version. Returns each template's reference, ``name@version``."""
     if not specs:
         return {}
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     refs: dict[str, str] = {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as http:
-        listed = _checked(http.get("/v1/templates"))["templates"]
+    with Judge(url, key) as client:
+        listed = [t for t in client.templates() if not t.builtin]
         for spec in specs:
             wanted = {f: getattr(spec, f) for f in _TEMPLATE_FIELDS}
             same = [
                 t
                 for t in listed
-                if t["name"] == spec.name
-                and not t["builtin"]
-                and all(t.get(f) == v for f, v in wanted.items())
+                if t.name == spec.name and all(getattr(t, f) == v for f, v in wanted.items())
             ]
             if same:
-                refs[spec.name] = f"{spec.name}@{max(t['version'] for t in same)}"
+                refs[spec.name] = max(same, key=lambda t: t.version).ref
                 continue
-            body = {"name": spec.name, "description": spec.description, **wanted}
-            created = _checked(http.post("/v1/templates", json=body))
-            refs[spec.name] = f"{spec.name}@{created['version']}"
+            created = client.create_template(spec.name, description=spec.description, **wanted)
+            refs[spec.name] = created.ref
     return refs
-
-
-def _checked(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        raise error_from_response(response.status_code, response.content, dict(response.headers))
-    return response.json()
 
 
 @dataclass

@@ -347,6 +347,14 @@ def test_a_body_that_is_not_utf8_is_422_saying_why(client: TestClient, url: str)
     assert error["message"].startswith("the request body is not valid JSON: 'utf-8' codec can't decode")
 
 
+@pytest.mark.parametrize(
+    "url", [PAIRWISE, SINGLE_URL, "/v1/templates", "/v1/jobs/prompt-optimization", "/v1/jobs/self-reward"]
+)
+def test_a_request_without_a_body_is_422_saying_so(client: TestClient, url: str) -> None:
+    error = assert_error(client.post(url), 422, "validation_error", None)
+    assert error["message"].startswith("the request has no body; send a JSON object")
+
+
 def _big_body(size: int) -> bytes:
     """A valid pairwise request of about ``size`` bytes."""
     body = json.dumps({"items": [with_(PAIR, answer_a="")]}).encode()

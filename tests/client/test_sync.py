@@ -305,3 +305,27 @@ def test_the_package_imports_nothing_from_the_service() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# Templates --------------------------------------------------------------------------------------
+
+
+def test_templates_are_listed_created_and_usable_by_ref(judge: Judge, sent: list[httpx.Request]) -> None:
+    builtin = judge.templates()
+    assert any(t.builtin and t.name == "pairwise" for t in builtin)
+    name = f"strict-{uuid.uuid4().hex[:8]}"
+    user = "Q: {question}\nA: {answer_a}\nB: {answer_b}\nWhich is better? Answer [[A]], [[B]] or [[C]]."
+    first = judge.create_template(name, user, mode="pairwise", description="terse")
+    second = judge.create_template(name, user + " Be brief.", mode="pairwise")
+    assert (first.version, second.version) == (1, 2) and second.ref == f"{name}@2"
+    assert set(first.placeholders) == {"answer_a", "answer_b", "question"}
+    mine = [t for t in judge.templates() if t.name == name]
+    assert sorted(t.version for t in mine) == [1, 2] and not any(t.builtin for t in mine)
+    posts = [r for r in sent if r.method == "POST" and r.url.path == "/v1/templates"]
+    assert len(posts) == 2 and len({r.headers["Idempotency-Key"] for r in posts}) == 2
+    with pytest.raises(BadRequest) as bad:
+        judge.create_template("Bad Name", user, mode="pairwise")
+    assert bad.value.field == "name"
+    job = judge.pairwise("What is 2+2?", "It is four.", "5", template=first.ref, wait=False)
+    assert job.params["template"] == first.ref
+    judge.cancel(job)
