@@ -80,15 +80,17 @@ def reconcile(
 ) -> None:
     """Repair delivery for every model's queue: re-enqueue jobs that are queued in the database but not
     held by Redis (Redis restarted or flushed), re-queue jobs whose worker died (lease expired), and fail
-    jobs that ran out of attempts. Workers run the same pass for their own queue; this covers queues
-    whose workers are all down and makes recovery explicit."""
+    jobs that ran out of attempts; also send due webhooks. Workers run the same passes for their own
+    queue; this covers queues whose workers are all down and makes recovery explicit."""
     _logging()
     import time
 
+    import httpx
     from redis import Redis
 
     from app.core.db import Database
     from app.jobs.queue import JobQueue
+    from app.webhooks.deliverer import deliver_due
     from workers.sweeper import sweep
 
     settings = get_settings()
@@ -96,16 +98,19 @@ def reconcile(
         raise typer.BadParameter("set DATABASE_URL and REDIS_URL (the embedded mode reconciles by itself)")
     db = Database(settings.sqlalchemy_url)
     queue = JobQueue.from_settings(Redis.from_url(settings.redis_url), settings)
+    http = httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
     try:
         while True:
             fixed = sweep(db, queue, None, settings.job_lease_seconds, settings.job_max_attempts)
-            typer.echo(f"reconciled {fixed} job(s)")
+            sent = deliver_due(db, settings, http)
+            typer.echo(f"reconciled {fixed} job(s)" + (f"; {sent} webhook(s) attempted" if sent else ""))
             if once:
                 return
             time.sleep(interval)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     finally:
+        http.close()
         db.dispose()
 
 

@@ -233,10 +233,10 @@ class JudgeBatcher:
                 self.hand_back_all()
                 return
             self.admit()
-            if self._reference_batch():
-                continue
-            if self._judge_batch():
-                continue
+            if not self._reference_batch():
+                self._judge_batch()
+            # A job ends as soon as its last item is judged, not when the fused stream of jobs dries
+            # up: under steady load new jobs keep joining the batch.
             self._finish_completed()
 
     def fail_all(self, error: str) -> None:

@@ -107,3 +107,23 @@ def test_a_cancelled_job_is_dropped_between_batches(
     status, done, total, _ = _job(db, second)
     assert status == "cancelled"
     assert done < total
+
+
+def test_a_fused_job_ends_when_its_own_items_are_done(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    """Under steady load the fused batch never runs dry; a small job must not wait for a big one."""
+    small = submit("pairwise", {"items": [_pair(0)], "swap": "none"})
+    big = submit("pairwise", {"items": [_pair(i) for i in range(1, 12)], "swap": "none"})
+    seen: list[tuple[str, str]] = []
+
+    def judge(conv: Conversation) -> str:
+        seen.append((_job(db, small)[0], _job(db, big)[0]))
+        return first_position_judge(conv)
+
+    engine = make_worker(judge)
+    run_job(str(small))
+    assert [len(b) for b in engine.batches] == [4, 4, 4]
+    # From the second batch on, the small job has already ended while the big one still runs.
+    assert seen[4:] == [("succeeded", "running")] * 8
+    assert _job(db, big)[0] == "succeeded"
