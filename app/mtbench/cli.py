@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import Progress
 
+from app.commands.progress import items_progress
 from app.core.config import Settings, get_settings
 from app.engine.base import Engine
 from app.mtbench import agreement as agreement_mod
@@ -112,7 +115,8 @@ def _check_existing(
             )
 
 
-def _progress(judgment: Judgment, summary: RunSummary) -> None:
+def _line(judgment: Judgment, summary: RunSummary) -> str:
+    """FastChat's per-judgment line (``--verbose``)."""
     count = f"[{summary.already_done + summary.written}/{summary.planned}]"
     if isinstance(judgment, formats.SingleJudgment):
         what = f"model: {judgment.model}, score: {formats.judgment_json(judgment)['score']}"
@@ -121,7 +125,24 @@ def _progress(judgment: Judgment, summary: RunSummary) -> None:
             f"model_1: {judgment.model_1}, model_2: {judgment.model_2}, "
             f"g1_winner: {judgment.g1_winner}, g2_winner: {judgment.g2_winner}"
         )
-    typer.echo(f"{count} question: {judgment.question_id}, turn: {judgment.turn}, {what}")
+    return f"{count} question: {judgment.question_id}, turn: {judgment.turn}, {what}"
+
+
+class _Bar:
+    """The run's progress bar (stderr): judgments written against the plan, errors in the label."""
+
+    def __init__(self, progress: Progress, summary_total: int, done: int, verbose: bool) -> None:
+        self.progress = progress
+        self.verbose = verbose
+        self.task = progress.add_task("judging", total=summary_total, completed=done)
+
+    def __call__(self, judgment: Judgment, summary: RunSummary) -> None:
+        errors = f" ({summary.errors} error(s))" if summary.errors else ""
+        self.progress.update(
+            self.task, completed=summary.already_done + summary.written, description=f"judging{errors}"
+        )
+        if self.verbose:
+            self.progress.console.print(_line(judgment, summary), highlight=False)
 
 
 @mtbench_cli.command("run")
@@ -162,6 +183,8 @@ def run_command(
     run_name: str = typer.Option(None, help="Tags the run's jobs (default: <bench>/<mode>/<judge>)."),
     model_path: Path = typer.Option(None, help="In-process: the judge model's folder."),
     dry_run: bool = typer.Option(False, help="Check the files and print what would be judged, then stop."),
+    verbose: bool = typer.Option(False, help="Print each judgment as FastChat does."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Judge a bench folder and write FastChat's judgment file; run it again to resume after a stop."""
     run_mode = _mode(mode)
@@ -212,9 +235,22 @@ def run_command(
     typer.echo("Stats:\n" + json.dumps(stats, indent=4))
     if dry_run or not todo:
         return
-    summary = _judge(
-        settings, service, key, judge, model_path, templates, todo, len(tasks), out, options, batch_items
-    )
+    with items_progress(quiet) as progress:
+        bar = _Bar(progress, len(tasks), len(tasks) - len(todo), verbose)
+        summary = _judge(
+            settings,
+            service,
+            key,
+            judge,
+            model_path,
+            templates,
+            todo,
+            len(tasks),
+            out,
+            options,
+            batch_items,
+            bar,
+        )
     typer.echo(f"done: {summary.written} judgment(s) written ({summary.errors} error(s)) to {out}")
 
 
@@ -230,6 +266,7 @@ def _judge(
     out: Path,
     options: RunOptions,
     batch_items: int,
+    on_judgment: Callable[[Judgment, RunSummary], None],
 ) -> RunSummary:
     submitter: Submitter
     client = None
@@ -256,7 +293,7 @@ def _judge(
 
             submitter = InProcessSubmitter(load_engine(settings, judge, model_path), settings.batch_size)
         with formats.JudgmentWriter(out) as writer:
-            return run(planned, todo, templates, submitter, writer, options, batch_items, _progress)
+            return run(planned, todo, templates, submitter, writer, options, batch_items, on_judgment)
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: the judgments done are written; run the same command again to resume", err=True

@@ -31,7 +31,9 @@ def _judge(*args: Any) -> Any:
 
 
 def test_run_pairwise_baseline_then_show(bench: Path, oracle: OracleEngine) -> None:
-    result = _judge("run", "--bench-dir", bench, "--mode", "pairwise-baseline", "--judge-model", "oracle")
+    result = _judge(
+        "run", "--bench-dir", bench, "--mode", "pairwise-baseline", "--judge-model", "oracle", "--verbose"
+    )
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output.split("Stats:\n", 1)[1].split("\n}", 1)[0] + "\n}")
     assert stats["total_num_matches"] == 12 and stats["to_judge"] == 12 and stats["judging"] == "in-process"

@@ -338,3 +338,32 @@ def test_a_separate_optimizer_model_is_loaded_beside_the_task_model(
     task_prompts = [conv for batch in engine.batches for conv in batch]
     assert optimizer_prompts and all("prompt engineer" in conv[0]["content"] for conv in optimizer_prompts)
     assert task_prompts and not any("prompt engineer" in conv[0]["content"] for conv in task_prompts)
+
+
+def test_shutdown_hands_the_job_back_and_the_next_worker_finishes_it_without_paying_twice(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_po: Callable[[dict[str, Any]], uuid.UUID]
+) -> None:
+    job_id = submit_po(body())
+    original = engine.generate
+    ctx = context.current()
+
+    def stopping(prompts: Any, sampling: Any) -> Any:
+        if len(engine.batches) == 4:
+            ctx.shutdown.set()  # SIGTERM while this batch is on the engine
+        return original(prompts, sampling)
+
+    engine.generate = stopping  # type: ignore[method-assign]
+    assert run_job(str(job_id)) == "handed back (shutdown)"
+    assert len(engine.batches) == 5  # the batch in flight finished; no other started
+    with db.unit_of_work() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and (job.status, job.attempts, job.lease_owner) == ("queued", 0, None)
+    calls_before = len(engine.batches)
+
+    ctx.shutdown.clear()
+    engine.generate = original  # type: ignore[method-assign]
+    assert run_job(str(job_id)) == "succeeded"
+    job, _ = results(db, job_id)
+    assert job.status == "succeeded" and job.attempts == 1
+    # The calls made before the shutdown came from the prediction cache the second time.
+    assert job.detail is not None and job.detail["usage"]["cache_hits"] >= calls_before - 1
