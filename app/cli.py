@@ -35,6 +35,9 @@ def _logging() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(
+        1, min=1, help="API processes sharing the port (production mode); each serves requests on its own."
+    ),
 ) -> None:
     """Run the HTTP API. With no DATABASE_URL/REDIS_URL set, run the embedded mode: SQLite, an
     in-process Redis and a worker process, judging with the default model (pulled on first start)."""
@@ -52,13 +55,20 @@ def serve(
 
     from app.main import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        timeout_graceful_shutdown=int(settings.api_drain_seconds),
-    )
+    drain = int(settings.api_drain_seconds)
+    if workers > 1:
+        # Each process builds the app from the same environment (uvicorn needs an import string).
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            timeout_graceful_shutdown=drain,
+        )
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=drain)
 
 
 @cli.command()

@@ -2,7 +2,7 @@
 
 Run from the repository root with Postgres and Redis up (see README):
 
-    .venv/bin/python bench/load_test.py [--clients 200] [--seconds 60] [--worker]
+    .venv/bin/python bench/load_test.py [--clients 200] [--seconds 60] [--api-workers 1] [--worker]
 
 It starts the real API (`judge serve`, one process) on a scratch database, gives the clients API keys
 spread over several tenants, and runs ``--clients`` asyncio clients for ``--seconds``: each submits a
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=2, help="Polls of each job after submitting it.")
     parser.add_argument("--poll-interval", type=float, default=0.5)
     parser.add_argument("--worker", action="store_true", help="Run a real model worker meanwhile.")
+    parser.add_argument("--api-workers", type=int, default=1, help="`judge serve --workers N`.")
     args = parser.parse_args()
 
     model_dir = pull_default_model(Settings().models_dir).parent
@@ -136,11 +137,14 @@ def main() -> None:
             keys.append(key)
     db.dispose()
     try:
-        api = stack.serve(free_port())
+        api = stack.serve(free_port(), workers=args.api_workers)
         wait_ready(api)
         if args.worker:
             stack.worker()
-        print(f"{args.clients} clients, {args.tenants} tenants, {args.seconds:.0f} s, worker: {args.worker}")
+        print(
+            f"{args.clients} clients, {args.tenants} tenants, {args.seconds:.0f} s, "
+            f"API processes: {args.api_workers}, worker: {args.worker}"
+        )
         stats, elapsed = asyncio.run(run_clients(args, api.url, keys))
         ledger = Ledger(stack.db_url)
         states = ledger.states()

@@ -90,9 +90,10 @@ class Stack:
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def serve(self, port: int, env: dict[str, str] | None = None) -> Service:
+    def serve(self, port: int, env: dict[str, str] | None = None, workers: int = 1) -> Service:
         log = self.logs / f"api-{port}.log"
-        proc = spawn(["serve", "--port", str(port)], {**self.env, **(env or {})}, log)
+        args = ["serve", "--port", str(port), "--workers", str(workers)]
+        proc = spawn(args, {**self.env, **(env or {})}, log)
         self.procs.append(proc)
         return Service(f"http://127.0.0.1:{port}", [proc], [log], self.key)
 

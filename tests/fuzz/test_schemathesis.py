@@ -246,3 +246,4 @@ def test_the_fuzz_sent_enough_requests() -> None:
     operations = {result.ok().label for result in schema.get_all_operations() if isinstance(result, Ok)}
     assert set(SENT) == operations, f"not fuzzed: {sorted(operations - set(SENT))}"
     assert sum(SENT.values()) >= MIN_REQUESTS, SENT
+    print(f"\nfuzzed {len(SENT)} operations with {sum(SENT.values())} requests")
