@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.engine.base import Conversation, LabelDistribution, SamplingParams
+from app.engine.base import Conversation, SamplingParams
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.judging import repository as judging_repo
@@ -30,10 +30,10 @@ from app.judging.domain import (
     Scale,
     TemplateSpec,
 )
+from app.judging.execution import MARKER_CLOSE, PlannedItem, generate_outcomes, score_outcomes
 from app.judging.planning import plan_item, prompt_hash
-from app.judging.probabilities import aggregate_distributions, order_outcome_from_distribution, verdict_labels
 from app.judging.service import item_from_inputs
-from app.judging.swap import aggregate, orders_for
+from app.judging.swap import orders_for
 from app.judging.templates import reference_prompt
 from workers import outcome
 from workers.context import WorkerContext
@@ -42,7 +42,6 @@ from workers.lease import LeaseKeeper
 log = logging.getLogger(__name__)
 
 JUDGE_KINDS = ("judge_pairwise", "judge_single")
-MARKER_CLOSE = "]]"
 
 
 def batch_key(model: str, params: dict[str, Any]) -> tuple[Any, ...]:
@@ -76,14 +75,6 @@ def _options(params: dict[str, Any]) -> JudgeOptions:
         seed=int(params["seed"]),
         verdict_mode=params.get("verdict_mode", "generate"),
     )
-
-
-def engine_labels(labels: list[str]) -> list[str]:
-    """The continuations to score for these verdict labels. When one label is a prefix of another
-    ("1" and "10"), each is scored with the marker's closing brackets ("1]]", "10]]"), otherwise
-    the shorter label would also collect the longer one's probability."""
-    ambiguous = any(a != b and b.startswith(a) for a in labels for b in labels)
-    return [label + MARKER_CLOSE for label in labels] if ambiguous else list(labels)
 
 
 @dataclass
@@ -314,12 +305,12 @@ class JudgeBatcher:
         units = self._next_judge_units()
         if not units:
             return False
-        flat = [call for unit in units for call in unit.calls]
+        planned = [PlannedItem(unit.calls, unit.job.options) for unit in units]
         # Every job in a batch shares the verdict mode (it is part of the batch key).
         if self.verdict_mode == "logprobs":
-            outcomes = self._score_labels(units)
+            outcomes = score_outcomes(self.engine, planned)
         else:
-            outcomes = self._generate_verdicts(units, flat)
+            outcomes = generate_outcomes(self.engine, planned, self.sampling)
         with self.ctx.db.unit_of_work() as session:
             rows = {row.id: row for row in judging_repo.items_by_id(session, [u.pending.id for u in units])}
             for unit, outcome in zip(units, outcomes, strict=True):
@@ -345,56 +336,6 @@ class JudgeBatcher:
                 parse_errors=sum(order.error is not None for order in orders),
                 items=Counter(o.status for o in judged),
             )
-
-    def _generate_verdicts(self, units: list[JudgeUnit], flat: list[PlannedCall]) -> list[ItemOutcome]:
-        outputs = iter(self.engine.generate([c.messages for c in flat], self.sampling))
-        outcomes = []
-        for unit in units:
-            results = []
-            for call in unit.calls:
-                gen = next(outputs)
-                # The template's reply prefix ("Verdict: [[") and the stop string that ended the reply
-                # ("]]") are part of what the judge said.
-                raw = call.response_prefix + gen.text + (gen.stop_string or "")
-                results.append(CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms))
-            options = unit.job.options
-            outcomes.append(aggregate(options.mode, options.swap, results, options.scale))
-        return outcomes
-
-    def _score_labels(self, units: list[JudgeUnit]) -> list[ItemOutcome]:
-        """Probability verdicts: one scoring pass over the open replies, per label set."""
-        by_labels: dict[tuple[str, ...], list[int]] = {}
-        for i, unit in enumerate(units):
-            labels = tuple(verdict_labels(unit.job.options.mode, unit.job.options.scale))
-            by_labels.setdefault(labels, []).append(i)
-        dists: dict[int, list[LabelDistribution]] = {}
-        for labels, indices in by_labels.items():
-            scored = engine_labels(list(labels))
-            calls = [call for i in indices for call in units[i].calls]
-            results = iter(self.engine.label_logprobs([c.messages for c in calls], scored))
-            for i in indices:
-                dists[i] = []
-                for _ in units[i].calls:
-                    d = next(results)
-                    probs = {label: d.probs[key] for label, key in zip(labels, scored, strict=True)}
-                    dists[i].append(dataclasses.replace(d, probs=probs))
-        outcomes = []
-        for i, unit in enumerate(units):
-            options = unit.job.options
-            orders = [
-                order_outcome_from_distribution(
-                    options.mode,
-                    call.order,
-                    d.probs,
-                    d.mass,
-                    options.scale,
-                    tokens_in=d.tokens_in,
-                    latency_ms=d.latency_ms,
-                )
-                for call, d in zip(unit.calls, dists[i], strict=True)
-            ]
-            outcomes.append(aggregate_distributions(options.mode, options.swap, orders))
-        return outcomes
 
     def _record_progress(self, session: Any, stage: str) -> None:
         for job in self.jobs.values():

@@ -7,14 +7,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from app.engine.base import Engine, SamplingParams
-from app.judging.domain import CallOutput, ItemOutcome, JudgeOptions, PlannedCall, TemplateSpec
+from app.judging.domain import ItemOutcome, JudgeOptions, PlannedCall, TemplateSpec
+from app.judging.execution import MARKER_CLOSE, PlannedItem, generate_outcomes, score_outcomes
 from app.judging.planning import plan_item
-from app.judging.probabilities import aggregate_distributions, order_outcome_from_distribution, verdict_labels
 from app.judging.service import DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS_COT
-from app.judging.swap import aggregate
 from app.mtbench.plan import Task
 from app.mtbench.runner import Batch, RunOptions
-from workers.judging import MARKER_CLOSE, engine_labels
 
 
 @dataclass(frozen=True)
@@ -71,47 +69,14 @@ class InProcessSubmitter:
     ) -> list[ItemOutcome]:
         # The service's defaults: a short reply, or a long one when the judge reasons first.
         default_tokens = DEFAULT_MAX_TOKENS_COT if template.cot else DEFAULT_MAX_TOKENS
-        verdict_only = bool(template.response_prefix)
         sampling = SamplingParams(
             temperature=options.temperature,
             max_tokens=options.max_tokens or default_tokens,
             seed=options.seed,
             # A reply opened with the verdict marker is complete at its closing brackets.
-            stop=(MARKER_CLOSE,) if verdict_only else (),
+            stop=(MARKER_CLOSE,) if template.response_prefix else (),
         )
-        flat = [call for unit in units for call in unit.calls]
-        generations = iter(self.engine.generate([call.messages for call in flat], sampling))
-        outcomes = []
-        for unit in units:
-            outputs = []
-            for call in unit.calls:
-                gen = next(generations)
-                raw = call.response_prefix + gen.text + (gen.stop_string or "")
-                outputs.append(CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms))
-            outcomes.append(aggregate(judge.mode, judge.swap, outputs, judge.scale))
-        return outcomes
+        return generate_outcomes(self.engine, [PlannedItem(u.calls, judge) for u in units], sampling)
 
     def _score(self, units: list[_Unit], judge: JudgeOptions) -> list[ItemOutcome]:
-        labels = verdict_labels(judge.mode, judge.scale)
-        scored = engine_labels(labels)
-        flat = [call for unit in units for call in unit.calls]
-        dists = iter(self.engine.label_logprobs([call.messages for call in flat], scored))
-        outcomes = []
-        for unit in units:
-            orders = []
-            for call in unit.calls:
-                d = next(dists)
-                probs = {label: d.probs[key] for label, key in zip(labels, scored, strict=True)}
-                orders.append(
-                    order_outcome_from_distribution(
-                        judge.mode,
-                        call.order,
-                        probs,
-                        d.mass,
-                        judge.scale,
-                        tokens_in=d.tokens_in,
-                        latency_ms=d.latency_ms,
-                    )
-                )
-            outcomes.append(aggregate_distributions(judge.mode, judge.swap, orders))
-        return outcomes
+        return score_outcomes(self.engine, [PlannedItem(u.calls, judge) for u in units])

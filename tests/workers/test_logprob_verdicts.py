@@ -10,9 +10,9 @@ import pytest
 
 from app.engine.base import Conversation
 from app.jobs import service as jobs_service
+from app.judging.execution import engine_labels
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine
-from workers.judging import engine_labels
 from workers.tasks import run_job
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
