@@ -70,7 +70,7 @@ def end_data(job: Job) -> dict[str, Any]:
     return {
         "status": job.status,
         "error": job.error,
-        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "progress": {"done": job.progress_done, "total": job.progress_total, "failed": job.progress_failed},
         "finished_at": job.finished_at.isoformat() if job.finished_at is not None else None,
     }
 

@@ -60,9 +60,9 @@ def _names(events: list[Event]) -> list[str]:
 # What a run of a 3-item pairwise job (two items per engine batch) announces, in order.
 RUN = [
     ("status", {"status": "running", "attempts": 1}),
-    ("progress", {"done": 2, "total": 3}),
+    ("progress", {"done": 2, "total": 3, "failed": 0}),
     ("stage", {"stage": "judging"}),
-    ("progress", {"done": 3, "total": 3}),
+    ("progress", {"done": 3, "total": 3, "failed": 0}),
 ]
 
 
@@ -82,12 +82,12 @@ def test_a_finished_jobs_stream_is_its_state_then_its_end(client: TestClient, wo
     assert (state.data["id"], state.data["status"], state.data["progress"]) == (
         job_id,
         "succeeded",
-        {"done": 3, "total": 3},
+        {"done": 3, "total": 3, "failed": 0},
     )
     assert "params" not in state.data
     assert end.name == "end"
     assert end.data["status"] == "succeeded" and end.data["error"] is None
-    assert end.data["progress"] == {"done": 3, "total": 3} and end.data["finished_at"]
+    assert end.data["progress"] == {"done": 3, "total": 3, "failed": 0} and end.data["finished_at"]
     assert state.id == end.id and state.id is not None
 
 
@@ -254,7 +254,10 @@ def test_a_live_stream_receives_status_progress_and_end_as_the_worker_runs(live:
             reader = EventReader(response.iter_lines())
             state = reader.next()
             assert state is not None and state.name == "state"
-            assert (state.data["status"], state.data["progress"]) == ("queued", {"done": 0, "total": 3})
+            assert (state.data["status"], state.data["progress"]) == (
+                "queued",
+                {"done": 0, "total": 3, "failed": 0},
+            )
             assert reader.retry == 3000
             # The job runs only now, while the client listens.
             run_job(job_id)

@@ -78,7 +78,7 @@ def test_accepted_job_resource(
         "kind": kind,
         "status": "queued",
         "model": DEFAULT_MODEL,
-        "progress": {"done": 0, "total": 3},
+        "progress": {"done": 0, "total": 3, "failed": 0},
         "stage": None,
         "attempts": 0,
         "error": None,
@@ -141,7 +141,7 @@ def test_each_request_without_a_seed_records_its_own(client: TestClient) -> None
 def test_max_items_is_accepted(client: TestClient) -> None:
     response = client.post(SINGLE_URL, json={"items": [SINGLE] * 50})
     assert response.status_code == 202, response.text
-    assert response.json()["progress"] == {"done": 0, "total": 50}
+    assert response.json()["progress"] == {"done": 0, "total": 50, "failed": 0}
 
 
 # (id, mode, item, request options, default template chosen for the item)
@@ -392,7 +392,7 @@ def test_wait_returns_200_with_results_when_the_job_ends_in_time(
     assert time.monotonic() - started < 10
     assert response.status_code == 200, response.text
     job = response.json()
-    assert (job["status"], job["progress"]) == ("succeeded", {"done": 1, "total": 1})
+    assert (job["status"], job["progress"]) == ("succeeded", {"done": 1, "total": 1, "failed": 0})
     [result] = job["results"]
     assert (result["id"], result["status"], result["verdict"], result["consistent"]) == ("x", "ok", "B", True)
 
@@ -499,7 +499,11 @@ def test_job_run_in_process_shows_verdicts_with_both_orders(
     assert run_job(job_id) == "done"
 
     job = client.get(f"/v1/jobs/{job_id}").json()
-    assert (job["status"], job["progress"], job["attempts"]) == ("succeeded", {"done": 3, "total": 3}, 1)
+    assert (job["status"], job["progress"], job["attempts"]) == (
+        "succeeded",
+        {"done": 3, "total": 3, "failed": 0},
+        1,
+    )
     assert job["started_at"] is not None and job["finished_at"] is not None
 
     page = client.get(f"/v1/jobs/{job_id}/results").json()

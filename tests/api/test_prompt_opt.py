@@ -104,7 +104,7 @@ def test_inline_submission_queues_a_job_with_empty_results(client: TestClient, r
     assert job["kind"] == "prompt_opt"
     assert job["status"] == "queued"
     assert job["model"] == DEFAULT_MODEL
-    assert job["progress"] == {"done": 0, "total": 2}  # one step per round
+    assert job["progress"] == {"done": 0, "total": 2, "failed": 0}  # one step per round
     assert "dry_run" not in job["params"]
     assert Queue(DEFAULT_QUEUE, connection=redis).job_ids == [f"{job['id']}_0"]
 

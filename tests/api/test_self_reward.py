@@ -72,7 +72,7 @@ def test_default_submission_uses_the_shipped_data_and_queues_a_job(client: TestC
     assert job["kind"] == "self_reward"
     assert job["status"] == "queued"
     assert job["model"] == DEFAULT_MODEL
-    assert job["progress"] == {"done": 0, "total": 3}  # SFT, then 2 DPO iterations
+    assert job["progress"] == {"done": 0, "total": 3, "failed": 0}  # SFT, then 2 DPO iterations
     assert job["params"]["base_model"] == DEFAULT_MODEL
     assert job["params"]["prompt_generator"] is None
     assert (
@@ -94,7 +94,7 @@ def test_default_submission_uses_the_shipped_data_and_queues_a_job(client: TestC
 
 def test_progress_counts_one_step_per_iteration_without_sft(client: TestClient) -> None:
     job = _submit(client, {"iterations": 4, "sft": {"enabled": False}})
-    assert job["progress"] == {"done": 0, "total": 4}
+    assert job["progress"] == {"done": 0, "total": 4, "failed": 0}
 
 
 def test_inline_seed_data_is_recorded(client: TestClient) -> None:

@@ -47,7 +47,11 @@ def test_get_as_text_and_json(runner: CliRunner, service: LiveService) -> None:
     assert result.exit_code == 0, result.output
     assert f"job       {job.id}" in result.stdout and "status    succeeded" in result.stdout
     data = json.loads(_run(runner, service, "jobs", "get", job.id, "--json").stdout)
-    assert (data["id"], data["status"], data["progress"]) == (job.id, "succeeded", {"done": 3, "total": 3})
+    assert (data["id"], data["status"], data["progress"]) == (
+        job.id,
+        "succeeded",
+        {"done": 3, "total": 3, "failed": 0},
+    )
 
 
 def test_list_with_filters(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:

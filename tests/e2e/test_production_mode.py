@@ -25,7 +25,11 @@ def test_pairwise_with_conservative_swap(production_service: Service) -> None:
         assert r.status_code == 200, f"{r.status_code} {r.text}\n{production_service.output()}"
         job = r.json()
         assert job["status"] == "succeeded"
-        assert job["progress"] == {"done": 2, "total": 2}
+        assert job["progress"] == {
+            "done": 2,
+            "total": 2,
+            "failed": sum(r["status"] == "error" for r in job["results"]),
+        }
         results = job["results"]
         assert [r["id"] for r in results] == ["paris", "berlin"]
         for item in results:

@@ -79,7 +79,7 @@ def test_prompt_optimization_job_runs_end_to_end(production_service: Service) ->
         assert r.status_code == 202, f"{r.text}\n{production_service.output()}"
         job = _wait(client, r.json()["id"], timeout=600)
         assert job["status"] == "succeeded", f"{job}\n{production_service.output()}"
-        assert job["progress"] == {"done": 1, "total": 1}
+        assert job["progress"] == {"done": 1, "total": 1, "failed": 0}
 
         out = client.get(f"/v1/jobs/{job['id']}/results").json()
         assert out["stop_reason"] == "rounds"

@@ -93,7 +93,7 @@ def test_an_end_is_announced_once_on_the_stream_and_to_wait_listeners(
     assert (data["status"], data["error"], data["progress"]) == (
         "failed",
         "bad input",
-        {"done": 0, "total": 4},
+        {"done": 0, "total": 4, "failed": 0},
     )
     assert data["finished_at"] is not None
     message = pubsub.get_message(timeout=1)

@@ -192,7 +192,7 @@ def test_the_receiver_gets_a_signed_body_it_can_verify(
         "succeeded",
         None,
     )
-    assert body["progress"] == {"done": 3, "total": 3}
+    assert body["progress"] == {"done": 3, "total": 3, "failed": 0}
     assert body["finished_at"] is not None
     assert body["metadata"] == {"mtbench_run": "r1"}
     assert body["results_url"] == f"https://judge.example.com/v1/jobs/{job_id}/results"
