@@ -190,7 +190,7 @@ def test_a_finished_job_calls_back_once_with_a_signed_body(
         job["id"],
         "judge_pairwise",
         "succeeded",
-        {"done": 2, "total": 2},
+        {"done": 2, "total": 2, "failed": 0},
     )
     assert body["metadata"] == {"run": "r"}
     assert body["results_url"] == f"https://judge.example.com/v1/jobs/{job['id']}/results"
