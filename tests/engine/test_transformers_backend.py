@@ -95,9 +95,9 @@ def prefix_lengths(engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch) 
     seen: list[int] = []
     compute = engine._prefix_kv
 
-    def recording(prefix: list[int]) -> Any:
+    def recording(prefix: list[int], rows: int) -> Any:
         seen.append(len(prefix))
-        return compute(prefix)
+        return compute(prefix, rows)
 
     monkeypatch.setattr(engine, "_prefix_kv", recording)
     return seen
