@@ -1,23 +1,30 @@
-"""Throughput benchmark: a naive one-prompt-at-a-time judge loop against the service.
+"""Throughput benchmark (issue 3): a naive FastChat-style judge loop against the service, side by side.
 
-Run from the repository root with Postgres and Redis up (see README):
+Run from the repository root with Postgres and Redis up (see bench/README.md):
 
-    .venv/bin/python bench/judge_bench.py [--items 64] [--naive-calls 16] [--max-tokens 64]
+    .venv/bin/python bench/judge_bench.py [--items 64] [--naive-calls 16] [--max-tokens 96]
 
-Prints judgments per second (one judgment = one judge call = one order of one item) for:
-  1. the naive baseline: transformers `generate`, one prompt at a time (the FastChat way);
-  2. the service, generation mode: one request of N pairwise items, conservative swap (2N calls);
-  3. the service, logprob mode: the same request with `verdict_mode: "logprobs"`;
-  4. the service, N concurrent single-item requests (conservative swap) vs one N-item request;
-and the API's added latency of `?wait=` requests (client latency minus the worker's time on the job,
-p50/p99), and the worker's peak memory (VmHWM). It also checks that the service's greedy outputs
-equal the naive loop's for the prompts both judged.
+Workload: N MT-Bench-like pairwise items judged with an "explain, then give the verdict" template of
+our own (registered through the templates API; no reply prefix, so the judge writes to EOS or
+max_tokens), conservative swap: 2N judge calls, greedy. One judgment = one judge call.
+
+  1. Naive baseline: transformers `generate`, one prompt at a time, to EOS (the FastChat way), on the
+     very conversations the service renders. It runs `--naive-calls` calls spread over the items and
+     both orders, and its judgments/s is extrapolated to the whole workload.
+  2. The service (`judge serve` + `judge worker`, Postgres, Redis, HTTP `?wait=`):
+     a. generation mode, one N-item request; its raw outputs are compared with the naive loop's;
+     b. logprob mode, one N-item request, with the verdict-only twin of the template;
+     c. N concurrent single-item requests against the one N-item request of (a);
+     d. the added latency of `wait` requests: client latency minus the worker's time on the job;
+     e. the worker's peak memory (VmHWM) and its resident memory after all jobs.
+It ends with a table of issue 3's targets, the measured values and MET / MISSED.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import gc
 import os
 import socket
 import statistics
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,79 +49,268 @@ from app.auth.service import create_key  # noqa: E402
 from app.core.config import DEFAULT_MODEL, Settings  # noqa: E402
 from app.core.db import Database  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
-from app.judging.domain import JudgeItem, Scale  # noqa: E402
-from app.judging.templates import builtin_templates, render  # noqa: E402
+from app.engine.base import Conversation  # noqa: E402
+from app.engine.chat import render_with_tokenizer  # noqa: E402
+from app.judging.domain import Order, Scale, TemplateSpec  # noqa: E402
+from app.judging.schemas import PairwiseItem, TemplateIn  # noqa: E402
+from app.judging.templates import render  # noqa: E402
 from app.models.artifacts import pull_default_model  # noqa: E402
 from app.models.registry import register  # noqa: E402
 
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Derived from the test database's name, so runs against different test databases never collide.
+BENCH_DB = f"{make_url(DATABASE_URL).database}_judge_bench"
 
+ORDERS: tuple[Order, Order] = ("AB", "BA")
+
+# -- the workload ----------------------------------------------------------------------------------
+
+# The judge's system prompt and instructions (our own wording) are the shared prefix of every prompt;
+# the item follows. With these the default model writes about 55 tokens per judgment (max_tokens 96).
+JUDGE_SYSTEM = (
+    "You are a fair referee. Given a user's question and the replies of two AI assistants, A and B, "
+    "decide which reply serves the user better. Check correctness first, then relevance, helpfulness "
+    "and clarity. Do not let the order of the replies or their length sway you."
+)
+EXPLAIN_THEN_VERDICT = (
+    "First compare the replies in a few sentences, then end with your decision on its own line: [[A]] "
+    "if A is better, [[B]] if B is better, [[C]] for a tie."
+)
+VERDICT_ONLY = (
+    "Give no explanation, only your decision: [[A]] if A is better, [[B]] if B is better, [[C]] for a tie."
+)
+JUDGE_ITEM = "### Question\n{question}\n\n### Reply A\n{answer_a}\n\n### Reply B\n{answer_b}"
+GENERATE_TEMPLATE = "bench-pairwise-explain"
+LOGPROBS_TEMPLATE = "bench-pairwise-verdict"
+
+# (question, good answer, two weaker answers): 16 topics x 2 weaker answers x 2 sides = 64 items.
 TOPICS = [
     (
-        "Explain why the sky is blue.",
-        "Rayleigh scattering: shorter blue wavelengths scatter more.",
-        "Because it reflects the ocean.",
+        "Why is the sky blue on a clear day?",
+        "Air scatters the short blue wavelengths of sunlight more than red ones.",
+        "Because the sky reflects the colour of the oceans, which cover most of the planet.",
+        "Blue light is the hottest part of sunlight, so it rises to the top of the atmosphere.",
     ),
-    ("What is 17 * 23?", "17 * 23 = 391.", "17 * 23 = 401."),
-    ("Give a synonym for 'happy'.", "Joyful.", "Sad."),
-    ("Name the capital of Japan.", "Tokyo is the capital of Japan.", "Kyoto is the capital of Japan."),
-    ("How many legs does a spider have?", "Eight.", "Six."),
-    ("Translate 'thank you' into French.", "Merci.", "Gracias."),
-    ("What gas do plants absorb for photosynthesis?", "Carbon dioxide.", "Oxygen."),
-    ("Who painted the Mona Lisa?", "Leonardo da Vinci.", "Vincent van Gogh."),
+    (
+        "What is 17 multiplied by 23?",
+        "17 x 23 = 391 (340 + 51).",
+        "17 x 23 = 401.",
+        "It is roughly 400; the exact figure hardly matters.",
+    ),
+    (
+        "How many legs does a spider have, compared with an insect?",
+        "A spider has eight legs and an insect six; spiders also lack antennae.",
+        "A spider has six legs, just like an insect.",
+        "Spiders have eight legs.",
+    ),
+    (
+        "Translate 'Thank you very much' into French.",
+        "Merci beaucoup.",
+        "Muchas gracias.",
+        "Merci.",
+    ),
+    (
+        "Which gas do plants take in for photosynthesis, and which do they give off?",
+        "They take in carbon dioxide and give off oxygen, using the energy of light to make sugars.",
+        "They take in oxygen and give off carbon dioxide.",
+        "Plants breathe nitrogen and give off helium.",
+    ),
+    (
+        "Who painted the Mona Lisa?",
+        "Leonardo da Vinci, in the early sixteenth century; it hangs in the Louvre in Paris.",
+        "Vincent van Gogh painted it in 1889.",
+        "Michelangelo, while he was also painting the Sistine Chapel.",
+    ),
+    (
+        "Write a Python expression that reverses a string s.",
+        "s[::-1] returns a new string with the characters of s in reverse order.",
+        "s.reverse() reverses the string in place.",
+        "reversed(s) returns the reversed string.",
+    ),
+    (
+        "At what temperature does water boil at sea level, in Celsius and in Fahrenheit?",
+        "At 100 degrees Celsius, which is 212 degrees Fahrenheit.",
+        "At 90 degrees Celsius, which is 194 degrees Fahrenheit.",
+        "At 100 degrees, in both Celsius and Fahrenheit.",
+    ),
+    (
+        "Which is the largest planet in the solar system?",
+        "Jupiter, a gas giant more than eleven times as wide as the Earth.",
+        "Saturn, because of its large rings.",
+        "The Sun is the largest planet.",
+    ),
+    (
+        "Suggest a healthy breakfast for a busy weekday.",
+        "Oatmeal with fruit and nuts: quick to make, filling, and rich in fibre.",
+        "Skip breakfast and drink two energy drinks instead.",
+        "A large slice of chocolate cake with a very sweet coffee.",
+    ),
+    (
+        "What causes the seasons on Earth?",
+        "The Earth's axis is tilted, so each hemisphere gets more direct sunlight for part of the year.",
+        "The Earth is closer to the Sun in summer and farther away in winter.",
+        "The Moon blocks part of the sunlight during winter.",
+    ),
+    (
+        "How do I convert 5 kilometres to miles?",
+        "Multiply by 0.62: 5 kilometres is about 3.1 miles.",
+        "Multiply by 1.6: 5 kilometres is 8 miles.",
+        "They are nearly the same unit, so 5 kilometres is 5 miles.",
+    ),
+    (
+        "Give me one tip for writing a clear email.",
+        "Put your main request in the first sentence and make the subject line specific.",
+        "Write everything in capital letters so that it stands out.",
+        "Make it as long as you can so that every detail is covered.",
+    ),
+    (
+        "What is the capital of Australia?",
+        "Canberra is the capital; Sydney is the largest city.",
+        "Sydney is the capital of Australia.",
+        "Melbourne, because the federal parliament sits there.",
+    ),
+    (
+        "What is a prime number?",
+        "A whole number above 1 divisible only by 1 and itself, like 7.",
+        "Any odd number, such as 9 or 15.",
+        "A number that can be divided by 2.",
+    ),
+    (
+        "Why should you wash your hands before eating?",
+        "Soap and water remove germs picked up from surfaces, so you get sick less often.",
+        "Washing your hands only matters for doctors.",
+        "It makes the food taste better.",
+    ),
 ]
 
 
+def template_body(name: str, verdict_only: bool) -> dict[str, Any]:
+    """The template to register (the body of POST /v1/templates). The verdict-only twin has the same
+    wording but asks for the verdict alone and opens the reply with the marker, as logprob mode needs."""
+    body = TemplateIn(
+        name=name,
+        mode="pairwise",
+        system=JUDGE_SYSTEM,
+        user=(VERDICT_ONLY if verdict_only else EXPLAIN_THEN_VERDICT) + "\n\n" + JUDGE_ITEM,
+        response_prefix="Verdict: [[" if verdict_only else "",
+        description="judge_bench: MT-Bench-like pairwise judge"
+        + (", verdict only" if verdict_only else ", explanation then verdict"),
+    )
+    return body.model_dump()
+
+
+def template_spec(body: dict[str, Any]) -> TemplateSpec:
+    """The spec the service builds from a registered template body."""
+    fields = ("name", "mode", "system", "user", "multi_turn", "reference", "cot", "description")
+    return TemplateSpec(**{k: body[k] for k in fields}, response_prefix=body["response_prefix"])
+
+
+# Each round of len(TOPICS) items pairs every topic's good answer with one weaker answer, on one side.
+ROUNDS = ((2, True), (3, False), (3, True), (2, False))
+
+
 def items(n: int) -> list[dict[str, str]]:
+    """N distinct pairwise items. Item i shows topic (i + round) mod T in round i // T, so any evenly
+    spaced subset of items (the naive loop's sample) spans the topics."""
     out = []
     for i in range(n):
-        q, good, bad = TOPICS[i % len(TOPICS)]
-        a, b = (good, bad) if i % 2 == 0 else (bad, good)
-        out.append({"id": f"item-{i}", "question": f"{q} (case {i})", "answer_a": a, "answer_b": b})
+        rnd, k = divmod(i, len(TOPICS))
+        weaker, good_first = ROUNDS[rnd % len(ROUNDS)]
+        topic = TOPICS[(k + rnd) % len(TOPICS)]
+        question, good, bad = topic[0], topic[1], topic[weaker]
+        if rnd >= len(ROUNDS):  # more items than combinations: keep them distinct
+            question += f" (again, {rnd // len(ROUNDS) + 1})"
+        a, b = (good, bad) if good_first else (bad, good)
+        out.append({"id": f"item-{i}", "question": question, "answer_a": a, "answer_b": b})
     return out
 
 
-def fmt(x: float) -> str:
-    return f"{x:8.3f}"
+@dataclass(frozen=True)
+class Call:
+    """One judge call: one item in one order, rendered as the service renders it."""
+
+    item_id: str
+    order: Order
+    conversation: Conversation
+
+
+def judge_calls(spec: TemplateSpec, work: list[dict[str, str]]) -> list[Call]:
+    calls = []
+    for item in work:
+        judge_item = PairwiseItem.model_validate(item).to_domain()
+        calls += [Call(item["id"], o, render(spec, judge_item, o, Scale())) for o in ORDERS]
+    return calls
+
+
+def naive_sample(calls: list[Call], n: int) -> list[Call]:
+    """N calls spread evenly over the items, alternating the two orders."""
+    n_items = len(calls) // 2
+    return [calls[2 * (j * n_items // n) + j % 2] for j in range(n)]
 
 
 # -- 1. the naive baseline -------------------------------------------------------------------------
 
 
-def naive_loop(
-    model_dir: Path, prompts: list[Any], max_tokens: int, stop: str | None
-) -> tuple[float, list[str]]:
-    """One prompt at a time with transformers generate; returns (seconds per judgment, texts)."""
+@dataclass(frozen=True)
+class NaiveRun:
+    seconds: float
+    texts: list[str]
+    tokens_out: list[int]
+
+
+def load_model(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    texts = []
-    started = time.perf_counter()
-    for conversation in prompts:
-        open_reply = conversation[-1]["role"] == "assistant"
-        prompt = tok.apply_chat_template(
-            conversation,
-            tokenize=False,
-            add_generation_prompt=not open_reply,
-            continue_final_message=open_reply,
-        )
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    # float32: what the service's engine uses on a CPU (JUDGE_DTYPE=auto).
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return tok, model
+
+
+def encode(tok: Any, conversation: Conversation) -> list[int]:
+    """The prompt's tokens: the chat template applied as the engine applies it."""
+    return list(tok(render_with_tokenizer(tok, conversation), add_special_tokens=False)["input_ids"])
+
+
+def naive_loop(tok: Any, model: Any, calls: list[Call], max_tokens: int) -> NaiveRun:
+    """One prompt at a time with transformers `generate`, greedy, until EOS or max_tokens (FastChat)."""
+    import torch
+
+    def generate(ids: list[int], max_new: int) -> list[int]:
         with torch.inference_mode():
-            extra = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
             out = model.generate(
-                **ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.eos_token_id, **extra
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=max_new,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
             )
-        text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        if stop and stop in text:
-            text = text[: text.index(stop) + len(stop)]
-        texts.append(conversation[-1]["content"] + text)
-    return (time.perf_counter() - started) / len(prompts), texts
+        return [int(t) for t in out[0, len(ids) :]]
+
+    generate(encode(tok, calls[0].conversation), 2)  # warm-up, not timed
+    texts, tokens_out = [], []
+    started = time.perf_counter()
+    for call in calls:
+        ids = encode(tok, call.conversation)
+        new = generate(ids, max_tokens)
+        texts.append(tok.decode(new, skip_special_tokens=True))
+        tokens_out.append(len(new))
+    return NaiveRun(time.perf_counter() - started, texts, tokens_out)
 
 
-# -- the service -----------------------------------------------------------------------------------
+def shared_prefix_len(sequences: list[list[int]]) -> int:
+    first = sequences[0]
+    n = len(first)
+    for seq in sequences[1:]:
+        n = next(
+            (i for i, (a, b) in enumerate(zip(first[:n], seq, strict=False)) if a != b), min(n, len(seq))
+        )
+    return n
+
+
+# -- 2. the service --------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -123,13 +320,15 @@ def free_port() -> int:
 
 
 class Service:
+    """`judge serve` and `judge worker` on a fresh, migrated scratch database and an emptied Redis db."""
+
     def __init__(self, models_dir: Path, batch_size: int) -> None:
         engine = create_engine(make_url(DATABASE_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
-            conn.execute(text('DROP DATABASE IF EXISTS "judge_bench" WITH (FORCE)'))
-            conn.execute(text('CREATE DATABASE "judge_bench"'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
         engine.dispose()
-        self.db_url = make_url(DATABASE_URL).set(database="judge_bench").render_as_string(hide_password=False)
+        self.db_url = make_url(DATABASE_URL).set(database=BENCH_DB).render_as_string(hide_password=False)
         upgrade(self.db_url)
         Redis.from_url(REDIS_URL).flushdb()
         settings = Settings(database_url=self.db_url, redis_url=REDIS_URL, data_dir=models_dir.parent)
@@ -145,6 +344,7 @@ class Service:
             JUDGE_DATA_DIR=str(models_dir.parent),
             JUDGE_BATCH_SIZE=str(batch_size),
             JUDGE_MAX_ITEMS="10000",
+            JUDGE_MAX_WAIT_SECONDS="3600",
         )
         self.port = free_port()
         self.logdir = Path(tempfile.mkdtemp(prefix="judge-bench-"))
@@ -189,11 +389,21 @@ class Service:
                 p.kill()
 
 
+def register_template(client: httpx.Client, body: dict[str, Any]) -> None:
+    r = client.post("/v1/templates", json=body)
+    if r.status_code != 201:
+        raise SystemExit(f"template registration failed: {r.status_code} {r.text[:500]}")
+    stored = r.json()
+    if any(stored[k] != body[k] for k in ("system", "user", "response_prefix")):
+        raise SystemExit(f"the service stored template {body['name']!r} differently: {stored}")
+
+
 def post(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """One judging request with `?wait=`: (client latency in seconds, the ended job with results)."""
     started = time.perf_counter()
     r = client.post("/v1/judgments/pairwise", params={"wait": 3600}, json=body)
     elapsed = time.perf_counter() - started
-    if r.status_code != 200:
+    if r.status_code != 200 or r.json()["status"] != "succeeded":
         raise SystemExit(f"request failed: {r.status_code} {r.text[:500]}")
     return elapsed, r.json()
 
@@ -204,104 +414,162 @@ def worker_seconds(job: dict[str, Any]) -> float:
     return (finished - started).total_seconds()
 
 
+def raw_outputs(job: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each judge call's result by (item id, order)."""
+    return {(r["id"], o["order"]): o for r in job["results"] for o in r["orders"]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--items", type=int, default=64)
+    parser.add_argument("--items", type=int, default=64, help="pairwise items (2 judge calls each)")
     parser.add_argument("--naive-calls", type=int, default=16, help="judge calls the naive loop runs")
-    parser.add_argument("--naive-free-calls", type=int, default=4, help="naive calls run to EOS (context)")
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64, help="the worker's JUDGE_BATCH_SIZE")
-    parser.add_argument("--latency-requests", type=int, default=30)
-    parser.add_argument("--skip-logprobs", action="store_true")
+    parser.add_argument("--max-tokens", type=int, default=96, help="most new tokens per judge call")
+    parser.add_argument("--batch-size", type=int, default=128, help="the worker's JUDGE_BATCH_SIZE")
+    parser.add_argument("--latency-requests", type=int, default=30, help="sequential `wait` requests")
+    parser.add_argument("--skip-logprobs", action="store_true", help="skip the logprob-mode run")
     args = parser.parse_args()
+    if not 1 <= args.naive_calls <= 2 * args.items:
+        parser.error("--naive-calls must be between 1 and twice --items")
 
     models_dir = pull_default_model(Settings().models_dir).parent
-    model_dir = models_dir / DEFAULT_MODEL
-    template = builtin_templates()["pairwise"]
+    gen_body = template_body(GENERATE_TEMPLATE, verdict_only=False)
+    lp_body = template_body(LOGPROBS_TEMPLATE, verdict_only=True)
     work = items(args.items)
-    prompts = []
-    for item in work:
-        judge_item = JudgeItem(
-            turns=(item["question"],), answers_a=(item["answer_a"],), answers_b=(item["answer_b"],)
-        )
-        prompts += [render(template, judge_item, order, Scale()) for order in ("AB", "BA")]
+    calls = judge_calls(template_spec(gen_body), work)
+    n_calls = len(calls)
 
+    tok, model = load_model(models_dir / DEFAULT_MODEL)
+    encoded = [encode(tok, c.conversation) for c in calls]
+    lp_encoded = [encode(tok, c.conversation) for c in judge_calls(template_spec(lp_body), work)]
     print(
-        f"# workload: {args.items} pairwise items, conservative swap ({2 * args.items} judge calls), "
-        f"greedy, max_tokens={args.max_tokens}, worker batch size {args.batch_size}"
+        f"# workload: {args.items} pairwise items, conservative swap ({n_calls} judge calls), greedy, "
+        f"max_tokens={args.max_tokens}, worker batch size {args.batch_size}, {DEFAULT_MODEL}\n"
+        f"# explain-then-verdict template: {statistics.mean(map(len, encoded)):.0f} prompt tokens on "
+        f"average (chat template applied), {shared_prefix_len(encoded)} of them a shared prefix; "
+        f"verdict-only twin: {statistics.mean(map(len, lp_encoded)):.0f} "
+        f"({shared_prefix_len(lp_encoded)} shared)"
     )
-    # The baseline decodes exactly as the service does: verdict-only templates stop at the marker's
-    # closing "]]" (see workers/judging.py). The FastChat-style run to EOS is shown for context.
-    naive_s, naive_texts = naive_loop(model_dir, prompts[: args.naive_calls], args.max_tokens, stop="]]")
-    naive_rate = 1 / naive_s
+
+    sample = naive_sample(calls, args.naive_calls)
+    naive = naive_loop(tok, model, sample, args.max_tokens)
+    del model
+    gc.collect()
+    naive_rate = len(sample) / naive.seconds
     print(
-        f"naive loop ({args.naive_calls} calls):      {fmt(naive_rate)} judgments/s  "
-        f"({naive_s:.2f} s per judgment, same decoding as the service: stop at ']]')"
+        f"naive loop ({len(sample)} of {n_calls} calls):  {naive_rate:8.3f} judgments/s  "
+        f"({naive.seconds / len(sample):.2f} s per judgment, {statistics.mean(naive.tokens_out):.0f} new "
+        f"tokens on average; all {n_calls} calls would take ~{n_calls / naive_rate:.0f} s)"
     )
-    if args.naive_free_calls:
-        free_s, _ = naive_loop(model_dir, prompts[: args.naive_free_calls], args.max_tokens, stop=None)
-        print(
-            f"naive loop to EOS ({args.naive_free_calls} calls):  {fmt(1 / free_s)} judgments/s  "
-            f"({free_s:.2f} s per judgment, FastChat-style: up to max_tokens={args.max_tokens})"
-        )
 
     service = Service(models_dir, args.batch_size)
     try:
         headers = {"Authorization": f"Bearer {service.key}"}
-        with httpx.Client(base_url=service.url, timeout=3600, headers=headers) as client:
-            base = {"swap": "conservative", "max_tokens": args.max_tokens}
-            post(client, {**base, "items": work[:2]})  # warm-up
+        limits = httpx.Limits(max_connections=args.items + 8)
+        with httpx.Client(base_url=service.url, timeout=3600, headers=headers, limits=limits) as client:
+            register_template(client, gen_body)
+            register_template(client, lp_body)
+            gen = {"template": GENERATE_TEMPLATE, "swap": "conservative", "max_tokens": args.max_tokens}
+            lp = {"template": LOGPROBS_TEMPLATE, "swap": "conservative", "verdict_mode": "logprobs"}
+            post(client, {**gen, "items": work[:2]})  # warm-ups, not timed
+            if not args.skip_logprobs:
+                post(client, {**lp, "items": work[:2]})
 
-            elapsed, job = post(client, {**base, "items": work})
-            rss_early = service.worker_memory_mb("VmRSS")
-            gen_rate = 2 * args.items / elapsed
-            raws = [o["raw"] for r in job["results"] for o in r["orders"]]
-            same = sum(a == b for a, b in zip(raws, naive_texts, strict=False))
+            # a. generation mode, one request of every item.
+            elapsed, job = post(client, {**gen, "items": work})
+            gen_rate = n_calls / elapsed
+            outputs = raw_outputs(job)
+            same = sum(
+                outputs[(c.item_id, c.order)]["raw"] == text
+                for c, text in zip(sample, naive.texts, strict=True)
+            )
+            parsed = sum(o["verdict"] is not None for o in outputs.values())
+            tokens_out = statistics.mean(o["tokens_out"] or 0 for o in outputs.values())
             print(
-                f"service, generate mode:       {fmt(gen_rate)} judgments/s  "
-                f"x{gen_rate / naive_rate:.1f} vs naive; same outputs as naive: {same}/{len(naive_texts)}"
+                f"service, generation mode:      {gen_rate:8.3f} judgments/s  "
+                f"x{gen_rate / naive_rate:.1f} vs naive; same outputs as naive {same}/{len(sample)}; "
+                f"{tokens_out:.0f} new tokens on average; verdicts parsed {parsed}/{n_calls}"
             )
 
+            # b. logprob mode, the verdict-only twin.
+            lp_rate: float | None = None
             if not args.skip_logprobs:
-                elapsed, job = post(client, {**base, "verdict_mode": "logprobs", "items": work})
-                lp_rate = 2 * args.items / elapsed
+                elapsed, _ = post(client, {**lp, "items": work})
+                lp_rate = n_calls / elapsed
                 print(
-                    f"service, logprob mode:        {fmt(lp_rate)} judgments/s  "
+                    f"service, logprob mode:         {lp_rate:8.3f} judgments/s  "
                     f"x{lp_rate / naive_rate:.1f} vs naive"
                 )
 
-            # N concurrent single-item requests against one N-item request.
+            # c. N concurrent single-item requests against the one N-item request of (a).
             started = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(max_workers=args.items) as pool:
-                list(pool.map(lambda it: post(client, {**base, "items": [it]}), work))
-            conc_rate = 2 * args.items / (time.perf_counter() - started)
+                list(pool.map(lambda it: post(client, {**gen, "items": [it]}), work))
+            conc_rate = n_calls / (time.perf_counter() - started)
+            conc_share = conc_rate / gen_rate
             print(
-                f"service, {args.items} concurrent requests: {fmt(conc_rate)} judgments/s  "
-                f"{100 * conc_rate / gen_rate:.0f}% of one {args.items}-item request"
+                f"service, {args.items} concurrent requests: {conc_rate:8.3f} judgments/s  "
+                f"{100 * conc_share:.0f}% of one {args.items}-item request"
             )
 
+            # d. added latency of `wait` requests: what the API adds to the worker's time on the job.
             added = []
             for i in range(args.latency_requests):
-                elapsed, job = post(
-                    client, {**base, "swap": "none", "max_tokens": 1, "items": [work[i % len(work)]]}
-                )
+                body = {**gen, "swap": "none", "max_tokens": 1, "items": [work[i % len(work)]]}
+                elapsed, job = post(client, body)
                 added.append(1000 * (elapsed - worker_seconds(job)))
-            added.sort()
-            p99 = added[min(len(added) - 1, int(0.99 * len(added)))]
+            p50, p99 = statistics.median(added), percentile(added, 99)
             print(
-                f"API added latency of wait requests: p50 {statistics.median(added):.1f} ms, "
-                f"p99 {p99:.1f} ms "
+                f"API added latency of wait requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
                 f"({len(added)} sequential one-call requests)"
             )
-        print(
-            f"worker memory: peak (VmHWM) {service.worker_memory_mb():.0f} MiB; resident after 2 jobs "
-            f"{rss_early:.0f} MiB, after {args.items + args.latency_requests + 3} jobs "
-            f"{service.worker_memory_mb('VmRSS'):.0f} MiB"
-        )
+
+        # e. the worker's memory.
+        jobs = 2 + (0 if args.skip_logprobs else 2) + args.items + args.latency_requests
+        peak, resident = service.worker_memory_mb("VmHWM"), service.worker_memory_mb("VmRSS")
+        print(f"worker memory: peak (VmHWM) {peak:.0f} MiB; resident after {jobs} jobs {resident:.0f} MiB")
     finally:
         service.stop()
+
+    gen_x = gen_rate / naive_rate
+    rows = [
+        ("generation mode vs naive loop", f"x{gen_x:.1f}", ">= x8", gen_x >= 8),
+        ("  same outputs as the naive loop", f"{same}/{len(sample)}", "all", same == len(sample)),
+    ]
+    if lp_rate is not None:
+        lp_x = lp_rate / naive_rate
+        rows.append(("logprob mode vs naive loop", f"x{lp_x:.1f}", ">= x20", lp_x >= 20))
+    rows += [
+        (
+            f"{args.items} concurrent requests vs one request",
+            f"{100 * conc_share:.0f} %",
+            ">= 70 %",
+            conc_share >= 0.7,
+        ),
+        ("wait added latency, p50", f"{p50:.1f} ms", "<= 20 ms", p50 <= 20),
+    ]
+    print_targets(
+        rows, [("wait added latency, p99", f"{p99:.1f} ms"), ("worker peak memory", f"{peak:.0f} MiB")]
+    )
+
+
+def print_targets(rows: list[tuple[str, str, str, bool]], context: list[tuple[str, str]]) -> None:
+    print("\n# issue 3 targets (ratios within this run)")
+    print(f"{'target':<40} {'measured':>10} {'wanted':>10}  result")
+    for name, measured, wanted, met in rows:
+        print(f"{name:<40} {measured:>10} {wanted:>10}  {'MET' if met else 'MISSED'}")
+    for name, measured in context:
+        print(f"{name:<40} {measured:>10} {'-':>10}  (context)")
 
 
 if __name__ == "__main__":

@@ -6,18 +6,18 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, StoppingCriteria
-from transformers.cache_utils import DynamicLayer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
 from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
+from app.engine.decoding import Decoder, install
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,11 @@ class TransformersEngine:
 
     ``device`` is ``auto`` (CUDA when available, else CPU) or a torch device string; ``dtype`` is
     ``auto`` (float32 on CPU, bfloat16/float16 on GPU) or a torch dtype name. ``batch_size`` bounds
-    the sequences in one forward pass. With ``prefix_cache`` the longest token prefix that all
-    prompts of a batch share (a judge template's system prompt, say) is run once per batch and its
-    key/value cache reused by every sequence, on models whose layers all attend to the whole context.
+    the sequences decoded together (prompts are grouped by length). On models whose layers all
+    attend to the whole context, batches run through :mod:`app.engine.decoding`: with
+    ``prefix_cache`` the longest token prefix that all prompts of a batch share (a judge template's
+    system prompt, say) is computed once per batch and its keys/values kept once for every row.
+    Other models use transformers' ``generate()``.
     """
 
     def __init__(
@@ -74,7 +76,8 @@ class TransformersEngine:
         self._pad_id: int = int(self._tokenizer.pad_token_id)
         self._stop_ids = self._collect_stop_ids()
         self._max_positions: int | None = getattr(self._model.config, "max_position_embeddings", None)
-        self._prefix_cache = self._prefix_cache_wanted and _full_attention_only(self._model.config)
+        self._decoder = Decoder(self._model, self._pad_id) if install(self._model) else None
+        self._prefix_cache = self._prefix_cache_wanted and self._decoder is not None
         log.info(
             "loaded %s on %s (%s) in %.1f s",
             model_name,
@@ -113,33 +116,41 @@ class TransformersEngine:
             raise ValueError("max_tokens must be at least 1")
         encoded = [self._encode(p) for p in prompts]
         self._check_lengths(encoded, sampling.max_tokens)
-        config = self._generation_config(sampling)
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode(), self._seeded(sampling.seed):
-            model = self._require_model()
+            self._require_model()
             for batch in self._length_sorted_batches(encoded):
                 started = time.perf_counter()
-                sequences = [encoded[i] for i in batch]
-                shared = self._shared_prefix_len(sequences, keep=1)
-                ids, mask = self._pad(sequences, shared=shared)
-                criteria = _StopStrings(self._tokenizer, sampling.stop, ids.shape[1], len(batch))
-                # generate() feeds the model only the tokens past the cache, with positions counted
-                # over the attention mask: the padding between prefix and suffix shifts nothing.
-                cache = self._prefix_kv(sequences[0][:shared], len(batch)) if shared else None
-                out = model.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    cache=cache,
-                    generation_config=config,
-                    stopping_criteria=StoppingCriteriaList([criteria]),
-                )
-                new_tokens = out[:, ids.shape[1] :].tolist()
+                decoded = self._decode([encoded[i] for i in batch], sampling)
                 latency = (time.perf_counter() - started) * 1000 / len(batch)
-                for row, index in enumerate(batch):
-                    results[index] = self._finish(
-                        new_tokens[row], criteria.stopped_at[row], len(encoded[index]), sampling, latency
-                    )
+                for (tokens, stopped_at), index in zip(decoded, batch, strict=True):
+                    results[index] = self._finish(tokens, stopped_at, len(encoded[index]), sampling, latency)
         return [r for r in results if r is not None]
+
+    def _decode(
+        self, sequences: list[list[int]], sampling: SamplingParams
+    ) -> list[tuple[list[int], int | None]]:
+        """Each sequence's new tokens, and how many there were when a stop string showed."""
+        if self._decoder is not None:
+            stop = _StopCheck(self._tokenizer, sampling.stop)
+            rows = self._decoder.generate(
+                sequences,
+                shared=self._shared_prefix_len(sequences, keep=1),
+                max_new_tokens=sampling.max_tokens,
+                pick=_picker(sampling),
+                stop_ids=self._stop_ids,
+                stopped=stop if stop.strings else None,
+            )
+            return [(row.tokens, row.stopped_at) for row in rows]
+        ids, mask = self._pad(sequences)
+        criteria = _StopStrings(self._tokenizer, sampling.stop, ids.shape[1], len(sequences))
+        out = self._require_model().generate(
+            input_ids=ids,
+            attention_mask=mask,
+            generation_config=self._generation_config(sampling),
+            stopping_criteria=StoppingCriteriaList([criteria]),
+        )
+        return list(zip(out[:, ids.shape[1] :].tolist(), criteria.stopped_at, strict=True))
 
     def label_logprobs(
         self, prompts: Sequence[Conversation], labels: Sequence[str]
@@ -232,18 +243,13 @@ class TransformersEngine:
         Only the tail goes through the LM head: full-sequence logits of a long prompt batch would
         take gigabytes (vocabulary x tokens x batch).
         """
-        shared = self._shared_prefix_len(sequences, keep=keep)
-        ids, mask = self._pad(sequences, shared=shared)
+        if self._decoder is not None:
+            return self._decoder.tail_logprobs(sequences, self._shared_prefix_len(sequences, keep), keep)
+        ids, mask = self._pad(sequences)
         # Positions count real tokens only, as generate() does, so padding never shifts them.
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        cache = self._prefix_kv(sequences[0][:shared], len(sequences)) if shared else None
         out = self._require_model()(
-            input_ids=ids[:, shared:],
-            attention_mask=mask,
-            position_ids=positions[:, shared:],
-            cache=cache,
-            logits_to_keep=keep,
-            use_cache=cache is not None,
+            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep, use_cache=False
         )
         return torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
 
@@ -259,14 +265,6 @@ class TransformersEngine:
         limit = min(len(s) for s in sequences) - keep
         shared = next((i for i in range(limit) if low[i] != high[i]), max(limit, 0))
         return shared if shared >= _MIN_SHARED_PREFIX else 0
-
-    def _prefix_kv(self, prefix: list[int], rows: int) -> DynamicCache:
-        """The key/value cache of ``prefix``, computed once and repeated for ``rows`` sequences."""
-        ids = torch.tensor([prefix], dtype=torch.long, device=self._device)
-        out = self._require_model()(input_ids=ids, use_cache=True, logits_to_keep=1)
-        cache: DynamicCache = out.cache
-        cache.batch_repeat_interleave(rows)
-        return cache
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
         return label_token_ids(self._tokenizer, labels)
@@ -356,18 +354,14 @@ class TransformersEngine:
         for start in range(0, len(order), self._batch_size):
             yield order[start : start + self._batch_size]
 
-    def _pad(self, sequences: list[list[int]], *, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids and attention mask, left-padded; with ``shared`` > 0 the padding goes after the
-        first ``shared`` tokens (which all sequences have in common) instead of before them."""
+    def _pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, left-padded (for transformers' own generate/forward)."""
         width = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        if shared:
-            ids[:, :shared] = torch.tensor(sequences[0][:shared], dtype=torch.long)
-            mask[:, :shared] = 1
         for row, seq in enumerate(sequences):
-            ids[row, width - len(seq) + shared :] = torch.tensor(seq[shared:], dtype=torch.long)
-            mask[row, width - len(seq) + shared :] = 1
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
         return ids.to(self._device), mask.to(self._device)
 
     @contextmanager
@@ -389,43 +383,55 @@ class TransformersEngine:
         return self._model
 
 
+class _StopCheck:
+    """Whether a row's generated tokens end in text that contains one of the stop strings."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str]) -> None:
+        self._tokenizer = tokenizer
+        self.strings = [s for s in stop if s]
+        # A stop string spans at most len(s) tokens; the margin covers tokens that decode to nothing.
+        self.window = max((len(s) for s in self.strings), default=0) + 8
+
+    def __call__(self, tokens: Sequence[int]) -> bool:
+        text = self._tokenizer.decode(tokens[-self.window :], skip_special_tokens=True)
+        return any(s in text for s in self.strings)
+
+
 class _StopStrings(StoppingCriteria):
-    """Marks each row done once its generated text contains a stop string; records where."""
+    """transformers' generate(): marks each row done once its text shows a stop string; records where."""
 
     def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_len: int, batch: int) -> None:
-        self._tokenizer = tokenizer
-        self._stop = [s for s in stop if s]
+        self._check = _StopCheck(tokenizer, stop)
         self._prompt_len = prompt_len
-        # A stop string spans at most len(s) tokens; the margin covers tokens that decode to nothing.
-        self._window = max((len(s) for s in self._stop), default=0) + 8
         self.stopped_at: list[int | None] = [None] * batch
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        if not self._stop:
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
-        generated = input_ids.shape[1] - self._prompt_len
-        # One device-to-host copy per step for the whole batch, not one per row.
-        tails = input_ids[:, max(self._prompt_len, input_ids.shape[1] - self._window) :].tolist()
-        for row, tail in enumerate(tails):
-            if self.stopped_at[row] is None:
-                text = self._tokenizer.decode(tail, skip_special_tokens=True)
-                if any(s in text for s in self._stop):
+        if self._check.strings:
+            generated = input_ids.shape[1] - self._prompt_len
+            # One device-to-host copy per step for the whole batch, not one per row.
+            start = max(self._prompt_len, input_ids.shape[1] - self._check.window)
+            for row, tail in enumerate(input_ids[:, start:].tolist()):
+                if self.stopped_at[row] is None and self._check(tail):
                     self.stopped_at[row] = generated
         done = [at is not None for at in self.stopped_at]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
-def _full_attention_only(config: Any) -> bool:
-    """Whether every layer of the model keeps a plain, whole-context key/value cache.
+def _picker(sampling: SamplingParams) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Next-token choice from ``[rows, vocab]`` logits: greedy, or temperature and nucleus sampling."""
+    if sampling.temperature <= 0:
+        return lambda logits: logits.argmax(dim=-1)
 
-    A shared prefix is cached with the padding after it, inside the context: sliding-window and
-    recurrent layers would count those pad slots, so such models keep plain left padding.
-    """
-    try:
-        layers = DynamicCache(config=config).layers
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return all(type(layer) is DynamicLayer for layer in layers)
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+        if sampling.top_p < 1.0:
+            ordered, order = probs.sort(dim=-1, descending=True)
+            # Keep the smallest head of the distribution whose mass reaches top_p (at least one token).
+            ordered = ordered.masked_fill(ordered.cumsum(dim=-1) - ordered > sampling.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter_(-1, order, ordered)
+        return torch.multinomial(probs, 1)[:, 0]
+
+    return sample
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:

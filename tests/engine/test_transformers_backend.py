@@ -90,16 +90,29 @@ def plain(default_model_path: Path) -> Iterator[TransformersEngine]:
     eng.close()
 
 
+@pytest.fixture(scope="module")
+def hf(default_model_path: Path) -> Iterator[TransformersEngine]:
+    """transformers' own generate() and forward (the path of models the decoder does not serve)."""
+    eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=8)
+    eng._decoder = None
+    eng._prefix_cache = False
+    yield eng
+    eng.close()
+
+
 def prefix_lengths(engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the length of every shared prefix the engine computes a cache for."""
+    """Record the length of every shared prefix the engine computes keys/values for."""
     seen: list[int] = []
-    compute = engine._prefix_kv
+    decoder = engine._decoder
+    assert decoder is not None
+    compute = decoder.prefix_kv
 
-    def recording(prefix: list[int], rows: int) -> Any:
-        seen.append(len(prefix))
-        return compute(prefix, rows)
+    def recording(prefix: list[int]) -> Any:
+        if prefix:
+            seen.append(len(prefix))
+        return compute(prefix)
 
-    monkeypatch.setattr(engine, "_prefix_kv", recording)
+    monkeypatch.setattr(decoder, "prefix_kv", recording)
     return seen
 
 
@@ -226,7 +239,10 @@ def test_shared_prefix_is_capped_and_skipped_when_short(
 
 
 def test_prefix_cached_generation_equals_uncached_and_one_by_one(
-    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+    wide: TransformersEngine,
+    plain: TransformersEngine,
+    hf: TransformersEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     computed = prefix_lengths(wide, monkeypatch)
     sampling = SamplingParams(max_tokens=12)
@@ -234,25 +250,34 @@ def test_prefix_cached_generation_equals_uncached_and_one_by_one(
     assert len(computed) == 1 and computed[0] >= 16  # one batch, one shared prefix
     assert outcomes(cached) == outcomes(plain.generate(SHARED, sampling))
     assert outcomes(cached) == outcomes([plain.generate([p], sampling)[0] for p in SHARED])
+    # transformers' generate(), batched and one prompt at a time, says the same.
+    assert outcomes(cached) == outcomes(hf.generate(SHARED, sampling))
+    assert outcomes(cached) == outcomes([hf.generate([p], sampling)[0] for p in SHARED])
     assert len({g.text for g in cached}) > 2  # the questions, not the shared prefix, decide the output
 
-    # Stop strings count generated tokens from the end of the padded (prefix + pad + suffix) input.
     stopping = SamplingParams(max_tokens=12, stop=("]", "."))
-    assert outcomes(wide.generate(SHARED, stopping)) == outcomes(plain.generate(SHARED, stopping))
+    stopped = wide.generate(SHARED, stopping)
+    assert outcomes(stopped) == outcomes(plain.generate(SHARED, stopping))
+    assert outcomes(stopped) == outcomes(hf.generate(SHARED, stopping))
+    assert [g.stop_string for g in stopped] == [g.stop_string for g in hf.generate(SHARED, stopping)]
 
 
 @pytest.mark.parametrize("labels", [["A", "B"], ["A", "B", "10"]], ids=["one-token", "multi-token"])
 def test_prefix_cached_label_probabilities_equal_uncached(
-    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch, labels: list[str]
+    wide: TransformersEngine,
+    plain: TransformersEngine,
+    hf: TransformersEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    labels: list[str],
 ) -> None:
     computed = prefix_lengths(wide, monkeypatch)
     cached = wide.label_logprobs(SHARED, labels)
     assert computed and min(computed) >= 16
-    reference = plain.label_logprobs(SHARED, labels)
-    for got, want in zip(cached, reference, strict=True):
-        assert got.probs == pytest.approx(want.probs, abs=1e-4)
-        assert got.mass == pytest.approx(want.mass, rel=1e-4)
-        assert got.tokens_in == want.tokens_in
+    for reference in (plain.label_logprobs(SHARED, labels), hf.label_logprobs(SHARED, labels)):
+        for got, want in zip(cached, reference, strict=True):
+            assert got.probs == pytest.approx(want.probs, abs=1e-4)
+            assert got.mass == pytest.approx(want.mass, rel=1e-4)
+            assert got.tokens_in == want.tokens_in
 
 
 def test_batch_without_shared_prefix_runs_as_before(

@@ -1,0 +1,330 @@
+"""Batched prefill and decoding for the transformers engine, with a shared prompt prefix kept once.
+
+Judge prompts of one batch share their template's fixed part (system prompt, instructions); what
+differs is the item. ``generate()`` of transformers would copy that prefix's key/value cache into
+every row and grow each layer's cache by concatenation at every step. Here:
+
+- the shared prefix runs once and its keys/values stay a single ``[kv_heads, P, head_dim]`` copy per
+  layer; an attention function registered with transformers (:func:`install`) attends each row's
+  queries to that copy and to the row's own keys in one softmax, without materialising the prefix
+  per row;
+- each row's own tokens (its part of the prompt, then what it generates) live in a key/value store
+  allocated per batch and grown in steps, written in place;
+- prompts are prefilled in chunks of similar length (bounded padded tokens per chunk), and only the
+  last positions go through the LM head;
+- rows that finish (end of turn, a stop string, their token budget) leave the batch, so the rest
+  decode without them.
+
+Only models whose layers all attend to the whole context through transformers' SDPA path qualify
+(:func:`install` says); the engine keeps ``generate()`` for others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTENTION = "judge_shared_prefix"
+
+# Decoding grows each row's key/value store by this many positions at a time.
+_GROWTH = 64
+
+
+@dataclass
+class _Pass:
+    """What the attention function needs during one forward pass of ours."""
+
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None  # per layer: keys, values [kv_heads, P, dim]
+    mask: torch.Tensor  # [rows, 1, queries, row keys], True where a query may attend
+
+    def __post_init__(self) -> None:
+        # Per layer, the scores are grouped [rows, kv_heads, groups, queries, keys]: block broadcasts.
+        self.blocked = ~self.mask[:, :, None]
+
+
+_ACTIVE: ContextVar[_Pass | None] = ContextVar("judge_shared_prefix_pass", default=None)
+
+
+def _attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention over [shared prefix] + [the row's own keys]; plain SDPA outside our passes."""
+    active = _ACTIVE.get()
+    if active is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    rows, heads, queries, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    scale = scaling if scaling is not None else dim**-0.5
+    # Query head h reads key/value head h // groups: group the query heads under their kv head.
+    q = query.reshape(rows, kv_heads, groups * queries, dim)
+    own = torch.matmul(q, key.transpose(-1, -2)).mul_(scale)  # [rows, kv, g*q, S]
+    own.view(rows, kv_heads, groups, queries, -1).masked_fill_(active.blocked, torch.finfo(own.dtype).min)
+    if active.prefix is None:
+        probs = torch.softmax(own, dim=-1)
+        out = torch.matmul(probs, value)
+    else:
+        prefix_keys, prefix_values = active.prefix[int(getattr(module, "layer_idx", 0))]
+        shared = prefix_keys.shape[1]
+        # One GEMM per kv head over every row's queries: the prefix is read once, never repeated.
+        flat = q.transpose(0, 1).reshape(kv_heads, rows * groups * queries, dim)
+        scores = torch.bmm(flat, prefix_keys.transpose(1, 2)).mul_(scale)
+        scores = scores.view(kv_heads, rows, groups * queries, shared).transpose(0, 1)
+        probs = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
+        out = torch.matmul(probs[..., shared:], value)
+        to_prefix = probs[..., :shared].transpose(0, 1).reshape(kv_heads, rows * groups * queries, shared)
+        from_prefix = torch.bmm(to_prefix, prefix_values).view(kv_heads, rows, groups * queries, dim)
+        out = out.add_(from_prefix.transpose(0, 1))
+    # Back to transformers' layout: [rows, queries, heads, dim].
+    return out.view(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION, _attention)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+def install(model: Any) -> bool:
+    """Switch ``model`` to the shared-prefix attention (plain SDPA outside :class:`Decoder` passes);
+    False, and the model untouched, when it does not qualify."""
+    config = model.config
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", ATTENTION):
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except (TypeError, ValueError, AttributeError):
+        return False
+    if any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+        return False
+    model.set_attn_implementation(ATTENTION)
+    return True
+
+
+class _RowStore:
+    """Every row's own keys/values, per layer ``[rows, kv_heads, capacity, dim]``, written in place.
+
+    Before each forward pass the caller sets which rows and columns the pass writes
+    (:meth:`window`); transformers' attention layers call :meth:`update` with the new keys/values
+    and attend to what it returns.
+    """
+
+    def __init__(self, model: Any, rows: int, capacity: int) -> None:
+        config = model.config
+        heads = config.num_attention_heads
+        self._kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        self._dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        self._layers = config.num_hidden_layers
+        self._dtype = model.dtype
+        self._device = model.device
+        self.keys = [self._empty(rows, capacity) for _ in range(self._layers)]
+        self.values = [self._empty(rows, capacity) for _ in range(self._layers)]
+        self._rows = slice(0, rows)
+        self._write = 0
+        self._read = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def _empty(self, rows: int, capacity: int) -> torch.Tensor:
+        return torch.empty(rows, self._kv_heads, capacity, self._dim, dtype=self._dtype, device=self._device)
+
+    def window(self, rows: slice, write_at: int, read_from: int) -> None:
+        self._rows, self._write, self._read = rows, write_at, read_from
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self._write + key_states.shape[2]
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[self._rows, :, self._write : end] = key_states
+        values[self._rows, :, self._write : end] = value_states
+        return keys[self._rows, :, self._read : end], values[self._rows, :, self._read : end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._write
+
+    def reshape(self, keep: torch.Tensor | None, capacity: int) -> None:
+        """Keep only the rows ``keep`` (all when None), in a store of ``capacity`` columns."""
+        for store in (self.keys, self.values):
+            for layer, old in enumerate(store):
+                kept = old if keep is None else old.index_select(0, keep)
+                if capacity == old.shape[2]:
+                    store[layer] = kept
+                    continue
+                new = self._empty(kept.shape[0], capacity)
+                width = min(capacity, old.shape[2])
+                new[:, :, :width] = kept[:, :, :width]
+                store[layer] = new
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One row's generated tokens, and how many there were when a stop string showed (if one did)."""
+
+    tokens: list[int]
+    stopped_at: int | None
+
+
+class Decoder:
+    """Runs batches of token sequences through a model prepared by :func:`install`."""
+
+    def __init__(self, model: Any, pad_id: int, prefill_tokens: int = 2048) -> None:
+        self._model = model
+        self._pad_id = pad_id
+        self._prefill_tokens = prefill_tokens
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def prefix_kv(self, prefix: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The shared prefix's keys/values per layer, batch dimension dropped; None without one."""
+        if not prefix:
+            return None
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self._model.device)
+        cache = self._model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+        return [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+
+    def tail_logprobs(self, sequences: Sequence[Sequence[int]], shared: int, keep: int) -> torch.Tensor:
+        """Next-token log-probs ``[rows, keep, vocab]`` at each sequence's last ``keep`` positions;
+        the first ``shared`` tokens are the same in every sequence."""
+        prefix = self.prefix_kv(sequences[0][:shared])
+        suffixes = [list(s[shared:]) for s in sequences]
+        store = _RowStore(self._model, len(sequences), max(len(s) for s in suffixes))
+        logits = self._prefill(store, prefix, shared, suffixes, keep)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _prefill(
+        self,
+        store: _RowStore,
+        prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        shared: int,
+        suffixes: list[list[int]],
+        keep: int,
+    ) -> torch.Tensor:
+        """Run every row's own prompt tokens into ``store`` (right-aligned at the longest suffix's
+        end), chunk by chunk; returns the logits of each row's last ``keep`` positions."""
+        end = max(len(s) for s in suffixes)
+        out: list[torch.Tensor] = []
+        for rows in self._chunks(suffixes):
+            chunk = suffixes[rows]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), self._pad_id, dtype=torch.long)
+            real = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for row, tokens in enumerate(chunk):
+                ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+                real[row, width - len(tokens) :] = True
+            device = self._model.device
+            ids, real = ids.to(device), real.to(device)
+            positions = (shared + real.long().cumsum(dim=1) - 1).clamp(min=shared)
+            causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+            # Padding queries may see themselves, so no softmax row is empty; no one else sees them.
+            mask = (causal & real[:, None, :]) | torch.eye(width, dtype=torch.bool, device=device)
+            store.window(rows, write_at=end - width, read_from=end - width)
+            logits = self._forward(ids, positions, _Pass(prefix, mask[:, None]), store, keep)
+            out.append(logits)
+        return torch.cat(out)
+
+    def _chunks(self, suffixes: list[list[int]]) -> Iterator[slice]:
+        """Consecutive rows whose padded size stays within the prefill budget (at least one row)."""
+        start = 0
+        while start < len(suffixes):
+            stop, width = start, 0
+            while stop < len(suffixes):
+                width = max(width, len(suffixes[stop]))
+                if stop > start and width * (stop + 1 - start) > self._prefill_tokens:
+                    break
+                stop += 1
+            yield slice(start, stop)
+            start = stop
+
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, active: _Pass, store: _RowStore, keep: int
+    ) -> torch.Tensor:
+        token = _ACTIVE.set(active)
+        try:
+            out = self._model(
+                input_ids=ids,
+                position_ids=positions,
+                attention_mask=active.mask,
+                cache=store,
+                use_cache=True,
+                logits_to_keep=keep,
+            )
+        finally:
+            _ACTIVE.reset(token)
+        logits: torch.Tensor = out.logits[:, -keep:]
+        return logits
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        sequences: Sequence[Sequence[int]],
+        shared: int,
+        max_new_tokens: int,
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        stop_ids: set[int],
+        stopped: Callable[[list[int]], bool] | None = None,
+    ) -> list[Decoded]:
+        """Decode every sequence until an id in ``stop_ids`` (kept), ``stopped(tokens)`` says a stop
+        string showed, or ``max_new_tokens``. ``pick`` turns ``[rows, vocab]`` logits into the next
+        token ids. Sequences should be of similar length (padding costs compute)."""
+        prefix = self.prefix_kv(sequences[0][:shared])
+        suffixes = [list(s[shared:]) for s in sequences]
+        end = max(len(s) for s in suffixes)
+        store = _RowStore(self._model, len(sequences), end + min(max_new_tokens, _GROWTH))
+        first = self._prefill(store, prefix, shared, suffixes, keep=1)[:, -1]
+        device = self._model.device
+        lengths = torch.tensor([len(s) for s in suffixes], device=device)
+        # Which store columns hold a row's own tokens: its right-aligned prompt, then all it generates.
+        real = torch.arange(store.capacity, device=device)[None, :] >= (end - lengths)[:, None]
+        tokens: list[list[int]] = [[] for _ in sequences]
+        stopped_at: list[int | None] = [None] * len(sequences)
+        rows = torch.arange(len(sequences), device=device)  # original index of each row still decoding
+        positions = shared + lengths  # next position of each row
+        stop_tensor = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+        picked = pick(first)
+        for step in range(max_new_tokens):
+            new = picked.tolist()
+            ended = torch.isin(picked, stop_tensor).tolist()
+            keep = []
+            for row, index in enumerate(rows.tolist()):
+                tokens[index].append(new[row])
+                if stopped is not None and stopped(tokens[index]):
+                    stopped_at[index] = len(tokens[index])
+                elif not ended[row]:
+                    keep.append(row)
+            if not keep or step == max_new_tokens - 1:
+                break
+            column = end + step
+            if len(keep) < len(new):
+                kept = torch.tensor(keep, device=device)
+                rows, picked, positions, real = rows[kept], picked[kept], positions[kept], real[kept]
+                store.reshape(kept, store.capacity)
+            if column >= store.capacity:
+                capacity = min(store.capacity + _GROWTH, end + max_new_tokens)
+                store.reshape(None, capacity)
+                real = torch.nn.functional.pad(real, (0, capacity - real.shape[1]), value=True)
+            # Skip the columns that are padding for every remaining row.
+            first_real = int((end - lengths[rows]).min())
+            store.window(slice(0, len(keep)), write_at=column, read_from=first_real)
+            mask = real[:, None, None, first_real : column + 1]
+            logits = self._forward(picked[:, None], positions[:, None], _Pass(prefix, mask), store, keep=1)
+            picked = pick(logits[:, -1])
+            positions = positions + 1
+        return [Decoded(t, s) for t, s in zip(tokens, stopped_at, strict=True)]
