@@ -250,14 +250,21 @@ class JudgeBatcher:
             self._forget(job_id)
 
     def _finish_completed(self) -> None:
-        finished = [j for j in self.jobs.values() if not j.pending]
-        if not finished:
+        """End the jobs whose every item is judged (usually ended already, with their last batch)."""
+        if all(job.pending for job in self.jobs.values()):
             return
         with self.ctx.db.unit_of_work() as session:
-            for job in finished:
-                outcome.end_in(self.ctx, session, job.id, "succeeded", None)
-        for job in finished:
-            self._forget(job.id)
+            finished = self._end_completed(session)
+        for job_id in finished:
+            self._forget(job_id)
+
+    def _end_completed(self, session: Any) -> list[uuid.UUID]:
+        """End, in the caller's transaction, the jobs whose every item is judged; the caller forgets them
+        once it commits."""
+        finished = [job.id for job in self.jobs.values() if not job.pending]
+        for job_id in finished:
+            outcome.end_in(self.ctx, session, job_id, "succeeded", None)
+        return finished
 
     def _reference_batch(self) -> bool:
         """One batch of reference answers (reference: {"auto": true}); False when none are due."""
@@ -321,6 +328,11 @@ class JudgeBatcher:
                 unit.job.failed += outcome.status == "error"
                 unit.job.touched = True
             self._record_progress(session, "judging")
+            # A job ends in the transaction that records its last results: its waiting client hears
+            # of it one commit sooner.
+            finished = self._end_completed(session)
+        for job_id in finished:
+            self._forget(job_id)
         self._record_metrics(units, outcomes)
         return True
 

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(
-        default=64, ge=1, description="Engine batch size: judge calls decoded together (and per committed step)."
+        default=64, ge=1, description="Judge calls decoded together (and per committed step)."
     )
 
     api_drain_seconds: float = Field(

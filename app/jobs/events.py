@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis import Redis
+from redis.client import Pipeline
 
 from app.db.tables import Job
 
@@ -89,9 +90,13 @@ class EventLog:
         self.ttl_after_end_seconds = ttl_after_end_seconds
 
     def append(self, job_id: uuid.UUID, name: EventName, data: dict[str, Any]) -> None:
-        key = stream_key(job_id)
         pipe = self.redis.pipeline(transaction=False)
+        self.append_in(pipe, job_id, name, data)
+        pipe.execute()
+
+    def append_in(self, pipe: Pipeline, job_id: uuid.UUID, name: EventName, data: dict[str, Any]) -> None:
+        """Queue the append on ``pipe`` (sent with whatever else the caller adds to it)."""
+        key = stream_key(job_id)
         pipe.xadd(key, to_fields(name, data), maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
         # After the end, listeners only need the stream long enough to catch up.
         pipe.expire(key, self.ttl_after_end_seconds if name == "end" else ACTIVE_TTL_SECONDS)
-        pipe.execute()

@@ -71,12 +71,9 @@ def release(session: Session, queue: JobQueue, job_id: uuid.UUID, error: str | N
 def end(session: Session, queue: JobQueue, job_id: uuid.UUID, status: str, error: str | None) -> bool:
     """End the job (succeeded, failed or cancelled) with its callback and announcements; False when it
     had already ended (nothing is recorded or announced twice)."""
-    if not jobs_repo.finish(session, job_id, status, error):
-        return False
-    job = jobs_repo.get_job(session, job_id)
+    job = jobs_repo.finish(session, job_id, status, error)
     if job is None:
         return False
-    session.refresh(job)
     _ended(session, queue, job)
     return True
 
@@ -91,5 +88,5 @@ def cancel(session: Session, queue: JobQueue, job: Job) -> None:
 
 def _ended(session: Session, queue: JobQueue, job: Job) -> None:
     outbox.record(session, job)
-    announce(session, queue, job.id, "end", end_data(job))
-    after_commit(session, functools.partial(queue.publish_ended, job.id, job.status))
+    # The `end` event and the wake-up of `?wait=` listeners go out together, the event first.
+    after_commit(session, functools.partial(queue.announce_end, job.id, end_data(job)))

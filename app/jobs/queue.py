@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -79,5 +80,10 @@ class JobQueue:
         status = rq_job.get_status(refresh=False)
         return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
-    def publish_ended(self, job_id: uuid.UUID, status: str) -> None:
-        self.redis.publish(job_channel(job_id), status)
+    def announce_end(self, job_id: uuid.UUID, data: dict[str, Any]) -> None:
+        """Append the job's `end` event (``data``: :func:`end_data`) to its stream and wake its `?wait=`
+        listeners with its status, in one round trip (the event first)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self.events.append_in(pipe, job_id, "end", data)
+        pipe.publish(job_channel(job_id), data["status"])
+        pipe.execute()

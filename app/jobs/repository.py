@@ -158,10 +158,11 @@ def is_cancel_requested(session: Session, job_id: uuid.UUID) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> bool:
-    """End the job; False (and nothing changed) when it had already ended: a job ends once."""
+def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> Job | None:
+    """End the job and return it as it ended (every column fresh); None (and nothing changed) when it had
+    already ended: a job ends once."""
     now = utcnow()
-    result = session.execute(
+    stmt = (
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(TERMINAL))
         .values(
@@ -172,8 +173,11 @@ def finish(session: Session, job_id: uuid.UUID, status: str, error: str | None =
             lease_owner=None,
             lease_expires_at=None,
         )
+        # One round trip: the ended row comes back, overwriting any stale copy in the session.
+        .returning(Job)
+        .execution_options(populate_existing=True)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return session.scalars(stmt).one_or_none()
 
 
 def release(session: Session, job_id: uuid.UUID, error: str | None) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session
@@ -27,6 +27,10 @@ from app.self_reward import service as self_reward_service
 from app.self_reward.schemas import SelfRewardResults
 
 TERMINAL = frozenset(jobs_repo.TERMINAL)
+# While waiting for a job's end, how often the database is re-read in case its announcement was lost.
+SAFETY_READ_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 def _public_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -171,15 +175,22 @@ def cancel(session: Session, queue: JobQueue, job_id: uuid.UUID, tenant: str) ->
 
 
 async def wait_until_ended(
-    db: Database, redis: AsyncRedis, job_id: uuid.UUID, timeout: float, read: Callable[[Session], bool]
-) -> None:
-    """Return when ``read`` (run in a fresh session) says the job ended, or when ``timeout`` passes.
+    db: Database,
+    redis: AsyncRedis,
+    job_id: uuid.UUID,
+    timeout: float,
+    read: Callable[[Session], T | None],
+) -> T | None:
+    """What ``read`` (run in a fresh session) returns once the job has ended, i.e. once it returns
+    something other than None; None when ``timeout`` passes first.
 
-    Workers publish on the job's channel when it ends; the database is re-read after subscribing,
-    so an end published before the subscription is never missed.
+    Workers publish on the job's channel once its end is committed, and ``read`` runs after each such
+    message: one database read answers the request. It also runs once after subscribing, so an end
+    published before the subscription is never missed, and every few seconds in case a message is lost
+    (e.g. Redis restarted).
     """
 
-    def ended() -> bool:
+    def attempt() -> T | None:
         with db.unit_of_work() as session:
             return read(session)
 
@@ -187,10 +198,12 @@ async def wait_until_ended(
     deadline = loop.time() + timeout
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(job_channel(job_id))
-        if await asyncio.to_thread(ended):
-            return
-        while (remaining := deadline - loop.time()) > 0:
-            # A slow safety re-read covers a lost message (e.g. Redis restarted).
-            await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5.0))
-            if await asyncio.to_thread(ended):
-                return
+        outcome = await asyncio.to_thread(attempt)
+        next_read = min(deadline, loop.time() + SAFETY_READ_SECONDS)
+        while outcome is None and (now := loop.time()) < deadline:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=next_read - now)
+            if message is None and loop.time() < next_read:
+                continue  # the subscription's own confirmation: nothing happened yet
+            outcome = await asyncio.to_thread(attempt)
+            next_read = min(deadline, loop.time() + SAFETY_READ_SECONDS)
+    return outcome

@@ -239,27 +239,34 @@ async def submit_and_wait(
 ) -> tuple[bool, JobOut]:
     """Record and enqueue the job; with ``wait``, hold until it ends or the wait runs out.
 
-    Returns (ended, job); an ended job carries all its results.
+    Returns (ended, job); with ``wait``, an ended job carries all its results.
     """
 
-    def record() -> uuid.UUID:
+    def record() -> tuple[uuid.UUID, bool, JobOut]:
         with state.db.unit_of_work() as session:
-            return submit(session, state.settings, state.queue, mode, request, tenant, idem).id
+            job = submit(session, state.settings, state.queue, mode, request, tenant, idem)
+            return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
 
-    job_id = await asyncio.to_thread(record)
-    if wait:
-        timeout = min(wait, state.settings.max_wait_seconds)
+    job_id, ended, recorded = await asyncio.to_thread(record)
+    if not wait:
+        return ended, recorded
 
-        def is_ended(session: Session) -> bool:
-            return jobs_service.get_job(session, job_id, tenant).status in jobs_service.TERMINAL
+    def read(session: Session) -> tuple[bool, JobOut]:
+        job = jobs_service.get_job(session, job_id, tenant)
+        ended = job.status in jobs_service.TERMINAL
+        return ended, jobs_service.job_out(job, jobs_service.all_results(session, job) if ended else None)
 
-        await jobs_service.wait_until_ended(state.db, state.async_redis, job_id, timeout, is_ended)
+    def read_if_ended(session: Session) -> JobOut | None:
+        ended, job = read(session)
+        return job if ended else None
 
-    def read() -> tuple[bool, JobOut]:
+    timeout = min(wait, state.settings.max_wait_seconds)
+    done = await jobs_service.wait_until_ended(state.db, state.async_redis, job_id, timeout, read_if_ended)
+    if done is not None:
+        return True, done
+
+    def read_now() -> tuple[bool, JobOut]:
         with state.db.unit_of_work() as session:
-            job = jobs_service.get_job(session, job_id, tenant)
-            ended = job.status in jobs_service.TERMINAL
-            results = jobs_service.all_results(session, job) if ended and wait else None
-            return ended, jobs_service.job_out(job, results)
+            return read(session)
 
-    return await asyncio.to_thread(read)
+    return await asyncio.to_thread(read_now)
