@@ -109,7 +109,8 @@ class TransformersEngine:
         return render_with_tokenizer(self._tokenizer, conversation)
 
     def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
-        """Complete each conversation; greedy output does not depend on what else is in the batch."""
+        """Complete each conversation. Greedy output is what one-at-a-time decoding gives, up to float
+        rounding: batches of other shapes round matrix products differently, which can flip a near-tie."""
         if not prompts:
             return []
         if sampling.max_tokens < 1:
