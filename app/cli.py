@@ -255,7 +255,8 @@ def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys."))
 
 @keys_cli.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `judge keys list`).")) -> None:
-    """Revoke a key: requests with it get 401 from now on."""
+    """Revoke a key: requests with it get 401 from now on (API processes that checked it in the last
+    JUDGE_AUTH_CACHE_SECONDS may accept it until then)."""
     import uuid
 
     from app.auth import service

@@ -31,12 +31,15 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = state is None
-        app.state.judge = state if state is not None else AppState.build(settings)
+        judge = state if state is not None else AppState.build(settings)
+        app.state.judge = judge
         try:
             yield
         finally:
             if owned:
-                await app.state.judge.close()
+                await judge.close()
+            else:
+                await judge.job_ends.stop()  # (it belongs to this event loop)
 
     app = FastAPI(
         title="Judge service",

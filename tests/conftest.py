@@ -84,6 +84,11 @@ class RollbackDatabase(Database):
         finally:
             session.close()
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:  # (the test's rows are only seen inside its transaction)
+        with self.unit_of_work() as session:
+            yield session
+
     def dispose(self) -> None:  # the engine belongs to the fixture
         pass
 

@@ -11,15 +11,19 @@ cost about what one large request costs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.db.tables import Job, JudgeCall, JudgmentItem
 from app.engine.base import Conversation, SamplingParams
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs_service
+from app.jobs.schemas import ItemResult
 from app.judging import repository as judging_repo
 from app.judging.domain import (
     CallOutput,
@@ -32,6 +36,7 @@ from app.judging.domain import (
 )
 from app.judging.execution import MARKER_CLOSE, PlannedItem, generate_outcomes, score_outcomes
 from app.judging.planning import plan_item, prompt_hash
+from app.judging.results import item_result
 from app.judging.service import item_from_inputs
 from app.judging.swap import orders_for
 from app.judging.templates import reference_prompt
@@ -42,6 +47,8 @@ from workers.lease import LeaseKeeper
 log = logging.getLogger(__name__)
 
 JUDGE_KINDS = ("judge_pairwise", "judge_single")
+# An item as a batch stored it: its row and its judge calls.
+StoredItem = tuple[JudgmentItem, list[JudgeCall]]
 
 
 def batch_key(model: str, params: dict[str, Any]) -> tuple[Any, ...]:
@@ -63,6 +70,11 @@ def verdict_only(params: dict[str, Any]) -> bool:
     """Whether every template of the job opens the reply with the verdict marker ("Verdict: [["): then
     the judgment is complete at the marker's closing brackets and generation stops there."""
     return all(spec.get("response_prefix") for spec in params["templates"].values())
+
+
+def _described(job: Job, results: list[ItemResult]) -> str:
+    """The ended job as the API shows it, with all its results (JSON)."""
+    return jobs_service.job_out(job, results).model_dump_json()
 
 
 def _options(params: dict[str, Any]) -> JudgeOptions:
@@ -258,13 +270,22 @@ class JudgeBatcher:
         for job_id in finished:
             self._forget(job_id)
 
-    def _end_completed(self, session: Any) -> list[uuid.UUID]:
+    def _end_completed(
+        self, session: Any, judged: dict[uuid.UUID, list[StoredItem]] | None = None
+    ) -> list[uuid.UUID]:
         """End, in the caller's transaction, the jobs whose every item is judged; the caller forgets them
-        once it commits."""
-        finished = [job.id for job in self.jobs.values() if not job.pending]
-        for job_id in finished:
-            outcome.end_in(self.ctx, session, job_id, "succeeded", None)
-        return finished
+        once it commits. ``judged`` holds the items the caller has just stored, by job: a job whose
+        every item is there is announced with its results (its `?wait=` request then answers without
+        reading them back)."""
+        finished = [job for job in self.jobs.values() if not job.pending]
+        for job in finished:
+            stored = (judged or {}).get(job.id, [])
+            describe = None
+            if stored and len(stored) == job.done:
+                results = sorted((item_result(row, calls) for row, calls in stored), key=lambda r: r.index)
+                describe = functools.partial(_described, results=results)
+            outcome.end_in(self.ctx, session, job.id, "succeeded", None, describe)
+        return [job.id for job in finished]
 
     def _reference_batch(self) -> bool:
         """One batch of reference answers (reference: {"auto": true}); False when none are due."""
@@ -318,11 +339,14 @@ class JudgeBatcher:
             outcomes = score_outcomes(self.engine, planned)
         else:
             outcomes = generate_outcomes(self.engine, planned, self.sampling)
+        judged: dict[uuid.UUID, list[StoredItem]] = {}
         with self.ctx.db.unit_of_work() as session:
             rows = {row.id: row for row in judging_repo.items_by_id(session, [u.pending.id for u in units])}
             for unit, outcome in zip(units, outcomes, strict=True):
                 hashes: dict[str, str] = {c.order: c.prompt_hash for c in unit.calls}
-                judging_repo.save_outcome(session, rows[unit.pending.id], outcome, hashes)
+                row = rows[unit.pending.id]
+                calls = judging_repo.save_outcome(session, row, outcome, hashes)
+                judged.setdefault(unit.job.id, []).append((row, calls))
                 unit.job.pending.remove(unit.pending)
                 unit.job.done += 1
                 unit.job.failed += outcome.status == "error"
@@ -330,7 +354,7 @@ class JudgeBatcher:
             self._record_progress(session, "judging")
             # A job ends in the transaction that records its last results: its waiting client hears
             # of it one commit sooner.
-            finished = self._end_completed(session)
+            finished = self._end_completed(session, judged)
         for job_id in finished:
             self._forget(job_id)
         self._record_metrics(units, outcomes)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 
 from app.core.config import Settings
@@ -34,6 +35,16 @@ class JudgeWorker(SimpleWorker):
             super()._set_ip_address(connection)
         except ValueError:
             self.ip_address = "unknown"
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat in one round trip (RQ sends its three writes one by one unless given a
+        pipeline); it runs between taking a job from the queue and starting it."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        pipe = self.connection.pipeline()
+        super().heartbeat(timeout, pipe)
+        pipe.execute()
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         """Warm shutdown (SIGTERM / first Ctrl-C): RQ takes no new delivery and waits for the current

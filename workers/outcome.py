@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from app.core.db import after_commit
+from app.db.tables import Job
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from workers.context import WorkerContext
@@ -23,8 +25,16 @@ def end(ctx: WorkerContext, job_id: uuid.UUID, status: str, error: str | None = 
         end_in(ctx, session, job_id, status, error)
 
 
-def end_in(ctx: WorkerContext, session: Any, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    lifecycle.end(session, ctx.queue, job_id, status, error)
+def end_in(
+    ctx: WorkerContext,
+    session: Any,
+    job_id: uuid.UUID,
+    status: str,
+    error: str | None,
+    describe: Callable[[Job], str] | None = None,
+) -> None:
+    """:func:`lifecycle.end` in the caller's transaction (``describe``: see there)."""
+    lifecycle.end(session, ctx.queue, job_id, status, error, describe)
 
 
 def retry_or_fail(ctx: WorkerContext, session: Any, job_id: uuid.UUID, attempts: int, error: str) -> None:

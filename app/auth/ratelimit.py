@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 # Refill by elapsed time (Redis's clock, the same for every API process), take one token if there is
 # one, else say how long until there will be. One script call: atomic.
@@ -39,4 +40,13 @@ class RateLimiter:
 
     def wait_for(self, key_id: uuid.UUID) -> float:
         """0 when the request may go ahead (a token is taken), else the seconds until it could."""
-        return float(self._script(keys=[f"judge:ratelimit:{key_id}"], args=[self.rate, self.burst]))
+        return float(self._script(keys=[_bucket(key_id)], args=[self.rate, self.burst]))
+
+    async def wait_for_async(self, redis: AsyncRedis, key_id: uuid.UUID) -> float:
+        """:meth:`wait_for` from the event loop, on ``redis`` (the same server)."""
+        script = redis.register_script(_TOKEN_BUCKET)
+        return float(await script(keys=[_bucket(key_id)], args=[self.rate, self.burst]))
+
+
+def _bucket(key_id: uuid.UUID) -> str:
+    return f"judge:ratelimit:{key_id}"

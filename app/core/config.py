@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=50.0, ge=0, description="Requests per second per API key (a token bucket); 0 turns it off."
     )
     rate_limit_burst: int = Field(default=200, ge=1, description="Requests a key may make at once.")
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long an API process trusts an API key it has checked without looking it up "
+        "again; a revoked key stops working within this time. 0 looks every request up.",
+    )
     max_active_jobs_per_tenant: int = Field(
         default=10_000, ge=1, description="Queued plus running jobs a tenant may have at once."
     )

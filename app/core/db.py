@@ -9,16 +9,22 @@ never leaves a queued job behind.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
 _AFTER_COMMIT = "after_commit_hooks"
+# A pooled connection idle for longer than this is pinged before use (the server may have restarted or
+# dropped it meanwhile); one used more recently goes straight to work, sparing every busy request a
+# round trip. A connection that died within the window fails its statement, and SQLAlchemy then
+# replaces every connection of the pool that predates the failure.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -35,11 +41,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+        # The most recently used connection first: the few a steady load needs stay warm (no ping);
+        # the rest idle.
+        kwargs.setdefault("pool_use_lifo", True)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """``pool_pre_ping``, for connections idle longer than :data:`PING_AFTER_IDLE_SECONDS` only."""
+
+    @event.listens_for(engine, "checkin")
+    def _note_last_use(_dbapi_conn: Any, record: Any) -> None:
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get("last_used")
+        if last_used is None or time.monotonic() - last_used <= PING_AFTER_IDLE_SECONDS:
+            return  # just opened, or just used
+        try:
+            engine.dialect.do_ping(dbapi_conn)  # what pool_pre_ping runs
+            if not getattr(dbapi_conn, "autocommit", True):
+                dbapi_conn.rollback()  # end the transaction the ping began: the user may want autocommit
+        except Exception as error:
+            # The pool discards this connection and checks out another (a fresh one if need be).
+            raise exc.DisconnectionError(f"pooled connection is dead: {error}") from error
 
 
 def after_commit(session: Session, hook: Callable[[], None]) -> None:
@@ -65,6 +96,10 @@ class Database:
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
         self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # Reads outside a transaction (autocommit): no BEGIN and COMMIT round trips.
+        self._reading_factory = sessionmaker(
+            bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
@@ -78,6 +113,17 @@ class Database:
             raise
         else:
             _run_after_commit(session)
+        finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only, each statement on its own (autocommit): cheaper than a unit of work,
+        but its reads are not one snapshot. Fine for rows that no longer change (an ended job's results),
+        or where each statement stands alone."""
+        session = self._reading_factory()
+        try:
+            yield session
         finally:
             session.close()
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from app.auth.cache import PrincipalCache
 from app.auth.ratelimit import RateLimiter
 from app.core.config import Settings
 from app.core.db import Database
+from app.jobs.end_listener import JobEndListener
 from app.jobs.queue import JobQueue
 
 
@@ -23,6 +25,14 @@ class AppState:
     queue: JobQueue
     # None: no per-key rate limit (settings.rate_limit_per_second == 0).
     limiter: RateLimiter | None = None
+    # `?wait=` requests hear of job ends through this (one pub/sub connection for the process).
+    job_ends: JobEndListener = field(init=False)
+    # API keys this process checked lately (settings.auth_cache_seconds).
+    principals: PrincipalCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_ends = JobEndListener(self.async_redis)
+        self.principals = PrincipalCache(self.settings.auth_cache_seconds)
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -43,11 +53,12 @@ class AppState:
         )
 
     async def close(self) -> None:
+        await self.job_ends.stop()
         await self.async_redis.aclose()
         self.redis.close()
         self.db.dispose()
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.judge
     return state

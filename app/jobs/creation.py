@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,9 +25,10 @@ def record_job(
     params: dict[str, Any],
     total: int,
     tenant: str,
+    job_id: uuid.UUID | None = None,
 ) -> Job:
-    """Add the job (queued) with the request's metadata and callback URL; the caller enqueues it after
-    the commit. 422 for a callback the service cannot sign."""
+    """Add the job (queued) with the request's metadata and callback URL, under ``job_id`` if given; the
+    caller enqueues it after the commit. 422 for a callback the service cannot sign."""
     if options.callback_url is not None and settings.webhook_secret is None:
         raise InvalidInput(
             "callback_url cannot be used: this service has no webhook signing secret configured "
@@ -43,4 +45,5 @@ def record_job(
         tenant=tenant,
         metadata=options.metadata,
         callback_url=options.callback_url,
+        job_id=job_id,
     )

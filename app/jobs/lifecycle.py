@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -68,13 +69,22 @@ def release(session: Session, queue: JobQueue, job_id: uuid.UUID, error: str | N
         announce(session, queue, job_id, "status", {"status": "queued", "error": error})
 
 
-def end(session: Session, queue: JobQueue, job_id: uuid.UUID, status: str, error: str | None) -> bool:
+def end(
+    session: Session,
+    queue: JobQueue,
+    job_id: uuid.UUID,
+    status: str,
+    error: str | None,
+    describe: Callable[[Job], str] | None = None,
+) -> bool:
     """End the job (succeeded, failed or cancelled) with its callback and announcements; False when it
-    had already ended (nothing is recorded or announced twice)."""
+    had already ended (nothing is recorded or announced twice). ``describe`` gives the ended job as
+    the API shows it (JSON, with its results), for the wake-up of `?wait=` requests
+    (:meth:`JobQueue.announce_end`)."""
     job = jobs_repo.finish(session, job_id, status, error)
     if job is None:
         return False
-    _ended(session, queue, job)
+    _ended(session, queue, job, describe(job) if describe is not None else None)
     return True
 
 
@@ -86,7 +96,7 @@ def cancel(session: Session, queue: JobQueue, job: Job) -> None:
         _ended(session, queue, job)
 
 
-def _ended(session: Session, queue: JobQueue, job: Job) -> None:
+def _ended(session: Session, queue: JobQueue, job: Job, described: str | None = None) -> None:
     outbox.record(session, job)
     # The `end` event and the wake-up of `?wait=` listeners go out together, the event first.
-    after_commit(session, functools.partial(queue.announce_end, job.id, end_data(job)))
+    after_commit(session, functools.partial(queue.announce_end, job.id, end_data(job), described))

@@ -20,6 +20,8 @@ from app.core.config import Settings
 from app.jobs.events import EventLog
 
 RUN_JOB = "workers.tasks.run_job"
+# The longest ended job a wake-up message carries; a longer one is read from the database.
+MAX_ANNOUNCED_JOB_CHARS = 512 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -55,6 +57,8 @@ class JobQueue:
         self._enqueue(job_id, queue, delivery_id(job_id, attempt))
 
     def _enqueue(self, job_id: uuid.UUID, queue: str, rq_id: str) -> None:
+        # One round trip: RQ's writes go into our pipeline (on its own, RQ sends two).
+        pipe = self.redis.pipeline()
         Queue(queue, connection=self.redis).enqueue(
             RUN_JOB,
             str(job_id),
@@ -64,7 +68,9 @@ class JobQueue:
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
             description=f"job {job_id}",
+            pipeline=pipe,
         )
+        pipe.execute()
 
     def enqueue_handed_back(self, job_id: uuid.UUID, queue: str) -> None:
         """Deliver a job a stopping worker handed back. Its attempt count was given back, so its usual
@@ -80,10 +86,14 @@ class JobQueue:
         status = rq_job.get_status(refresh=False)
         return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
-    def announce_end(self, job_id: uuid.UUID, data: dict[str, Any]) -> None:
+    def announce_end(self, job_id: uuid.UUID, data: dict[str, Any], ended_job: str | None = None) -> None:
         """Append the job's `end` event (``data``: :func:`end_data`) to its stream and wake its `?wait=`
-        listeners with its status, in one round trip (the event first)."""
+        listeners, in one round trip (the event first). The wake-up carries ``ended_job`` (the job as
+        the API shows it, with all its results, as JSON) when given and not too long for a message, so
+        a waiting request can answer without reading the database; else the job's status."""
+        if ended_job is None or len(ended_job) > MAX_ANNOUNCED_JOB_CHARS:
+            ended_job = data["status"]
         pipe = self.redis.pipeline(transaction=False)
         self.events.append_in(pipe, job_id, "end", data)
-        pipe.publish(job_channel(job_id), data["status"])
+        pipe.publish(job_channel(job_id), ended_job)
         pipe.execute()

@@ -26,7 +26,9 @@ def create_job(
     tenant: str,
     metadata: dict[str, str] | None = None,
     callback_url: str | None = None,
+    job_id: uuid.UUID | None = None,
 ) -> Job:
+    """Add a queued job (with ``job_id`` if given, else a new id)."""
     job = Job(
         kind=kind,
         model=model,
@@ -38,6 +40,8 @@ def create_job(
         job_metadata=metadata,
         callback_url=callback_url,
     )
+    if job_id is not None:
+        job.id = job_id
     session.add(job)
     session.flush()
     return job

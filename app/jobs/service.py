@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy.orm import Session
 
 from app.core.cursors import decode_cursor, decode_index_cursor, encode_cursor
@@ -17,7 +16,8 @@ from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.tables import Job
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
-from app.jobs.queue import JobQueue, job_channel
+from app.jobs.end_listener import EndWatch
+from app.jobs.queue import JobQueue
 from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage, metadata_key_problem
 from app.judging import repository as judging_repo
 from app.judging.results import item_result
@@ -176,34 +176,36 @@ def cancel(session: Session, queue: JobQueue, job_id: uuid.UUID, tenant: str) ->
 
 async def wait_until_ended(
     db: Database,
-    redis: AsyncRedis,
-    job_id: uuid.UUID,
+    watch: EndWatch,
     timeout: float,
     read: Callable[[Session], T | None],
+    *,
+    look_first: bool = True,
+    from_announcement: Callable[[bytes], T | None] | None = None,
 ) -> T | None:
-    """What ``read`` (run in a fresh session) returns once the job has ended, i.e. once it returns
-    something other than None; None when ``timeout`` passes first.
+    """What ``read`` (run in a fresh read-only session) returns once the job has ended, i.e. once it
+    returns something other than None; None when ``timeout`` passes first.
 
-    Workers publish on the job's channel once its end is committed, and ``read`` runs after each such
-    message: one database read answers the request. It also runs once after subscribing, so an end
-    published before the subscription is never missed, and every few seconds in case a message is lost
-    (e.g. Redis restarted).
+    ``watch`` listens for the job's end (:meth:`JobEndListener.watch`) from before this call. An
+    announcement that carries the ended job answers through ``from_announcement`` (no database read);
+    after any other, ``read`` runs once. With ``look_first`` it also runs at once, as the job may have
+    ended before the watch began; a watch that began before the job was recorded needs no such look.
+    It runs again every few seconds in case an announcement was lost (e.g. Redis restarted), and once
+    at the end of the wait.
     """
 
     def attempt() -> T | None:
-        with db.unit_of_work() as session:
+        with db.reading() as session:
             return read(session)
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with redis.pubsub() as pubsub:
-        await pubsub.subscribe(job_channel(job_id))
+    outcome = await asyncio.to_thread(attempt) if look_first else None
+    while outcome is None and (now := loop.time()) < deadline:
+        announced = await watch.wait(min(deadline, now + SAFETY_READ_SECONDS) - now)
+        if announced and watch.message is not None and from_announcement is not None:
+            outcome = from_announcement(watch.message)
+            if outcome is not None:
+                break
         outcome = await asyncio.to_thread(attempt)
-        next_read = min(deadline, loop.time() + SAFETY_READ_SECONDS)
-        while outcome is None and (now := loop.time()) < deadline:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=next_read - now)
-            if message is None and loop.time() < next_read:
-                continue  # the subscription's own confirmation: nothing happened yet
-            outcome = await asyncio.to_thread(attempt)
-            next_read = min(deadline, loop.time() + SAFETY_READ_SECONDS)
     return outcome

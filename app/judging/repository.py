@@ -32,14 +32,16 @@ def count_done(session: Session, job_id: uuid.UUID) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def _replace_call(session: Session, item_id: int, order: str, sample: int, **values: Any) -> None:
+def _replace_call(session: Session, item_id: int, order: str, sample: int, **values: Any) -> JudgeCall:
     # Unique on (item, order, sample): a re-run overwrites, never duplicates.
     session.execute(
         delete(JudgeCall).where(
             JudgeCall.item_id == item_id, JudgeCall.order == order, JudgeCall.sample == sample
         )
     )
-    session.add(JudgeCall(item_id=item_id, order=order, sample=sample, **values))
+    call = JudgeCall(item_id=item_id, order=order, sample=sample, **values)
+    session.add(call)
+    return call
 
 
 def save_reference(
@@ -63,8 +65,9 @@ def save_reference(
 
 def save_outcome(
     session: Session, item: JudgmentItem, outcome: ItemOutcome, prompt_hashes: dict[str, str]
-) -> None:
-    for o in outcome.orders:
+) -> list[JudgeCall]:
+    """Record the item's outcome; returns its judge calls as stored."""
+    calls = [
         _replace_call(
             session,
             item.id,
@@ -80,6 +83,8 @@ def save_outcome(
             tokens_out=o.tokens_out,
             latency_ms=o.latency_ms,
         )
+        for o in outcome.orders
+    ]
     item.status = outcome.status
     item.verdict = outcome.verdict
     item.score = outcome.score
@@ -87,6 +92,7 @@ def save_outcome(
     item.error = outcome.error
     item.probabilities = outcome.probs
     item.expected_score = outcome.expected_score
+    return calls
 
 
 def count_failed(session: Session, job_id: uuid.UUID) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from app.db.tables import JudgmentItem
+from collections.abc import Iterable
+
+from app.db.tables import JudgeCall, JudgmentItem
 from app.jobs.schemas import ItemResult, OrderResult
 
 _ORDER_RANK = {"AB": 0, "BA": 1, "single": 2}
 
 
-def item_result(item: JudgmentItem) -> ItemResult:
+def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) -> ItemResult:
+    """The item as the API shows it; ``calls`` (default: the item's stored calls) are its judge calls,
+    e.g. the ones a worker has just stored."""
     orders = [
         OrderResult(
             order=call.order,  # type: ignore[arg-type]
@@ -21,7 +25,7 @@ def item_result(item: JudgmentItem) -> ItemResult:
             tokens_out=call.tokens_out,
             latency_ms=call.latency_ms,
         )
-        for call in sorted(item.calls, key=lambda c: _ORDER_RANK.get(c.order, 9))
+        for call in sorted(item.calls if calls is None else calls, key=lambda c: _ORDER_RANK.get(c.order, 9))
         if call.order in _ORDER_RANK
     ]
     return ItemResult(

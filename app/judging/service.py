@@ -96,9 +96,10 @@ def submit(
     request: PairwiseRequest | SingleRequest,
     tenant: str = "default",
     idem: Idempotency | None = None,
+    job_id: uuid.UUID | None = None,
 ) -> Job:
-    """Record a judging job and its items; the job is enqueued after the caller's commit. A retry with
-    the same Idempotency-Key returns the first request's job."""
+    """Record a judging job and its items (under ``job_id`` if given); the job is enqueued after the
+    caller's commit. A retry with the same Idempotency-Key returns the first request's job."""
     earlier = idempotency.replay(session, tenant, idem)
     if earlier is not None:
         replayed = jobs_repo.get_job(session, earlier, tenant)
@@ -184,11 +185,12 @@ def submit(
         params=params,
         total=len(inputs),
         tenant=tenant,
+        job_id=job_id,
     )
     judging_repo.add_items(session, job.id, inputs)
     idempotency.remember(session, tenant, idem, job.id)
-    job_id = job.id
-    after_commit(session, lambda: queue.enqueue(job_id, q))
+    recorded_id = job.id
+    after_commit(session, lambda: queue.enqueue(recorded_id, q))
     return job
 
 
@@ -242,13 +244,13 @@ async def submit_and_wait(
     Returns (ended, job); with ``wait``, an ended job carries all its results.
     """
 
-    def record() -> tuple[uuid.UUID, bool, JobOut]:
+    def record(job_id: uuid.UUID | None = None) -> tuple[uuid.UUID, bool, JobOut]:
         with state.db.unit_of_work() as session:
-            job = submit(session, state.settings, state.queue, mode, request, tenant, idem)
+            job = submit(session, state.settings, state.queue, mode, request, tenant, idem, job_id)
             return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
 
-    job_id, ended, recorded = await asyncio.to_thread(record)
     if not wait:
+        _, ended, recorded = await asyncio.to_thread(record)
         return ended, recorded
 
     def read(session: Session) -> tuple[bool, JobOut]:
@@ -260,13 +262,38 @@ async def submit_and_wait(
         ended, job = read(session)
         return job if ended else None
 
+    def from_announcement(message: bytes) -> JobOut | None:
+        """The ended job with its results, when the worker's announcement carries it."""
+        if not message.startswith(b"{"):
+            return None  # just the status
+        job = JobOut.model_validate_json(message)
+        ended = job.id == job_id and job.status in jobs_service.TERMINAL and job.results is not None
+        return job if ended else None
+
     timeout = min(wait, state.settings.max_wait_seconds)
-    done = await jobs_service.wait_until_ended(state.db, state.async_redis, job_id, timeout, read_if_ended)
+    # The new job's id is chosen here, so its end is listened for before the job exists: no end can
+    # come before the watch, and nothing needs reading until the end is announced.
+    new_id = uuid.uuid4()
+    async with state.job_ends.watch(new_id) as watch:
+        job_id, ended, recorded = await asyncio.to_thread(record, new_id)
+        if ended:
+            return ended, recorded
+        done = None
+        if job_id == new_id:
+            done = await jobs_service.wait_until_ended(
+                state.db, watch, timeout, read_if_ended, look_first=False, from_announcement=from_announcement
+            )
+    if job_id != new_id:
+        # An Idempotency-Key retry: the first request's job, which may have ended already.
+        async with state.job_ends.watch(job_id) as watch:
+            done = await jobs_service.wait_until_ended(
+                state.db, watch, timeout, read_if_ended, from_announcement=from_announcement
+            )
     if done is not None:
         return True, done
 
     def read_now() -> tuple[bool, JobOut]:
-        with state.db.unit_of_work() as session:
+        with state.db.reading() as session:
             return read(session)
 
     return await asyncio.to_thread(read_now)

@@ -3,13 +3,15 @@ another tenant's objects (404, as if they did not exist)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.auth import keys
-from app.auth.service import create_key, revoke
+from app.auth.cache import PrincipalCache
+from app.auth.service import Principal, create_key, revoke
 from app.core.state import AppState
 from tests.api.helpers import assert_error
 
@@ -78,15 +80,41 @@ def test_every_route_that_needs_a_key_documents_401_and_403(client: TestClient) 
                 assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"
 
 
-def test_a_revoked_key_stops_working(client: TestClient, state: AppState) -> None:
+def test_a_revoked_key_stops_working_within_the_auth_cache_time(client: TestClient, state: AppState) -> None:
+    state.principals = PrincipalCache(0.3)
     key_id, token = _key(state, "default", ["judge"])
     caller = _as(client, token)
     assert caller.get("/v1/jobs").status_code == 200
     with state.db.unit_of_work() as session:
         revoke(session, key_id)
+    time.sleep(0.35)
     response = caller.get("/v1/jobs")
     assert_error(response, 401, "unauthorized", None)
     assert "revoked" in response.json()["error"]["message"]
+
+
+def test_checked_keys_are_trusted_for_a_while_and_failures_are_not_kept() -> None:
+    now = [100.0]
+    cache = PrincipalCache(2.0, clock=lambda: now[0])
+    principal = Principal(uuid.uuid4(), "t", frozenset({"judge"}))
+    assert cache.get("jk_aaaaaaaa_secret") is None
+    cache.put("jk_aaaaaaaa_secret", principal)
+    assert cache.get("jk_aaaaaaaa_secret") == principal
+    assert cache.get("jk_aaaaaaaa_other") is None  # another token, even with the same prefix
+    now[0] += 2.1
+    assert cache.get("jk_aaaaaaaa_secret") is None  # looked up again after ttl_seconds
+    off = PrincipalCache(0)
+    off.put("jk_aaaaaaaa_secret", principal)
+    assert off.get("jk_aaaaaaaa_secret") is None
+
+
+def test_a_key_refused_once_works_as_soon_as_it_exists(client: TestClient, state: AppState) -> None:
+    key_id, token = _key(state, "default", ["judge"])
+    with state.db.unit_of_work() as session:
+        revoke(session, key_id)
+    assert_error(_as(client, token).get("/v1/jobs"), 401, "unauthorized", None)
+    _, fresh = _key(state, "default", ["judge"])
+    assert _as(client, fresh).get("/v1/jobs").status_code == 200
 
 
 def test_a_stolen_prefix_with_a_wrong_secret_is_refused(client: TestClient, state: AppState) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.auth.cache import PrincipalCache
 from app.auth.service import create_key, revoke
 from app.core.state import AppState
 from app.dashboard import service as dashboard_service
@@ -122,12 +124,14 @@ def test_sign_in_refuses_bad_keys_forged_forms_and_unsafe_redirects(
 
 
 def test_a_revoked_key_signs_the_browser_out(browser: TestClient, state: AppState) -> None:
+    state.principals = PrincipalCache(0.3)  # (a revoked key works on for at most this long)
     with state.db.unit_of_work() as session:
         record, key = create_key(session, "default", ["judge"], "soon revoked")
     sign_in(browser, key)
     assert browser.get("/dashboard").status_code == 200
     with state.db.unit_of_work() as session:
         revoke(session, record.id)
+    time.sleep(0.35)
     response = browser.get("/dashboard", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard/sign-in?next=%2Fdashboard&expired=1"

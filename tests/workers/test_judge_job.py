@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from redis import Redis
+
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
+from app.jobs.queue import job_channel
 from app.judging.templates import REFERENCE_SYSTEM_PROMPT
 from app.models import repository as models_repo
 from tests.conftest import RollbackDatabase
@@ -254,3 +259,45 @@ def test_a_model_trained_from_the_workers_model_is_served_by_swapping_weights(
     again = submit("pairwise", {"items": [_pair(1)], "swap": "none"})
     assert run_job(str(again)) == "done"
     assert engine.loaded == ["judge-sr-1", registered_model]  # swapped back for the parent's job
+
+
+def _announcement(redis: Redis, job_id: uuid.UUID, run: Callable[[], object]) -> bytes:
+    """What the job's `?wait=` wake-up said while ``run`` ran."""
+    pubsub = redis.pubsub()
+    pubsub.subscribe(job_channel(job_id))
+    try:
+        run()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=1)
+            if message is not None and message["type"] == "message":
+                data: bytes = message["data"]
+                return data
+        raise AssertionError("no wake-up was published")
+    finally:
+        pubsub.close()
+
+
+def test_the_wake_up_carries_the_ended_job_as_the_api_reads_it(
+    db: RollbackDatabase, redis: Redis, make_worker: Install, submit: Submit
+) -> None:
+    make_worker(longer_answer_judge)
+    # Two items, both orders: one batch of 4 calls holds the whole job.
+    job_id = submit("pairwise", {"items": [_pair(0), _pair(1)], "swap": "conservative"})
+    announced = _announcement(redis, job_id, lambda: run_job(str(job_id)))
+    with db.unit_of_work() as session:
+        job = jobs_service.get_job(session, job_id, "default")
+        as_read = jobs_service.job_out(job, jobs_service.all_results(session, job))
+    assert as_read.status == "succeeded" and len(as_read.results or []) == 2
+    assert json.loads(announced) == as_read.model_dump(mode="json")
+
+
+def test_a_job_judged_over_several_batches_wakes_with_its_status_only(
+    db: RollbackDatabase, redis: Redis, make_worker: Install, submit: Submit
+) -> None:
+    make_worker(longer_answer_judge)
+    # 3 items x 2 orders: two batches; the last holds only part of the job's results.
+    job_id = submit("pairwise", {"items": [_pair(i) for i in range(3)], "swap": "conservative"})
+    assert _announcement(redis, job_id, lambda: run_job(str(job_id))) == b"succeeded"
+    status, results = _results(db, job_id)
+    assert status == "succeeded" and len(results) == 3
