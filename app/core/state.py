@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.jobs.end_listener import JobEndListener
 from app.jobs.queue import JobQueue
+from app.judging.lookups import RecentLookups
 
 
 @dataclass
@@ -29,10 +30,13 @@ class AppState:
     job_ends: JobEndListener = field(init=False)
     # API keys this process checked lately (settings.auth_cache_seconds).
     principals: PrincipalCache = field(init=False)
+    # Resolved models and tenants' active-job counts, for judging submissions.
+    lookups: RecentLookups = field(init=False)
 
     def __post_init__(self) -> None:
         self.job_ends = JobEndListener(self.async_redis)
         self.principals = PrincipalCache(self.settings.auth_cache_seconds)
+        self.lookups = RecentLookups()
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:

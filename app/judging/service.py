@@ -26,6 +26,7 @@ from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
 from app.judging.domain import JudgeItem, Mode, Scale, TemplateSpec
+from app.judging.lookups import RecentLookups
 from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
 from app.judging.template_catalog import resolve_template
@@ -97,9 +98,11 @@ def submit(
     tenant: str = "default",
     idem: Idempotency | None = None,
     job_id: uuid.UUID | None = None,
+    recent: RecentLookups | None = None,
 ) -> Job:
     """Record a judging job and its items (under ``job_id`` if given); the job is enqueued after the
-    caller's commit. A retry with the same Idempotency-Key returns the first request's job."""
+    caller's commit. A retry with the same Idempotency-Key returns the first request's job. ``recent``
+    spares the lookups a stream of submissions would repeat (the API process's)."""
     earlier = idempotency.replay(session, tenant, idem)
     if earlier is not None:
         replayed = jobs_repo.get_job(session, earlier, tenant)
@@ -122,8 +125,9 @@ def submit(
             raise InvalidInput(
                 f"item is {size} characters long; at most {settings.max_prompt_chars} per item", f"items[{i}]"
             )
-    check_capacity(session, settings, tenant)
-    served = models_service.serving(session, request.model or settings.default_model, "model", tenant)
+    check_capacity(session, settings, tenant, recent.active_jobs if recent is not None else None)
+    routes = recent.model_routes if recent is not None else models_service.ModelRoutes()
+    served = routes.route(session, request.model or settings.default_model, "model", tenant)
     model = served.name
 
     auto_reference = request.reference is not None
@@ -246,7 +250,9 @@ async def submit_and_wait(
 
     def record(job_id: uuid.UUID | None = None) -> tuple[uuid.UUID, bool, JobOut]:
         with state.db.unit_of_work() as session:
-            job = submit(session, state.settings, state.queue, mode, request, tenant, idem, job_id)
+            job = submit(
+                session, state.settings, state.queue, mode, request, tenant, idem, job_id, state.lookups
+            )
             return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
 
     if not wait:

@@ -41,6 +41,36 @@ def serving(session: Session, ref: str, field: str, tenant: str | None = None) -
     return Serving(record, queue_name(repository.root(session, record).name))
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a request's model goes: its name and its queue."""
+
+    name: str
+    queue: str
+
+
+class ModelRoutes:
+    """Resolved model references, kept for the process's life: a registered model never changes its
+    name, owner or lineage (models are never deleted), so a found one resolves the same way forever.
+    Unknown models are looked up every time (one may be registered any moment)."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._routes: dict[tuple[str, str | None], Route] = {}
+
+    def route(self, session: Session, ref: str, field: str, tenant: str | None = None) -> Route:
+        """:func:`serving`'s name and queue."""
+        key = (ref, tenant)
+        found = self._routes.get(key)
+        if found is None:
+            served = serving(session, ref, field, tenant)
+            found = Route(served.name, served.queue)
+            if len(self._routes) >= self.max_entries:
+                self._routes = {}
+            self._routes[key] = found
+        return found
+
+
 def _visible(record: ModelRecord, tenant: str) -> bool:
     """Operator models (no owner) are shared; a trained model belongs to its job's tenant."""
     return record.owner is None or record.owner == tenant

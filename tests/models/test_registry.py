@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.jobs import repository as jobs_repo
+from app.jobs.queue import queue_name
 from app.models import repository
 from app.models.registry import ModelUnavailable, ensure_local_model, register_local
+from app.models.service import ModelRoutes, Route
 from tests.conftest import RollbackDatabase
 
 
@@ -50,3 +55,42 @@ def test_ensure_local_model_finds_the_data_dir_copy_and_registers_it(
 def test_unknown_model_that_cannot_be_pulled(settings: Settings, db: RollbackDatabase) -> None:
     with pytest.raises(ModelUnavailable, match="judge models pull"):
         ensure_local_model(settings, db, "nowhere-model")
+
+
+def test_model_routes_keep_found_models_and_look_unknown_ones_up_again(db: RollbackDatabase) -> None:
+    routes = ModelRoutes()
+    with db.unit_of_work() as session:
+        with pytest.raises(InvalidInput):
+            routes.route(session, "late-judge", "model", "t")
+        base = repository.upsert(session, "late-judge", "transformers", None)
+        job = jobs_repo.create_job(
+            session, kind="self_reward", model="late-judge", queue="q", params={}, total=1, tenant="t"
+        )
+        trained = repository.register_trained(
+            session,
+            name="late-judge-it1",
+            backend="transformers",
+            artifact_path="/models/late-judge-it1",
+            parent_id=base.id,
+            job_id=job.id,
+            iteration=1,
+            metrics={},
+            owner="t",
+        )
+        # Registered meanwhile: found now (the miss was not kept); a trained model goes to its root's queue.
+        assert routes.route(session, "late-judge", "model", "t") == Route(
+            "late-judge", queue_name("late-judge")
+        )
+        assert routes.route(session, str(trained.id), "model", "t") == Route(
+            "late-judge-it1", queue_name("late-judge")
+        )
+        with pytest.raises(InvalidInput):  # another tenant's model stays unknown to this one
+            routes.route(session, "late-judge-it1", "model", "other")
+    statements: list[str] = []
+    event.listen(db.connection, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with db.unit_of_work() as session:
+        assert routes.route(session, "late-judge", "model", "t").name == "late-judge"
+    assert statements == []  # a found model resolves the same way forever: no lookup
+    with db.unit_of_work() as session, pytest.raises(InvalidInput):
+        routes.route(session, "never-registered", "model", "t")
+    assert statements  # (an unknown one is looked up each time)
