@@ -113,6 +113,7 @@ class JobEndListener:
         return self._pubsub
 
     async def _read(self, pubsub: PubSub) -> None:
+        lost = False
         while True:
             if not pubsub.subscribed:
                 # Nothing to hear until the next SUBSCRIBE (the connection opens with the first).
@@ -124,10 +125,15 @@ class JobEndListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("job-end subscription lost (%s); waiters re-read their jobs", exc)
+                if not lost:
+                    log.warning("job-end subscription lost (%s); waiters re-read their jobs", exc)
+                lost = True
                 self._wake_all()
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
+            if lost:
+                log.info("job-end subscription restored")
+                lost = False
             if message is not None and message["type"] == "message":
                 channel = message["channel"]
                 name = channel.decode() if isinstance(channel, bytes) else str(channel)

@@ -176,3 +176,28 @@ def test_waiters_share_one_connection_and_each_hears_its_own_job(redis: Redis) -
 
     assert asyncio.run(scenario()) == [b"succeeded", b"succeeded", None]
     assert all(_subscribers(redis, job_id) == 0 for job_id in jobs)
+
+
+def test_the_shared_subscription_survives_a_dropped_connection(redis: Redis) -> None:
+    job_id = uuid.uuid4()
+
+    async def scenario() -> bytes | None:
+        async with AsyncRedis.from_url(TEST_REDIS_URL) as async_redis:
+            listener = JobEndListener(async_redis)
+            try:
+                async with listener.watch(job_id) as watch:
+                    while not _subscribers(redis, job_id):
+                        await asyncio.sleep(0.01)
+                    await asyncio.to_thread(redis.client_kill_filter, _type="pubsub")
+                    deadline = time.monotonic() + 10
+                    while not _subscribers(redis, job_id) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)  # (redis-py reconnects and subscribes again)
+                    await asyncio.to_thread(redis.publish, job_channel(job_id), "succeeded")
+                    while await watch.wait(5):
+                        if watch.message is not None:
+                            return watch.message
+                    return None
+            finally:
+                await listener.stop()
+
+    assert asyncio.run(scenario()) == b"succeeded"
