@@ -195,6 +195,7 @@ class JudgeBatcher:
                 for job in jobs_repo.queued_candidates(session, self.ctx.queue_name, JUDGE_KINDS, limit=64)
                 if batch_key(job.model, job.params) == self.key
             ]
+        fused: list[tuple[uuid.UUID, int]] = []
         for job_id, params in candidates:
             if self._calls_in_hand() >= 2 * self.batch_size:
                 break
@@ -206,6 +207,12 @@ class JudgeBatcher:
             if claimed is not None:
                 log.info("fused job %s into the running batch", job_id)
                 self.add(job_id, params, attempts)
+                fused.append((job_id, attempts - 1))  # (the delivery made before this claim)
+        # Their own deliveries are moot now: off the queue with them.
+        try:
+            self.ctx.queue.withdraw(self.ctx.queue_name, fused)
+        except Exception:
+            log.warning("could not withdraw the deliveries of %d fused job(s)", len(fused), exc_info=True)
 
     def _drop_interrupted(self) -> None:
         """Between batches: end cancelled jobs, forget jobs another worker took over."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
@@ -22,6 +23,18 @@ from app.jobs.events import EventLog
 RUN_JOB = "workers.tasks.run_job"
 # The longest ended job a wake-up message carries; a longer one is read from the database.
 MAX_ANNOUNCED_JOB_CHARS = 512 * 1024
+# Take each delivery off the queue list and, when it was still there (no worker has taken it), drop its
+# RQ job hash too. KEYS[1]: the queue's list; ARGV: the RQ job key prefix, then the delivery ids.
+_WITHDRAW = """
+local withdrawn = 0
+for i = 2, #ARGV do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
+    redis.call('DEL', ARGV[1] .. ARGV[i])
+    withdrawn = withdrawn + 1
+  end
+end
+return withdrawn
+"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -76,6 +89,19 @@ class JobQueue:
         """Deliver a job a stopping worker handed back. Its attempt count was given back, so its usual
         delivery id may still name the delivery that worker is finishing: this one gets its own."""
         self._enqueue(job_id, queue, f"{job_id}_handback_{uuid.uuid4().hex[:12]}")
+
+    def withdraw(self, queue: str, deliveries: Sequence[tuple[uuid.UUID, int]]) -> int:
+        """Take still-queued deliveries (job id, attempt) off ``queue``: their jobs were claimed another
+        way (fused into a running batch), and each would otherwise cost a worker a dequeue that finds
+        its job taken (after a burst of small requests, enough of them to hold up the next new job for
+        a whole batch's time). One round trip; returns how many were still queued."""
+        if not deliveries:
+            return 0
+        ids = [delivery_id(job_id, attempt) for job_id, attempt in deliveries]
+        withdrawn = self.redis.eval(
+            _WITHDRAW, 1, Queue(queue, connection=self.redis).key, RQJob.key_for(""), *ids
+        )
+        return int(withdrawn)
 
     def is_delivery_pending(self, job_id: uuid.UUID, attempt: int) -> bool:
         """Whether RQ still holds an undelivered or running delivery of this attempt."""

@@ -6,9 +6,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from redis import Redis
+from rq import Queue
+from rq.job import Job as RQJob
+
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
+from app.jobs.queue import delivery_id, queue_name
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine, first_position_judge
 from workers.tasks import run_job
@@ -127,3 +132,17 @@ def test_a_fused_job_ends_when_its_own_items_are_done(
     # From the second batch on, the small job has already ended while the big one still runs.
     assert seen[4:] == [("succeeded", "running")] * 8
     assert _job(db, big)[0] == "succeeded"
+
+
+def test_the_deliveries_of_fused_jobs_leave_the_queue(
+    db: RollbackDatabase, redis: Redis, make_worker: Install, submit: Submit, registered_model: str
+) -> None:
+    make_worker(first_position_judge)
+    jobs = [submit("pairwise", {"items": [_pair(i)], "swap": "none"}) for i in range(3)]
+    queue = Queue(queue_name(registered_model), connection=redis)
+    assert sorted(queue.job_ids) == sorted(delivery_id(j, 0) for j in jobs)
+    assert run_job(str(jobs[0])) == "done"  # (as if RQ had delivered jobs[0]; it fuses the other two)
+    # No worker will dequeue the fused jobs' deliveries only to find them taken.
+    assert queue.job_ids == [delivery_id(jobs[0], 0)]
+    assert not any(redis.exists(RQJob.key_for(delivery_id(j, 0))) for j in jobs[1:])
+    assert all(_job(db, j)[0] == "succeeded" for j in jobs)
