@@ -3,7 +3,6 @@ token, whatever the batch, the chunking, the rows that leave early or the store'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,9 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def engine(default_model_path: Path) -> Iterator[TransformersEngine]:
-    eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=8)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
-def prompts(engine: TransformersEngine) -> list[list[int]]:
+def prompts(wide: TransformersEngine) -> list[list[int]]:
     return [
-        engine._encode(
+        wide._encode(
             [
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": f"Question: {q}\nAnswer A: {a}\nAnswer B: {b}"},
@@ -64,9 +56,7 @@ def reference(engine: TransformersEngine, prompt: list[int], max_new_tokens: int
     return [int(t) for t in out[0, len(prompt) :]]
 
 
-def greedy(
-    decoder: Decoder, engine: TransformersEngine, prompts: list[list[int]], **kwargs: Any
-) -> list[Any]:
+def greedy(decoder: Decoder, engine: TransformersEngine, prompts: list[list[int]], **kwargs: Any) -> list[Any]:
     with torch.inference_mode():
         shared = engine._shared_prefix_len(prompts, keep=1)
         return decoder.generate(
@@ -78,59 +68,59 @@ def greedy(
         )
 
 
-def test_the_model_runs_on_the_shared_prefix_attention(engine: TransformersEngine) -> None:
-    assert engine._model.config._attn_implementation == ATTENTION
-    assert engine._decoder is not None
+def test_the_model_runs_on_the_shared_prefix_attention(wide: TransformersEngine) -> None:
+    assert wide._model.config._attn_implementation == ATTENTION
+    assert wide._decoder is not None
 
 
 def test_greedy_equals_generate_one_by_one_with_rows_leaving_and_store_growing(
-    engine: TransformersEngine, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
+    wide: TransformersEngine, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A small growth step makes the store grow several times within 30 tokens.
     monkeypatch.setattr(decoding, "_GROWTH", 4)
-    decoder = Decoder(engine._model, engine._pad_id)
-    rows = greedy(decoder, engine, prompts, max_new_tokens=30)
-    expected = [reference(engine, p, 30) for p in prompts]
+    decoder = Decoder(wide._model, wide._pad_id)
+    rows = greedy(decoder, wide, prompts, max_new_tokens=30)
+    expected = [reference(wide, p, 30) for p in prompts]
     assert [r.tokens for r in rows] == expected
     lengths = {len(t) for t in expected}
     assert len(lengths) > 1, "some rows should end (end of turn) before others"
     assert all(r.stopped_at is None for r in rows)
 
 
-def test_chunked_prefill_equals_one_chunk(engine: TransformersEngine, prompts: list[list[int]]) -> None:
-    whole = greedy(Decoder(engine._model, engine._pad_id), engine, prompts, max_new_tokens=6)
+def test_chunked_prefill_equals_one_chunk(wide: TransformersEngine, prompts: list[list[int]]) -> None:
+    whole = greedy(Decoder(wide._model, wide._pad_id), wide, prompts, max_new_tokens=6)
     # A budget smaller than one prompt still takes one row per chunk.
-    tiny = greedy(Decoder(engine._model, engine._pad_id, prefill_tokens=1), engine, prompts, max_new_tokens=6)
+    tiny = greedy(Decoder(wide._model, wide._pad_id, prefill_tokens=1), wide, prompts, max_new_tokens=6)
     assert [r.tokens for r in tiny] == [r.tokens for r in whole]
     with torch.inference_mode():
-        shared = engine._shared_prefix_len(prompts, keep=2)
-        one = Decoder(engine._model, engine._pad_id).tail_logprobs(prompts, shared, keep=2)
-        chunked = Decoder(engine._model, engine._pad_id, prefill_tokens=64)
+        shared = wide._shared_prefix_len(prompts, keep=2)
+        one = Decoder(wide._model, wide._pad_id).tail_logprobs(prompts, shared, keep=2)
+        chunked = Decoder(wide._model, wide._pad_id, prefill_tokens=64)
         many = chunked.tail_logprobs(prompts, shared, keep=2)
     assert torch.allclose(one, many, atol=1e-4)
 
 
-def test_without_a_shared_prefix(engine: TransformersEngine, prompts: list[list[int]]) -> None:
-    decoder = Decoder(engine._model, engine._pad_id)
+def test_without_a_shared_prefix(wide: TransformersEngine, prompts: list[list[int]]) -> None:
+    decoder = Decoder(wide._model, wide._pad_id)
     with torch.inference_mode():
         rows = decoder.generate(
             prompts[:3],
             shared=0,
             max_new_tokens=8,
             pick=lambda logits: logits.argmax(dim=-1),
-            stop_ids=engine._stop_ids,
+            stop_ids=wide._stop_ids,
         )
-    assert [r.tokens for r in rows] == [reference(engine, p, 8) for p in prompts[:3]]
+    assert [r.tokens for r in rows] == [reference(wide, p, 8) for p in prompts[:3]]
 
 
-def test_a_stop_check_ends_only_its_row(engine: TransformersEngine, prompts: list[list[int]]) -> None:
-    decoder = Decoder(engine._model, engine._pad_id)
-    free = greedy(decoder, engine, prompts, max_new_tokens=10)
+def test_a_stop_check_ends_only_its_row(wide: TransformersEngine, prompts: list[list[int]]) -> None:
+    decoder = Decoder(wide._model, wide._pad_id)
+    free = greedy(decoder, wide, prompts, max_new_tokens=10)
     # Stop one row after its third token (one whose first three are its own); the others run on.
     starts = [tuple(r.tokens[:3]) for r in free]
     row = next(i for i, start in enumerate(starts) if starts.count(start) == 1)
     stopped = greedy(
-        decoder, engine, prompts, max_new_tokens=10, stopped=lambda tokens: tuple(tokens) == starts[row]
+        decoder, wide, prompts, max_new_tokens=10, stopped=lambda tokens: tuple(tokens) == starts[row]
     )
     assert stopped[row].tokens == list(starts[row]) and stopped[row].stopped_at == 3
     assert [r.tokens for i, r in enumerate(stopped) if i != row] == [
@@ -139,16 +129,16 @@ def test_a_stop_check_ends_only_its_row(engine: TransformersEngine, prompts: lis
 
 
 def test_outside_a_decoder_pass_attention_is_plain_sdpa(
-    engine: TransformersEngine, prompts: list[list[int]]
+    wide: TransformersEngine, prompts: list[list[int]]
 ) -> None:
     with torch.inference_mode():
         ids = torch.tensor([prompts[0]])
-        ours = engine._model(input_ids=ids).logits
-        engine._model.set_attn_implementation("sdpa")
+        ours = wide._model(input_ids=ids).logits
+        wide._model.set_attn_implementation("sdpa")
         try:
-            plain = engine._model(input_ids=ids).logits
+            plain = wide._model(input_ids=ids).logits
         finally:
-            engine._model.set_attn_implementation(ATTENTION)
+            wide._model.set_attn_implementation(ATTENTION)
     assert torch.equal(ours, plain)
 
 

@@ -73,14 +73,6 @@ def engine(default_model_path: Path) -> Iterator[TransformersEngine]:
 
 
 @pytest.fixture(scope="module")
-def wide(default_model_path: Path) -> Iterator[TransformersEngine]:
-    """Prefix caching on, one batch for all of SHARED: the suffixes get padded between prefix and text."""
-    eng = TransformersEngine(default_model_path, "smol", device="cpu", dtype="float32", batch_size=8)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture(scope="module")
 def plain(default_model_path: Path) -> Iterator[TransformersEngine]:
     """The same batches as ``wide`` without prefix caching: the reference it must match."""
     eng = TransformersEngine(
