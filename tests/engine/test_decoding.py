@@ -56,7 +56,9 @@ def reference(engine: TransformersEngine, prompt: list[int], max_new_tokens: int
     return [int(t) for t in out[0, len(prompt) :]]
 
 
-def greedy(decoder: Decoder, engine: TransformersEngine, prompts: list[list[int]], **kwargs: Any) -> list[Any]:
+def greedy(
+    decoder: Decoder, engine: TransformersEngine, prompts: list[list[int]], **kwargs: Any
+) -> list[Any]:
     with torch.inference_mode():
         shared = engine._shared_prefix_len(prompts, keep=1)
         return decoder.generate(
