@@ -2,9 +2,10 @@
 
 Every waiting request subscribes its job's channel on the process's one shared connection (a
 SUBSCRIBE on an open connection, not a new connection per request), and one reader task hands each
-announcement to the requests waiting on that job. When the connection drops, messages sent meanwhile
-are lost: the reader then wakes every waiter, so each re-reads its job from the database (the truth),
-and redis-py re-subscribes the channels once it reconnects.
+announcement to the requests waiting on that job. When the connection drops, redis-py reconnects and
+subscribes the channels again; an announcement sent meanwhile is lost, which each waiter's periodic
+read of its job covers (:func:`app.jobs.service.wait_until_ended`). A failure the reader sees wakes
+every waiter at once, so each re-reads its job from the database (the truth).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.jobs.queue import job_channel
 
 log = logging.getLogger(__name__)
 
-# How long the reader blocks on the connection per call (it also notices a stop request this often).
+# How long the reader blocks on the connection per call.
 _READ_SECONDS = 1.0
 # The pause before reading again after the connection failed (Redis restarting, say).
 _RETRY_SECONDS = 0.5
