@@ -6,6 +6,7 @@ import uuid
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.commands.core import AsyncScript
 
 # Refill by elapsed time (Redis's clock, the same for every API process), take one token if there is
 # one, else say how long until there will be. One script call: atomic.
@@ -37,6 +38,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._script = redis.register_script(_TOKEN_BUCKET)
+        self._async_scripts: dict[int, AsyncScript] = {}
 
     def wait_for(self, key_id: uuid.UUID) -> float:
         """0 when the request may go ahead (a token is taken), else the seconds until it could."""
@@ -44,7 +46,9 @@ class RateLimiter:
 
     async def wait_for_async(self, redis: AsyncRedis, key_id: uuid.UUID) -> float:
         """:meth:`wait_for` from the event loop, on ``redis`` (the same server)."""
-        script = redis.register_script(_TOKEN_BUCKET)
+        script = self._async_scripts.get(id(redis))
+        if script is None:
+            script = self._async_scripts[id(redis)] = redis.register_script(_TOKEN_BUCKET)
         return float(await script(keys=[_bucket(key_id)], args=[self.rate, self.burst]))
 
 

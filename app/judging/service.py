@@ -126,8 +126,8 @@ def submit(
                 f"item is {size} characters long; at most {settings.max_prompt_chars} per item", f"items[{i}]"
             )
     check_capacity(session, settings, tenant, recent.active_jobs if recent is not None else None)
-    routes = recent.model_routes if recent is not None else models_service.ModelRoutes()
-    served = routes.route(session, request.model or settings.default_model, "model", tenant)
+    look_up = recent.model_routes.route if recent is not None else models_service.route
+    served = look_up(session, request.model or settings.default_model, "model", tenant)
     model = served.name
 
     auto_reference = request.reference is not None

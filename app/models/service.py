@@ -49,6 +49,12 @@ class Route:
     queue: str
 
 
+def route(session: Session, ref: str, field: str, tenant: str | None = None) -> Route:
+    """:func:`serving`'s name and queue."""
+    served = serving(session, ref, field, tenant)
+    return Route(served.name, served.queue)
+
+
 class ModelRoutes:
     """Resolved model references, kept for the process's life: a registered model never changes its
     name, owner or lineage (models are never deleted), so a found one resolves the same way forever.
@@ -59,12 +65,11 @@ class ModelRoutes:
         self._routes: dict[tuple[str, str | None], Route] = {}
 
     def route(self, session: Session, ref: str, field: str, tenant: str | None = None) -> Route:
-        """:func:`serving`'s name and queue."""
+        """:func:`route`, remembered once found."""
         key = (ref, tenant)
         found = self._routes.get(key)
         if found is None:
-            served = serving(session, ref, field, tenant)
-            found = Route(served.name, served.queue)
+            found = route(session, ref, field, tenant)
             if len(self._routes) >= self.max_entries:
                 self._routes = {}
             self._routes[key] = found
