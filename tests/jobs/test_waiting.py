@@ -188,7 +188,8 @@ def test_the_shared_subscription_survives_a_dropped_connection(redis: Redis) -> 
                 async with listener.watch(job_id) as watch:
                     while not _subscribers(redis, job_id):
                         await asyncio.sleep(0.01)
-                    await asyncio.to_thread(redis.client_kill_filter, _type="pubsub")
+                    killed = await asyncio.to_thread(redis.client_kill_filter, _type="pubsub")
+                    assert killed >= 1  # (the listener's connection among them)
                     deadline = time.monotonic() + 10
                     while not _subscribers(redis, job_id) and time.monotonic() < deadline:
                         await asyncio.sleep(0.05)  # (redis-py reconnects and subscribes again)
