@@ -4,6 +4,7 @@ production; only the connection URLs differ."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -38,15 +39,19 @@ def fake_redis_server(host: str = "127.0.0.1") -> Iterator[str]:
         server.server_close()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int | None = None) -> None:
     """In the child, before exec: ask Linux to SIGTERM it when the `judge serve` process dies, even
     by SIGKILL, so an embedded worker is never orphaned (it could not work without its parent's
-    in-process Redis anyway)."""
+    in-process Redis anyway). The worker's SIGTERM path stops a training it runs (see
+    ``app.training.runner``), so the training goes too. With ``parent_pid``, a child whose parent
+    died before the request took effect exits at once."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if parent_pid is not None and os.getppid() != parent_pid:
+            os._exit(1)
 
 
 class WorkerProcess:
@@ -68,7 +73,8 @@ class WorkerProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "app.cli", "worker", "--model", self.model]
-        return subprocess.Popen(cmd, env=self.env, preexec_fn=_die_with_parent)
+        setup = functools.partial(_die_with_parent, os.getpid())
+        return subprocess.Popen(cmd, env=self.env, preexec_fn=setup)
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():

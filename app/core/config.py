@@ -90,6 +90,31 @@ class Settings(BaseSettings):
     max_extra_engines: int = Field(
         default=1, ge=0, description="Models a worker loads besides its own (e.g. a job's optimizer model)."
     )
+    train_launcher: Literal["python", "accelerate"] = Field(
+        default="python",
+        description="How a worker starts an SFT/DPO child: `python -m app.training`, or under `accelerate "
+        "launch` (multi-GPU DDP/FSDP/DeepSpeed through `train_accelerate_config`).",
+    )
+    train_accelerate_config: Path | None = Field(
+        default=None, description="`accelerate launch --config_file` for the `accelerate` launcher."
+    )
+    train_num_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Training processes under `accelerate` (one per GPU); unset: the config file's, or 1.",
+    )
+    train_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to training processes, so that a training on the serving machine "
+        "does not starve the engine of CPU.",
+    )
+    train_devices: str | None = Field(
+        default=None,
+        description="CUDA_VISIBLE_DEVICES of training processes (e.g. `1` or `2,3`, apart from the serving "
+        "engine's); unset: they see what the worker sees.",
+    )
 
     metrics_access: Literal["public", "admin", "off"] = Field(
         default="public",

@@ -1,7 +1,9 @@
 """``python -m app.training {sft|dpo} SPEC.json RESULT.json``: one training run in this process.
 
 Writes ``asdict(TrainResult)`` to RESULT.json and exits 0, or writes ``{"error": message}`` and
-exits 1. Logs go to stderr.
+exits 1. Logs go to stderr. Under ``accelerate launch`` with several processes, each process trains
+its share and only the main one (RANK 0) writes RESULT.json. The process ends itself when its parent
+goes away (see :mod:`app.training.watchdog`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.training.specs import TRAINING_KINDS, DPOSpec, SFTSpec, TrainResult, spec_from_json
+from app.training.watchdog import exit_when_orphaned
 
 log = logging.getLogger("app.training")
 
@@ -29,16 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    exit_when_orphaned()
     _quiet_progress_bars()
     try:
         spec = spec_from_json(args.kind, json.loads(args.spec.read_text()))
         result = _train(spec)
     except Exception as exc:
         log.exception("%s training failed", args.kind)
-        _write_json(args.result, {"error": f"{type(exc).__name__}: {exc}"})
+        if _is_main_process():
+            _write_json(args.result, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    _write_json(args.result, asdict(result))
+    if _is_main_process():
+        _write_json(args.result, asdict(result))
     return 0
+
+
+def _is_main_process() -> bool:
+    # RANK is set by torch's launcher (accelerate's multi-process path); one process has none.
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _train(spec: SFTSpec | DPOSpec) -> TrainResult:

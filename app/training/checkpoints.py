@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,26 @@ def publish(
     if output.exists():
         raise FileExistsError(f"training output already exists: {output}")
     os.replace(staging.model, output)
+
+
+def publish_trained(
+    trainer: Trainer,
+    tokenizer: PreTrainedTokenizerBase,
+    staging: Staging,
+    output_path: str,
+    *,
+    merge_lora: bool,
+) -> None:
+    """:func:`publish` ``trainer``'s model (its LoRA adapter merged when ``merge_lora``) from the main
+    process; under several training processes (``accelerate launch``, DDP) the others wait for it.
+
+    The model is taken whole from the main process, which suits DDP (every process holds all the
+    weights), not sharded training (FSDP, DeepSpeed ZeRO-3).
+    """
+    accelerator = trainer.accelerator
+    if accelerator.is_main_process:
+        trained = accelerator.unwrap_model(trainer.model)
+        if merge_lora:
+            trained = trained.merge_and_unload()
+        publish(trained, tokenizer, staging, output_path)
+    accelerator.wait_for_everyone()

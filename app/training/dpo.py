@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import DPOConfig, DPOTrainer
 
-from app.training.checkpoints import publish, staging_for
+from app.training.checkpoints import publish_trained, staging_for
 from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
 from app.training.metrics import training_metrics
 from app.training.specs import DPOSpec, TrainResult
@@ -58,10 +58,7 @@ def run_dpo(spec: DPOSpec) -> TrainResult:
         log.info("DPO of %s on %d pairs (lora=%s)", spec.base_path, len(spec.pairs), spec.lora is not None)
         log_to_logger(trainer)
         trainer.train()
-        trained = trainer.accelerator.unwrap_model(trainer.model)
-        if spec.lora is not None:
-            trained = trained.merge_and_unload()
-        publish(trained, tokenizer, staging, spec.output_path)
+        publish_trained(trainer, tokenizer, staging, spec.output_path, merge_lora=spec.lora is not None)
         metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step, dpo=True)
     metrics["total_seconds"] = time.perf_counter() - started
     return TrainResult(output_path=spec.output_path, metrics=metrics)

@@ -1,10 +1,23 @@
 """Running one training in a child process (``python -m app.training``), so that a worker gets the
-training's memory back when it ends and a crash in it cannot take the worker down."""
+training's memory back when it ends and a crash in it cannot take the worker down.
+
+A training never outlives the process that started it:
+
+- cancel (the caller's event), timeout, :func:`terminate_all`, this process's exit (atexit) and a
+  SIGTERM/SIGINT that this process handles in Python (RQ's warm shutdown) end the child's whole
+  process group: SIGTERM, a grace period, then SIGKILL;
+- the child gets SIGKILL from Linux when the thread that started it ends, even by SIGKILL
+  (``PR_SET_PDEATHSIG``); :func:`run_in_subprocess` waits for its child in that same thread;
+- ``python -m app.training`` ends its process group when its parent goes away, which covers the
+  processes a launcher (``accelerate launch``) starts below the direct child.
+"""
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -13,16 +26,29 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import asdict
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from app.training.specs import DPOSpec, SFTSpec, TrainResult, result_from_json
+from app.training.watchdog import OWN_GROUP_ENV
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
 
 log = logging.getLogger(__name__)
 child_log = logging.getLogger("app.training.child")
 
 _TAIL_LINES = 40
+_POLL_S = 0.2
+DEFAULT_GRACE_S = 5.0
+_PR_SET_PDEATHSIG = 1
+
+Launcher = Literal["python", "accelerate"]
+_Handler = Callable[[int, FrameType | None], Any]
 
 
 class TrainingFailed(RuntimeError):
@@ -33,20 +59,105 @@ class TrainingFailed(RuntimeError):
         self.output_tail = output_tail
 
 
-def run_in_subprocess(kind: str, spec: SFTSpec | DPOSpec, timeout_s: float) -> TrainResult:
-    """Run a ``kind`` ("sft" or "dpo") training of ``spec`` in a child process with this Python, and
-    return its result. The child's output goes to the ``app.training.child`` logger line by line.
+class TrainingCancelled(RuntimeError):
+    """The training was stopped before its end. ``reason`` is "cancelled" (the caller's ``cancel``
+    event was set) or "shutdown" (this process is stopping: :func:`terminate_all`, atexit, or a
+    SIGTERM/SIGINT it handles).
 
-    Raises TrainingFailed when the child exits non-zero (its error and last lines in the message) or
-    runs past ``timeout_s`` (it is killed, with any process it started).
+    Deliberately not a :class:`TrainingFailed`: a stop says nothing about the training, and the caller
+    decides what it means (end the job as cancelled, or hand it back to the queue).
     """
+
+    def __init__(self, reason: Literal["cancelled", "shutdown"], message: str, output_tail: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.output_tail = output_tail
+
+
+@dataclass(frozen=True)
+class TrainLaunch:
+    """How the training child is started: the launcher, the devices it sees and its CPU priority.
+
+    ``launcher`` "python" runs ``python -m app.training`` directly; "accelerate" runs it under
+    ``accelerate launch`` (``accelerate_config``: its config file, for DDP/FSDP/DeepSpeed;
+    ``num_processes``: None keeps the config's, or 1 without one). ``devices`` becomes the child's
+    CUDA_VISIBLE_DEVICES (None: inherited). ``nice`` is added to the child's niceness.
+    """
+
+    launcher: Launcher = "python"
+    accelerate_config: Path | None = None
+    num_processes: int | None = None
+    nice: int = 10
+    devices: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrainLaunch:
+        return cls(
+            launcher=settings.train_launcher,
+            accelerate_config=settings.train_accelerate_config,
+            num_processes=settings.train_num_processes,
+            nice=settings.train_nice,
+            devices=settings.train_devices,
+        )
+
+    def command(self, entry_args: Sequence[str]) -> list[str]:
+        """The child's command line for ``python -m app.training <entry_args>``."""
+        if self.launcher == "python":
+            return [sys.executable, "-m", "app.training", *entry_args]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        if self.accelerate_config is not None:
+            cmd += ["--config_file", str(self.accelerate_config)]
+        if self.num_processes is not None or self.accelerate_config is None:
+            cmd += ["--num_processes", str(self.num_processes or 1)]
+        if self.accelerate_config is None:
+            # What a config file would say; without them accelerate warns about each missing default.
+            cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        return [*cmd, "-m", "app.training", *entry_args]
+
+
+def run_in_subprocess(
+    kind: str,
+    spec: SFTSpec | DPOSpec,
+    timeout_s: float,
+    cancel: threading.Event | None = None,
+    *,
+    launch: TrainLaunch | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    command: Sequence[str] | None = None,
+) -> TrainResult:
+    """Run a ``kind`` ("sft" or "dpo") training of ``spec`` in a child process and return its result.
+    The child's output goes to the ``app.training.child`` logger line by line.
+
+    ``launch`` None reads :class:`TrainLaunch` from the process's settings. ``cancel`` is polled every
+    0.2 s; once set, the child's process group gets SIGTERM, then SIGKILL after ``grace_s``.
+    ``command`` replaces the ``python -m app.training`` command line (tests); the spec and result
+    paths are appended to it.
+
+    Call it from a thread that lives until it returns (it does not return before its child is
+    gone): Linux kills the child when the thread that started it ends. Called from the main
+    thread, a SIGTERM or SIGINT that the process handles in Python (RQ's warm shutdown) first
+    stops the training, then runs that handler.
+
+    Raises TrainingCancelled when ``cancel`` is set or the process shuts down, and TrainingFailed
+    when the child exits non-zero (its error and last lines in the message) or runs past
+    ``timeout_s``.
+    """
+    launch = launch if launch is not None else TrainLaunch.from_settings(_settings())
     with tempfile.TemporaryDirectory(prefix="judge-train-") as scratch:
         spec_path = Path(scratch) / "spec.json"
         result_path = Path(scratch) / "result.json"
         spec_path.write_text(json.dumps(asdict(spec)))
-        cmd = [sys.executable, "-m", "app.training", kind, str(spec_path), str(result_path)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-        log.info("starting %s training in a child process (output %s)", kind, spec.output_path)
+        paths = [str(spec_path), str(result_path)]
+        cmd = [*command, *paths] if command is not None else launch.command([kind, *paths])
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            OWN_GROUP_ENV: "1",
+        }
+        if launch.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = launch.devices
+        log.info("starting %s training in a child process (output %s): %s", kind, spec.output_path, cmd)
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -55,29 +166,192 @@ def run_in_subprocess(kind: str, spec: SFTSpec | DPOSpec, timeout_s: float) -> T
             env=env,
             text=True,
             errors="replace",
-            start_new_session=True,  # its own process group, so a timeout kills its children too
+            start_new_session=True,  # its own process group: stopping it reaches what it started
+            preexec_fn=_child_setup(os.getpid(), launch.nice),
         )
         assert proc.stdout is not None
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         reader = threading.Thread(target=_relay, args=(proc.stdout, tail), daemon=True)
         reader.start()
+        training = _Training(proc)
         try:
-            returncode = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            reader.join(timeout=5)
-            output = "\n".join(tail)
-            raise TrainingFailed(f"{kind} training timed out after {timeout_s:g}s", output) from None
+            with _registered(training), _stop_on_signals(training):
+                returncode = _wait(training, cancel, timeout_s, grace_s)
         finally:
             if proc.poll() is None:  # interrupted while waiting: leave no orphan behind
-                _kill_group(proc)
+                _end_group(proc, grace_s)
         reader.join(timeout=5)
         output = "\n".join(tail)
+        if returncode is None:
+            raise TrainingFailed(f"{kind} training timed out after {timeout_s:g}s", output)
+        if training.reason is not None:
+            raise TrainingCancelled(training.reason, f"{kind} training stopped ({training.reason})", output)
         outcome = _read_outcome(result_path)
         if returncode != 0 or outcome is None or "error" in outcome:
             error = (outcome or {}).get("error") or _last_line(output) or "no output"
             raise TrainingFailed(f"{kind} training failed (exit code {returncode}): {error}", output)
         return result_from_json(outcome)
+
+
+def terminate_all(grace_s: float = DEFAULT_GRACE_S) -> int:
+    """End every training child this process runs: SIGTERM their process groups, SIGKILL after
+    ``grace_s``. Their :func:`run_in_subprocess` calls raise TrainingCancelled("shutdown"). Safe
+    from any thread and from a signal handler; returns how many trainings it stopped."""
+    with _live_lock:
+        trainings = list(_live)
+    for training in trainings:
+        training.reason = training.reason or "shutdown"
+        _signal_group(training.proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for training in trainings:
+        _wait_group(training.proc, deadline)
+        _signal_group(training.proc, signal.SIGKILL)
+    if trainings:
+        log.warning("stopped %d training process(es)", len(trainings))
+    return len(trainings)
+
+
+class _Training:
+    """One live training child, and why it is being stopped (None: it is not)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.reason: Literal["cancelled", "shutdown"] | None = None
+
+
+# Reentrant: terminate_all may run in a signal handler on a thread that holds the lock.
+_live_lock = threading.RLock()
+_live: set[_Training] = set()
+
+
+@contextlib.contextmanager
+def _registered(training: _Training) -> Iterator[None]:
+    with _live_lock:
+        _live.add(training)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _live.discard(training)
+
+
+@atexit.register
+def _terminate_at_exit() -> None:
+    terminate_all()
+
+
+def _wait(
+    training: _Training, cancel: threading.Event | None, timeout_s: float, grace_s: float
+) -> int | None:
+    """The child's exit code once it ends or is stopped (cancel, shutdown); None after a timeout."""
+    proc = training.proc
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return proc.wait(timeout=max(0.0, min(_POLL_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+        if training.reason is None and cancel is not None and cancel.is_set():
+            training.reason = "cancelled"
+        if training.reason is not None:
+            log.warning("stopping the training child %d (%s)", proc.pid, training.reason)
+            return _end_group(proc, grace_s)
+        if time.monotonic() >= deadline:
+            _end_group(proc, grace_s)
+            return None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(training: _Training) -> Iterator[None]:
+    """On the main thread: a SIGTERM/SIGINT with a Python handler first marks the training for a
+    stop (the wait loop ends it) and signals its group, then runs the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    installed: dict[int, tuple[_Handler, _Handler]] = {}
+    for signum in (int(signal.SIGTERM), int(signal.SIGINT)):
+        previous = signal.getsignal(signum)
+        if not callable(previous):  # default or ignored: nothing in Python to chain to
+            continue
+        handler = _chained(training, previous)
+        signal.signal(signum, handler)
+        installed[signum] = (handler, previous)
+    try:
+        yield
+    finally:
+        for signum, (handler, previous) in installed.items():
+            # The handler it chained to may have installed another one (RQ's cold shutdown): keep that.
+            if signal.getsignal(signum) is handler:
+                signal.signal(signum, previous)
+
+
+def _chained(training: _Training, previous: _Handler) -> _Handler:
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        training.reason = training.reason or "shutdown"
+        _signal_group(training.proc, signal.SIGTERM)
+        return previous(signum, frame)
+
+    return handler
+
+
+def _end_group(proc: subprocess.Popen[str], grace_s: float) -> int:
+    """SIGTERM the child's process group, SIGKILL it after ``grace_s`` (or once the child is gone and
+    the group empty); returns the child's exit code."""
+    _signal_group(proc, signal.SIGTERM)
+    _wait_group(proc, time.monotonic() + grace_s)
+    _signal_group(proc, signal.SIGKILL)
+    return proc.wait()
+
+
+def _wait_group(proc: subprocess.Popen[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(proc.pid):
+            return
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    # The child leads its own session, so its process group id is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+_libc: Any = None
+
+
+def _child_setup(parent_pid: int, nice: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: die with the parent's thread, lower its priority.
+    libc is loaded here, in the parent: loading a library after fork may deadlock."""
+    global _libc
+    if sys.platform.startswith("linux") and _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc
+
+    def setup() -> None:
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+        if nice:
+            os.nice(nice)
+
+    return setup
+
+
+def _settings() -> Settings:
+    from app.core.config import get_settings
+
+    return get_settings()
 
 
 def _relay(stream: IO[str], tail: collections.deque[str]) -> None:
@@ -86,12 +360,6 @@ def _relay(stream: IO[str], tail: collections.deque[str]) -> None:
         if line:
             tail.append(line)
             child_log.info("%s", line)
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _read_outcome(path: Path) -> dict[str, object] | None:

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
-from app.training.checkpoints import publish, staging_for
+from app.training.checkpoints import publish_trained, staging_for
 from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
 from app.training.metrics import training_metrics
 from app.training.specs import SFTSpec, TrainResult
@@ -55,10 +55,7 @@ def run_sft(spec: SFTSpec) -> TrainResult:
         )
         log_to_logger(trainer)
         trainer.train()
-        trained = trainer.accelerator.unwrap_model(trainer.model)
-        if spec.lora is not None:
-            trained = trained.merge_and_unload()
-        publish(trained, tokenizer, staging, spec.output_path)
+        publish_trained(trainer, tokenizer, staging, spec.output_path, merge_lora=spec.lora is not None)
         metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step)
     metrics["total_seconds"] = time.perf_counter() - started
     return TrainResult(output_path=spec.output_path, metrics=metrics)
