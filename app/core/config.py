@@ -68,6 +68,97 @@ class Settings(BaseSettings):
     max_active_jobs_per_tenant: int = Field(
         default=10_000, ge=1, description="Queued plus running jobs a tenant may have at once."
     )
+    max_active_long_jobs_per_tenant: int = Field(
+        default=8,
+        ge=1,
+        description="Queued plus running long jobs (prompt optimization, self-reward) a tenant may have "
+        "at once.",
+    )
+    # Cost bounds of long jobs: what one job may project, and caps on each of its size parameters
+    # (the request schemas' own bounds are far looser). Generous for research runs on a GPU; they
+    # refuse values no run means to spend.
+    max_job_calls: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="Most model calls one long job may project (a prompt-optimization budget, if smaller, "
+        "bounds the projection).",
+    )
+    max_job_tokens: int = Field(
+        default=5_000_000_000,
+        ge=1,
+        description="Most prompt + completion tokens one long job may project (a prompt-optimization "
+        "budget, if smaller, bounds the projection).",
+    )
+    max_job_new_tokens: int = Field(
+        default=2048,
+        ge=1,
+        description="Largest completion limit (`max_tokens`) of any generation in a long job.",
+    )
+    max_sr_iterations: int = Field(default=10, ge=1, description="Self-reward: most DPO `iterations`.")
+    max_sr_prompts_per_iteration: int = Field(
+        default=20_000, ge=1, description="Self-reward: most `prompts_per_iteration`."
+    )
+    max_sr_attempts_factor: int = Field(
+        default=10, ge=1, description="Self-reward: largest `instruct.max_attempts_factor`."
+    )
+    max_sr_candidates: int = Field(
+        default=16, ge=2, description="Self-reward: most responses sampled per prompt (`candidates.n`)."
+    )
+    max_sr_judge_samples: int = Field(
+        default=8, ge=1, description="Self-reward: most judgments per response (`judge.samples`)."
+    )
+    max_sr_heldout_prompts: int = Field(
+        default=500, ge=0, description="Self-reward: most `evaluation.heldout_prompts`."
+    )
+    max_sr_seed_examples: int = Field(
+        default=20_000,
+        ge=2,
+        description="Self-reward: most examples in each seed set (`ift`, `eft`, `eft_heldout`).",
+    )
+    max_sr_training_epochs: int = Field(
+        default=10, ge=1, description="Self-reward: most `sft.epochs` and `dpo.epochs`."
+    )
+    max_sr_training_max_length: int = Field(
+        default=8192, ge=32, description="Self-reward: largest `sft.max_length` and `dpo.max_length`."
+    )
+    max_po_rounds: int = Field(default=30, ge=0, description="Prompt optimization: most search `rounds`.")
+    max_po_beam_size: int = Field(default=16, ge=1, description="Prompt optimization: largest `beam_size`.")
+    max_po_minibatch_size: int = Field(
+        default=1000, ge=1, description="Prompt optimization: largest `minibatch_size`."
+    )
+    max_po_gradients: int = Field(
+        default=16, ge=1, description="Prompt optimization: most `n_gradients` per parent."
+    )
+    max_po_errors_per_gradient: int = Field(
+        default=32, ge=1, description="Prompt optimization: most `errors_per_gradient`."
+    )
+    max_po_gradients_per_error: int = Field(
+        default=4, ge=1, description="Prompt optimization: most `gradients_per_error`."
+    )
+    max_po_steps_per_gradient: int = Field(
+        default=4, ge=1, description="Prompt optimization: most `steps_per_gradient`."
+    )
+    max_po_paraphrases: int = Field(
+        default=8, ge=0, description="Prompt optimization: most paraphrases per edit (`mc_samples`)."
+    )
+    max_po_expansion: int = Field(
+        default=32, ge=1, description="Prompt optimization: most successors per parent (`max_expansion`)."
+    )
+    max_po_bandit_rounds: int = Field(
+        default=200, ge=1, description="Prompt optimization: most `selector.eval_rounds`."
+    )
+    max_po_prompts_per_bandit_round: int = Field(
+        default=32, ge=1, description="Prompt optimization: most `selector.prompts_per_round`."
+    )
+    max_po_samples_per_eval: int = Field(
+        default=1000, ge=1, description="Prompt optimization: most `selector.samples_per_eval`."
+    )
+    max_po_eval_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Prompt optimization: most examples in the dev split and in the test split (each is "
+        "scored again every round or at the end; the train split is only sampled).",
+    )
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(

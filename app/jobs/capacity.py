@@ -1,4 +1,4 @@
-"""The per-tenant cap on active jobs, checked before a job is recorded."""
+"""The per-tenant caps on active jobs (all jobs, and long jobs), checked before a job is recorded."""
 
 from __future__ import annotations
 
@@ -32,6 +32,25 @@ def check_capacity(
             "too_many_jobs",
             f"this tenant has {active} queued or running jobs (at most {limit}); wait for some to end",
             headers={"Retry-After": "10"},
+        )
+
+
+# Jobs that run for hours and spend many model calls: a tenant may have only a few of them active.
+LONG_JOB_KINDS = ("prompt_opt", "self_reward")
+
+
+def check_long_job_capacity(session: Session, settings: Settings, tenant: str) -> None:
+    """429 when the tenant already has ``settings.max_active_long_jobs_per_tenant`` queued or running
+    long jobs (prompt optimization, self-reward)."""
+    limit = settings.max_active_long_jobs_per_tenant
+    active = jobs_repo.count_active(session, tenant, LONG_JOB_KINDS)
+    if active >= limit:
+        raise ApiError(
+            429,
+            "too_many_jobs",
+            f"this tenant has {active} queued or running long jobs (prompt optimization, self-reward), "
+            f"the quota JUDGE_MAX_ACTIVE_LONG_JOBS_PER_TENANT={limit}; wait for one to end",
+            headers={"Retry-After": "60"},
         )
 
 

@@ -260,13 +260,15 @@ def queued_candidates(session: Session, queue: str, kinds: tuple[str, ...], limi
     return list(session.scalars(stmt))
 
 
-def count_active(session: Session, tenant: str) -> int:
-    """The tenant's queued and running jobs."""
+def count_active(session: Session, tenant: str, kinds: tuple[str, ...] | None = None) -> int:
+    """The tenant's queued and running jobs (of ``kinds`` only, if given)."""
     stmt = (
         select(func.count())
         .select_from(Job)
         .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
     )
+    if kinds is not None:
+        stmt = stmt.where(Job.kind.in_(kinds))
     return int(session.scalar(stmt) or 0)
 
 

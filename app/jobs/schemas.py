@@ -215,3 +215,14 @@ class ResultPage(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page; null at the end."
     )
+
+
+class CapCheck(BaseModel):
+    """One of the server's per-job cost caps, against what a long job projects."""
+
+    setting: str = Field(description="The cap's environment variable, e.g. `JUDGE_MAX_JOB_CALLS`.")
+    limit: int = Field(ge=0, description="The cap's value.")
+    projected: int = Field(
+        ge=0, description="What the job would spend, at most (bounded by its budget where it has one)."
+    )
+    ok: bool = Field(description="Whether `projected` is within `limit`; a submission is refused otherwise.")

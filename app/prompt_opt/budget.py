@@ -2,8 +2,7 @@
 
 The final evaluation (initial and best prompt on dev and test) gets its worst case held back, so a
 search that spends its share still ends with measured results. Token costs of a call are known only
-after it ran, so a call is admitted on an estimate: its prompt's characters / ``CHARS_PER_TOKEN`` plus
-the completion's token limit (an over-estimate for the tokenizers we serve).
+after it ran, so a call is admitted on an estimate (:func:`app.jobs.tokens.estimate_tokens`).
 """
 
 from __future__ import annotations
@@ -11,13 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.jobs.tokens import estimate_tokens as estimate_tokens
 from app.prompt_opt.domain import Budget, Usage
-
-CHARS_PER_TOKEN = 3
-
-
-def estimate_tokens(prompt_chars: int, max_new_tokens: int) -> int:
-    return prompt_chars // CHARS_PER_TOKEN + 1 + max_new_tokens
 
 
 @dataclass

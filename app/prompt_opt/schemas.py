@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.jobs.schemas import JobOptionsIn
+from app.jobs.schemas import CapCheck, JobOptionsIn
 from app.prompt_opt.domain import Budget, Hyperparams, Metric, SelectorConfig
 
 
@@ -223,7 +223,16 @@ class Projection(BaseModel):
         ge=0, description="Of `calls`: the final evaluation, held back from the search."
     )
     per_round: list[dict[str, int]] = Field(description="Calls per round: task, optimizer.")
-    fits_budget: bool = Field(description="Whether the projected run fits the budget.")
+    caps: list[CapCheck] = Field(
+        description="The server's per-job caps against the projection, bounded by the budget (the budget "
+        "stops the search at its share)."
+    )
+    within_caps: bool = Field(
+        description="Whether every cap in `caps` holds; a submission is refused (422) otherwise."
+    )
+    fits_budget: bool = Field(
+        description="Whether the whole projected run fits the budget and the server's per-job caps."
+    )
 
 
 class DryRunOut(BaseModel):

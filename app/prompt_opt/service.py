@@ -17,15 +17,16 @@ from app.core.idempotency import Idempotency
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
-from app.jobs.capacity import check_capacity
+from app.jobs.capacity import check_capacity, check_long_job_capacity
+from app.jobs.caps import CALLS_CAP, TOKENS_CAP, SizeCap, check_cost, check_sizes, cost_caps
 from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOptionsIn
+from app.jobs.tokens import estimate_tokens
 from app.judging.template_catalog import resolve_template
 from app.models import service as models_service
 from app.prompt_opt import repository as po_repo
 from app.prompt_opt import sections
-from app.prompt_opt.budget import estimate_tokens
 from app.prompt_opt.data import DataError, Row, label_map, take, to_examples
 from app.prompt_opt.projection import Sizes, project
 from app.prompt_opt.schemas import (
@@ -179,7 +180,41 @@ def _optimizer_name(session: Session, request: PromptOptimizationRequest, tenant
     return models_service.serving(session, request.optimizer_model, "optimizer_model", tenant).name
 
 
-def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Projection:
+def _request_sizes(request: PromptOptimizationRequest) -> list[SizeCap]:
+    h, selector = request.hyperparameters, request.hyperparameters.selector
+    return [
+        SizeCap("hyperparameters.rounds", h.rounds, "max_po_rounds"),
+        SizeCap("hyperparameters.beam_size", h.beam_size, "max_po_beam_size"),
+        SizeCap("hyperparameters.minibatch_size", h.minibatch_size, "max_po_minibatch_size"),
+        SizeCap("hyperparameters.n_gradients", h.n_gradients, "max_po_gradients"),
+        SizeCap("hyperparameters.errors_per_gradient", h.errors_per_gradient, "max_po_errors_per_gradient"),
+        SizeCap("hyperparameters.gradients_per_error", h.gradients_per_error, "max_po_gradients_per_error"),
+        SizeCap("hyperparameters.steps_per_gradient", h.steps_per_gradient, "max_po_steps_per_gradient"),
+        SizeCap("hyperparameters.mc_samples", h.mc_samples, "max_po_paraphrases"),
+        SizeCap("hyperparameters.max_expansion", h.max_expansion, "max_po_expansion"),
+        SizeCap("hyperparameters.selector.eval_rounds", selector.eval_rounds, "max_po_bandit_rounds"),
+        SizeCap(
+            "hyperparameters.selector.prompts_per_round",
+            selector.prompts_per_round,
+            "max_po_prompts_per_bandit_round",
+        ),
+        SizeCap(
+            "hyperparameters.selector.samples_per_eval", selector.samples_per_eval, "max_po_samples_per_eval"
+        ),
+        SizeCap("task_decoding.max_tokens", request.task_decoding.max_tokens, "max_job_new_tokens"),
+        SizeCap("optimizer_decoding.max_tokens", request.optimizer_decoding.max_tokens, "max_job_new_tokens"),
+    ]
+
+
+def _split_sizes(loaded: LoadedSplits) -> list[SizeCap]:
+    s = loaded.splits
+    return [
+        SizeCap("data.dev", len(s.dev), "max_po_eval_rows", "examples"),
+        SizeCap("data.test", len(s.test), "max_po_eval_rows", "examples"),
+    ]
+
+
+def _projection(settings: Settings, request: PromptOptimizationRequest, loaded: LoadedSplits) -> Projection:
     prompt = initial_prompt_text(request)
     task = build_task(request.task_type, task_labels(request))
     examples = [*loaded.splits.train, *loaded.splits.dev, *loaded.splits.test]
@@ -200,6 +235,13 @@ def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Pro
     fits = (budget.max_calls is None or run.calls <= budget.max_calls) and (
         budget.max_tokens is None or run.tokens <= budget.max_tokens
     )
+    # The budget stops the run at its share, so a budget below the projection bounds what it spends.
+    caps = cost_caps(
+        settings,
+        run.calls if budget.max_calls is None else min(run.calls, budget.max_calls),
+        run.tokens if budget.max_tokens is None else min(run.tokens, budget.max_tokens),
+    )
+    within_caps = all(c.ok for c in caps)
     return Projection(
         task_calls=run.task_calls,
         optimizer_calls=run.optimizer_calls,
@@ -207,7 +249,9 @@ def _projection(request: PromptOptimizationRequest, loaded: LoadedSplits) -> Pro
         tokens=run.tokens,
         final_eval_calls=run.final_eval_calls,
         per_round=run.per_round,
-        fits_budget=fits,
+        caps=caps,
+        within_caps=within_caps,
+        fits_budget=fits and within_caps,
     )
 
 
@@ -221,13 +265,17 @@ def submit(
 ) -> Job | DryRunOut:
     """Validate and record the job (enqueued after the caller's commit), or, with ``dry_run``, return
     its projected cost without recording anything. A retry with the same Idempotency-Key returns the
-    first request's job."""
+    first request's job. A size over its cap, or a projection (bounded by the budget) over the per-job
+    caps, is a 422 naming the cap; a tenant at its quota of long jobs gets a 429."""
     if not request.dry_run:
         earlier = idempotency.replay(session, tenant, idem)
         replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
         if replayed is not None:
             return replayed
+    check_sizes(settings, _request_sizes(request))
+    if not request.dry_run:
         check_capacity(session, settings, tenant)
+        check_long_job_capacity(session, settings, tenant)
     task = _check_models(session, request, settings, tenant)
     # Names, not ids, from here on: the worker loads models by name.
     request = request.model_copy(
@@ -235,8 +283,9 @@ def submit(
     )
     request = _resolve_initial(session, request, tenant)
     loaded = load_splits(session, request, tenant)
+    check_sizes(settings, _split_sizes(loaded))
     _check_prompt(request, loaded)
-    projection = _projection(request, loaded)
+    projection = _projection(settings, request, loaded)
     if request.budget.max_calls is not None and request.budget.max_calls <= projection.final_eval_calls:
         raise InvalidInput(
             f"budget.max_calls must exceed the {projection.final_eval_calls} calls held back for the final "
@@ -248,6 +297,11 @@ def submit(
         return DryRunOut(
             projection=projection, train_size=len(s.train), dev_size=len(s.dev), test_size=len(s.test)
         )
+    check_cost(
+        projection.caps,
+        "set a smaller budget or lower rounds, beam_size, minibatch_size or the selector's sizes",
+        {CALLS_CAP: "budget.max_calls", TOKENS_CAP: "budget.max_tokens"},
+    )
     q = task.queue
     job = record_job(
         session,

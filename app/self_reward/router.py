@@ -12,7 +12,7 @@ from app.core.state import AppState, get_state
 from app.jobs.schemas import JobOut
 from app.jobs.service import job_out
 from app.self_reward import service
-from app.self_reward.schemas import SelfRewardRequest
+from app.self_reward.schemas import SelfRewardDryRunOut, SelfRewardRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["self-reward"], dependencies=[Depends(require("jobs"))])
 
@@ -24,6 +24,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["self-reward"], dependencies=[Depend
     status_code=202,
     response_model=JobOut,
     responses={
+        200: {
+            "model": SelfRewardDryRunOut,
+            "description": "`dry_run`: the projected calls, tokens and training steps; nothing recorded.",
+        },
         202: {"model": JobOut, "description": "The job is accepted; results at GET /v1/jobs/{id}/results."},
         **ERROR_RESPONSES,
     },
@@ -36,5 +40,8 @@ def create_self_reward_job(
 ) -> JSONResponse:
     idem = idempotency.of(idempotency_key, "POST /v1/jobs/self-reward", body)
     with state.db.unit_of_work() as session:
-        out = job_out(service.submit(session, state.settings, state.queue, body, tenant, idem))
+        outcome = service.submit(session, state.settings, state.queue, body, tenant, idem)
+        if isinstance(outcome, SelfRewardDryRunOut):
+            return JSONResponse(outcome.model_dump(mode="json"), status_code=200)
+        out = job_out(outcome)
     return JSONResponse(out.model_dump(mode="json"), status_code=202)

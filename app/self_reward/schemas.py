@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from app.jobs.schemas import JobOptionsIn
+from app.jobs.schemas import CapCheck, JobOptionsIn
 from app.self_reward.domain import (
     CandidateSettings,
     GuardSettings,
@@ -175,9 +175,54 @@ class SelfRewardRequest(_Strict, JobOptionsIn):
     evaluation: EvaluationIn = Field(default_factory=EvaluationIn)
     guards: GuardsIn = Field(default_factory=GuardsIn)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    dry_run: bool = Field(
+        default=False, description="Only return the projected calls, tokens and training steps."
+    )
 
     def pair_settings(self) -> PairSettings:
         return PairSettings(length_control=self.length_control)
+
+
+class StageProjection(BaseModel):
+    calls: int = Field(ge=0, description="Engine calls, at most.")
+    tokens: int = Field(ge=0, description="Prompt + completion tokens, estimated from text length.")
+
+
+class IterationProjection(BaseModel):
+    iteration: int = Field(description="0: the SFT stage; t >= 1: DPO iteration t.")
+    calls: int = Field(ge=0)
+    tokens: int = Field(ge=0)
+    training_steps: int = Field(ge=0, description="Optimizer steps of this iteration's training, at most.")
+
+
+class SelfRewardProjection(BaseModel):
+    prompts: StageProjection = Field(
+        description="Self-instruct generations: `prompts_per_iteration` x `instruct.max_attempts_factor` "
+        "per iteration."
+    )
+    candidates: StageProjection = Field(description="`candidates.n` responses per prompt.")
+    judgments: StageProjection = Field(description="`judge.samples` rubric judgments per response.")
+    evaluation: StageProjection = Field(
+        description="Held-out answers of both models, held-out EFT grading and the win-rate judgments, "
+        "after every training stage."
+    )
+    calls: int = Field(ge=0, description="All engine calls, at most.")
+    tokens: int = Field(ge=0, description="All prompt + completion tokens, estimated.")
+    training_steps: int = Field(ge=0, description="Optimizer steps of SFT and every DPO iteration, at most.")
+    per_iteration: list[IterationProjection]
+    caps: list[CapCheck] = Field(description="The server's per-job caps against the projection.")
+    fits_budget: bool = Field(
+        description="Whether the projected run is within every cap in `caps`; a submission is refused "
+        "otherwise."
+    )
+
+
+class SelfRewardDryRunOut(BaseModel):
+    dry_run: Literal[True] = True
+    projection: SelfRewardProjection
+    ift_size: int = Field(description="Seed instruction examples.")
+    eft_size: int = Field(description="Seed judging examples.")
+    heldout_size: int = Field(description="Held-out judging examples.")
 
 
 class IterationOut(BaseModel):

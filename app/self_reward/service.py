@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -14,23 +15,35 @@ from app.core.errors import InvalidInput, NotFound
 from app.core.idempotency import Idempotency
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
+from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
-from app.jobs.capacity import check_capacity
+from app.jobs.capacity import check_capacity, check_long_job_capacity
+from app.jobs.caps import SizeCap, check_cost, check_sizes, cost_caps
 from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOptionsIn
+from app.jobs.tokens import CHARS_PER_TOKEN
+from app.judging.domain import JudgeItem, JudgeOptions
+from app.judging.planning import plan_item
+from app.judging.templates import builtin_templates
 from app.models import repository as models_repo
 from app.models import service as models_service
 from app.self_reward import repository as sr_repo
 from app.self_reward import seed_data
 from app.self_reward.domain import EvalExample, SeedExample
-from app.self_reward.rubric import eft_judgment_ok
+from app.self_reward.instruct import few_shot_conversation
+from app.self_reward.projection import STAGES, CallShape, LoopPlan, Training, project
+from app.self_reward.rubric import eft_judgment_ok, judge_conversation
 from app.self_reward.schemas import (
     EFTSource,
     IFTSource,
     IterationOut,
+    IterationProjection,
+    SelfRewardDryRunOut,
+    SelfRewardProjection,
     SelfRewardRequest,
     SelfRewardResults,
+    StageProjection,
 )
 
 KIND = "self_reward"
@@ -99,6 +112,128 @@ def load_seed_data(session: Session, request: SelfRewardRequest, tenant: str) ->
     )
 
 
+# The worker's win-rate judge calls end at the verdict: "[[A]]" needs a few tokens (workers/self_reward.py).
+WIN_RATE_MAX_TOKENS = 16
+
+
+def _request_sizes(request: SelfRewardRequest) -> list[SizeCap]:
+    sizes = [
+        SizeCap("iterations", request.iterations, "max_sr_iterations"),
+        SizeCap("prompts_per_iteration", request.prompts_per_iteration, "max_sr_prompts_per_iteration"),
+        SizeCap(
+            "instruct.max_attempts_factor", request.instruct.max_attempts_factor, "max_sr_attempts_factor"
+        ),
+        SizeCap("candidates.n", request.candidates.n, "max_sr_candidates"),
+        SizeCap("judge.samples", request.judge.samples, "max_sr_judge_samples"),
+        SizeCap("evaluation.heldout_prompts", request.evaluation.heldout_prompts, "max_sr_heldout_prompts"),
+        SizeCap("instruct.max_tokens", request.instruct.max_tokens, "max_job_new_tokens"),
+        SizeCap("candidates.max_tokens", request.candidates.max_tokens, "max_job_new_tokens"),
+        SizeCap("judge.max_tokens", request.judge.max_tokens, "max_job_new_tokens"),
+        SizeCap("evaluation.max_tokens", request.evaluation.max_tokens, "max_job_new_tokens"),
+        SizeCap("dpo.epochs", request.dpo.epochs, "max_sr_training_epochs"),
+        SizeCap("dpo.max_length", request.dpo.max_length, "max_sr_training_max_length"),
+    ]
+    if request.sft.enabled:
+        sizes += [
+            SizeCap("sft.epochs", request.sft.epochs, "max_sr_training_epochs"),
+            SizeCap("sft.max_length", request.sft.max_length, "max_sr_training_max_length"),
+        ]
+    return sizes
+
+
+def _source_field(name: str, source: IFTSource | EFTSource | None) -> str:
+    if source is None:
+        return name
+    return f"{name}.rows" if source.rows is not None else f"{name}.dataset_id"
+
+
+def _seed_sizes(request: SelfRewardRequest, data: SeedData) -> list[SizeCap]:
+    return [
+        SizeCap(_source_field("ift", request.ift), len(data.ift), "max_sr_seed_examples", "examples"),
+        SizeCap(_source_field("eft", request.eft), len(data.eft), "max_sr_seed_examples", "examples"),
+        SizeCap(
+            _source_field("eft_heldout", request.eft_heldout),
+            len(data.heldout),
+            "max_sr_seed_examples",
+            "examples",
+        ),
+    ]
+
+
+def _chars(conversation: Conversation) -> int:
+    return sum(len(m["content"]) for m in conversation)
+
+
+def _mean(values: list[int]) -> int:
+    return sum(values) // max(1, len(values))
+
+
+def loop_plan(request: SelfRewardRequest, data: SeedData) -> LoopPlan:
+    """The run's sizes and the length of each kind of call, measured on the real prompts built from the
+    seed data (generated prompts are taken to be as long as the seed ones, answers as long as their
+    token limit allows)."""
+    seeds = [ex.prompt for ex in data.ift]
+    prompt_chars = _mean([len(p) for p in seeds])
+    shots = few_shot_conversation(seeds, [], request.instruct.domain(), random.Random(request.seed))
+    answer_chars = request.candidates.max_tokens * CHARS_PER_TOKEN
+    heldout = list(dict.fromkeys(ex.prompt for ex in data.heldout))[: request.evaluation.heldout_prompts]
+    heldout_chars = _mean([len(p) for p in heldout])
+    eval_answer = "x" * (request.evaluation.max_tokens * CHARS_PER_TOKEN)
+    win_rate = plan_item(
+        JudgeItem(turns=("x" * heldout_chars,), answers_a=(eval_answer,), answers_b=(eval_answer,)),
+        builtin_templates()["pairwise"],
+        JudgeOptions(mode="pairwise", swap="conservative"),
+        0,
+    )
+    sft = request.sft
+    return LoopPlan(
+        iterations=request.iterations,
+        prompts_per_iteration=request.prompts_per_iteration,
+        attempts_factor=request.instruct.max_attempts_factor,
+        candidates=request.candidates.n,
+        judge_samples=request.judge.samples,
+        eval_prompts=len(heldout),
+        eval_judged=len(data.heldout),
+        win_rate_calls_per_prompt=len(win_rate),
+        sft=Training(len(data.ift) + len(data.eft), sft.epochs, sft.batch_size) if sft.enabled else None,
+        dpo=Training(request.prompts_per_iteration, request.dpo.epochs, request.dpo.batch_size),
+        prompt_call=CallShape(_chars(shots), request.instruct.max_tokens),
+        candidate_call=CallShape(prompt_chars, request.candidates.max_tokens),
+        judgment_call=CallShape(
+            _chars(judge_conversation("", "")) + prompt_chars + answer_chars, request.judge.max_tokens
+        ),
+        answer_call=CallShape(heldout_chars, request.evaluation.max_tokens),
+        grading_call=CallShape(
+            _mean([_chars(judge_conversation(ex.prompt, ex.response)) for ex in data.heldout]),
+            request.judge.max_tokens,
+        ),
+        win_rate_call=CallShape(_mean([_chars(c.messages) for c in win_rate]), WIN_RATE_MAX_TOKENS),
+    )
+
+
+def projection(settings: Settings, request: SelfRewardRequest, data: SeedData) -> SelfRewardProjection:
+    """The run's calls, tokens and training steps at most, against the server's per-job caps."""
+    run = project(loop_plan(request, data))
+    stages = {
+        name: StageProjection(calls=run.stage(name).calls, tokens=run.stage(name).tokens) for name in STAGES
+    }
+    caps = cost_caps(settings, run.calls, run.tokens)
+    return SelfRewardProjection(
+        **stages,
+        calls=run.calls,
+        tokens=run.tokens,
+        training_steps=run.training_steps,
+        per_iteration=[
+            IterationProjection(
+                iteration=it.iteration, calls=it.calls, tokens=it.tokens, training_steps=it.training_steps
+            )
+            for it in run.iterations
+        ],
+        caps=caps,
+        fits_budget=all(c.ok for c in caps),
+    )
+
+
 def submit(
     session: Session,
     settings: Settings,
@@ -106,15 +241,21 @@ def submit(
     request: SelfRewardRequest,
     tenant: str,
     idem: Idempotency | None = None,
-) -> Job:
+) -> Job | SelfRewardDryRunOut:
     """Validate and record the job; it is enqueued after the caller's commit, on the queue of the base
-    model's family (its workers load each new model's weights in turn). A retry with the same
-    Idempotency-Key returns the first request's job."""
-    earlier = idempotency.replay(session, tenant, idem)
-    replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
-    if replayed is not None:
-        return replayed
-    check_capacity(session, settings, tenant)
+    model's family (its workers load each new model's weights in turn). With ``dry_run``, return its
+    projected cost instead, recording nothing. A retry with the same Idempotency-Key returns the first
+    request's job. A size over its cap, or a projection over the per-job caps, is a 422 naming the cap;
+    a tenant at its quota of long jobs gets a 429."""
+    if not request.dry_run:
+        earlier = idempotency.replay(session, tenant, idem)
+        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
+        if replayed is not None:
+            return replayed
+    check_sizes(settings, _request_sizes(request))
+    if not request.dry_run:
+        check_capacity(session, settings, tenant)
+        check_long_job_capacity(session, settings, tenant)
     base = models_service.serving(session, request.base_model or settings.default_model, "base_model", tenant)
     if base.record.backend == "openai":
         raise InvalidInput(
@@ -128,6 +269,7 @@ def submit(
     if request.instruct.min_words > request.instruct.max_words:
         raise InvalidInput("instruct.min_words cannot exceed instruct.max_words", "instruct.min_words")
     data = load_seed_data(session, request, tenant)
+    check_sizes(settings, _seed_sizes(request, data))
     if len(data.ift) < 2:
         raise InvalidInput("self-instruct needs at least 2 IFT examples to show as shots", "ift")
     if request.evaluation.heldout_prompts > len(data.heldout):
@@ -136,7 +278,15 @@ def submit(
             f"has {len(data.heldout)} examples",
             "evaluation.heldout_prompts",
         )
-    params = request.model_dump(mode="json", exclude=set(JobOptionsIn.OPTION_FIELDS))
+    cost = projection(settings, request, data)
+    if request.dry_run:
+        return SelfRewardDryRunOut(
+            projection=cost, ift_size=len(data.ift), eft_size=len(data.eft), heldout_size=len(data.heldout)
+        )
+    check_cost(
+        cost.caps, "lower iterations, prompts_per_iteration, candidates.n, judge.samples or max_tokens"
+    )
+    params = request.model_dump(mode="json", exclude={"dry_run", *JobOptionsIn.OPTION_FIELDS})
     params.update(base_model=base.name, prompt_generator=generator)
     job = record_job(
         session,
