@@ -150,7 +150,9 @@ def prompt_optimization_body(train_id: str, dev_id: str, rounds: int) -> dict[st
 SR_TINY: dict[str, Any] = {
     "iterations": 1,
     "prompts_per_iteration": 4,
-    "instruct": {"max_tokens": 64},
+    # At most 8 generation attempts (4 prompts x 2) with 4-shot prompts: the prompts stage otherwise
+    # generates a whole engine batch of long few-shot prompts.
+    "instruct": {"max_tokens": 64, "shots": 4, "seed_shots": 3, "max_attempts_factor": 2},
     "candidates": {"n": 2, "max_tokens": 32},
     "judge": {"samples": 1, "max_tokens": 64},
     "evaluation": {"heldout_prompts": 0, "max_tokens": 16},
@@ -159,8 +161,10 @@ SR_TINY: dict[str, Any] = {
 }
 SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
     # name: (the job's `stage` while in it, overrides of SR_TINY)
-    "sft train": ("sft: train", {"sft": {"enabled": True}}),
-    "prompts": ("iteration 1/1: prompts", {"prompts_per_iteration": 32, "instruct": {"max_tokens": 128}}),
+    "prompts": (
+        "iteration 1/1: prompts",
+        {"prompts_per_iteration": 32, "instruct": {"max_tokens": 128, "max_attempts_factor": 4}},
+    ),
     "candidates": ("iteration 1/1: candidates", {"candidates": {"n": 8, "max_tokens": 256}}),
     "judgments": ("iteration 1/1: judgments", {"judge": {"samples": 8, "max_tokens": 256}}),
     "dpo train": (
@@ -169,10 +173,17 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
             "prompts_per_iteration": 6,
             "candidates": {"n": 4, "max_tokens": 48, "temperature": 1.0},
             "judge": {"samples": 2, "max_tokens": 96, "temperature": 1.0},
-            "dpo": {"epochs": 20},
+            "dpo": {"epochs": 4},
         },
     ),
+    # The shipped seed data, cut to 16 IFT + 8 EFT examples: 12 SFT steps (batch 4, 2 epochs).
+    "sft train": ("sft: train", {"sft": {"enabled": True, "epochs": 2, "max_length": 512}}),
 }
+
+
+# Self-reward's SFT stage comes last: where a cancel does not stop training, the job keeps the worker
+# until training ends, and the cases after it would wait for that.
+CANCEL_CASES = ("judging", "prompt-optimization", *(name.replace(" ", "-") for name in SR_STAGES))
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -304,9 +315,9 @@ class EmbeddedService:
         )
         return out.stdout.strip().splitlines()[-1].strip()
 
-    def stop(self, timeout: float) -> list[str]:
+    def stop(self, timeout: float, grace: float) -> list[str]:
         """SIGTERM, then SIGKILL after ``timeout``; returns the processes it started that are still
-        alive afterwards (each is then killed)."""
+        alive ``grace`` seconds after it ended (each is then killed)."""
         self._record_children()
         self._stop_watch.set()
         if self.proc.poll() is None:
@@ -321,7 +332,7 @@ class EmbeddedService:
         self._log.close()
         # Children die with their parent (the worker asks for SIGTERM on its parent's death); give them
         # the time a warm worker shutdown takes before calling them leftovers.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + grace
         alive = self._alive()
         while alive and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -604,7 +615,7 @@ def phase_fairness(api: Api, api_b: Api, args: argparse.Namespace) -> dict[str, 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and stream.error is None:
         if len(stream.live) >= args.b_active and any(
-            api_b.job(j)["status"] == "running" for j in stream.live
+            api_b.job(j)["status"] == "running" for j in list(stream.live)
         ):
             break
         time.sleep(0.5)
@@ -718,9 +729,10 @@ def phase_cancel(api: Api, args: argparse.Namespace) -> dict[str, dict[str, Any]
         }
         return str(api.ok("POST", "/v1/judgments/pairwise", json=body)["id"])
 
-    out["judging (32 CoT items, mid-batch)"] = cancel_case(
-        api, "judging", args.tries, judging_job, running, 3.0, args
-    )
+    if "judging" in args.cancel_cases:
+        out["judging (32 CoT items, mid-batch)"] = cancel_case(
+            api, "judging", args.tries, judging_job, running, 3.0, args
+        )
 
     train = api.dataset("reviews-train", read_jsonl(REVIEWS_DIR / "train.jsonl"))
     dev = api.dataset("reviews-dev", read_jsonl(REVIEWS_DIR / "dev.jsonl"))
@@ -733,11 +745,19 @@ def phase_cancel(api: Api, args: argparse.Namespace) -> dict[str, dict[str, Any]
     def mid_round(job: dict[str, Any]) -> bool:
         return running(job) and (job.get("stage") or "").startswith("round")
 
-    out["prompt optimization (mid-round)"] = cancel_case(
-        api, "prompt optimization", args.tries, po_job, mid_round, 2.0, args
-    )
+    if "prompt-optimization" in args.cancel_cases:
+        out["prompt optimization (mid-round)"] = cancel_case(
+            api, "prompt optimization", args.tries, po_job, mid_round, 2.0, args
+        )
     for name, (stage, overrides) in SR_STAGES.items():
+        if name.replace(" ", "-") not in args.cancel_cases:
+            continue
         body = {**merged(SR_TINY, overrides), "metadata": {"bench": "mixed_load"}}
+        if name == "sft train":
+            # Every EFT score, so the seed sets' spread survives the cut.
+            eft = sorted(read_jsonl(SEED_DIR / "eft_train.jsonl"), key=lambda r: int(r["score"]))[::6]
+            body["ift"] = {"rows": read_jsonl(SEED_DIR / "ift.jsonl")[:16]}
+            body["eft"] = {"rows": eft[:8]}
 
         def sr_job(body: dict[str, Any] = body) -> str:
             return str(api.ok("POST", "/v1/jobs/self-reward", json=body)["id"])
@@ -855,6 +875,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], passed: dict[str, str]
     out["leftover_processes"] = res.get("leftovers", [])
     out["processes_started_by_serve"] = res.get("children_seen", 0)
     out["wall_s"] = round(res["wall_s"], 1)
+    out["interrupted"] = bool(res.get("interrupted"))
     print(json.dumps(out))
 
 
@@ -874,6 +895,11 @@ def main() -> int:
         help="run only this phase (repeatable); mixed and fairness also run idle, their baseline",
     )
     parser.add_argument("--skip-cancel", action="store_true")
+    parser.add_argument(
+        "--cancel-cases",
+        default=",".join(CANCEL_CASES),
+        help=f"comma-separated cancel cases to run (default all: {','.join(CANCEL_CASES)})",
+    )
     parser.add_argument("--skip-fairness", action="store_true")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--keep-dir", action="store_true", help="keep the temporary data directory and logs")
@@ -907,9 +933,18 @@ def main() -> int:
         help="how long to wait for cancelled long jobs to end before the next phase",
     )
     parser.add_argument("--stop-timeout", type=float, default=60.0, help="SIGTERM to SIGKILL")
+    parser.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=30.0,
+        help="a process of the service still alive this long after `judge serve` ended is a leftover",
+    )
     args = parser.parse_args()
     if args.requests < 1 or args.tries < 1:
         parser.error("--requests and --tries must be at least 1")
+    args.cancel_cases = [c.strip() for c in args.cancel_cases.split(",") if c.strip()]
+    if unknown := set(args.cancel_cases) - set(CANCEL_CASES):
+        parser.error(f"unknown cancel case(s) {sorted(unknown)}; choose from {','.join(CANCEL_CASES)}")
     phases = set(args.only or ("idle", "mixed", "fairness", "cancel"))
     if args.skip_cancel:
         phases.discard("cancel")
@@ -923,7 +958,10 @@ def main() -> int:
     log(f"default model from {source_models} (pulled there once if missing)")
     pull_default_model(source_models)
     data_dir = Path(tempfile.mkdtemp(prefix="judge-mixed-"))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` runs on SIGTERM too
+    # Ctrl-C and SIGTERM both end the run through `finally` (SIGINT's handler is set explicitly: a
+    # shell's background job starts with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     res: dict[str, Any] = {}
     service: EmbeddedService | None = None
@@ -952,17 +990,18 @@ def main() -> int:
             res["cancel"] = phase_cancel(api, args)
         ok = True
     except KeyboardInterrupt:
-        log("interrupted")
+        log("interrupted; what was measured so far follows")
+        res["interrupted"] = True
     finally:
         for a in apis:
             a.close()
         if service is not None:
-            res["leftovers"] = service.stop(args.stop_timeout)
+            res["leftovers"] = service.stop(args.stop_timeout, args.orphan_grace)
             res["children_seen"] = len(service.seen)
             if res["leftovers"]:
                 log(f"processes of judge serve left after it stopped (killed): {res['leftovers']}")
         res["wall_s"] = time.monotonic() - started
-        if args.keep_dir or not ok:
+        if args.keep_dir or not ok or res.get("interrupted"):
             # Trained models are large; the logs and the database are what a failed run needs.
             for p in (data_dir / "models").glob("*"):
                 if not args.keep_dir and p.name != DEFAULT_MODEL and p.is_dir():
@@ -970,10 +1009,10 @@ def main() -> int:
             log(f"data directory and serve.log kept in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)  # the model link goes, not the model
-    if ok:
+    if ok or res.get("interrupted"):
         report(args, res, passed)
     log(f"done in {res['wall_s']:.0f} s")
-    return 0 if ok else 1
+    return 130 if res.get("interrupted") else 0 if ok else 1
 
 
 if __name__ == "__main__":
