@@ -1,4 +1,5 @@
-"""The `judge` command: serve, worker, models pull, db upgrade; batch judging and jobs on a service."""
+"""The `judge` command: serve, worker, trainer, models pull, db upgrade; batch judging and jobs on a
+service."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def worker(
     from workers.main import run_worker
 
     run_worker(get_settings(), model, burst=burst)
+
+
+@cli.command()
+def trainer() -> None:
+    """Run a trainer: take SFT/DPO trainings from the trainer queue (JUDGE_TRAINER_QUEUE) one at a time,
+    each in a child process on JUDGE_TRAIN_DEVICES, so training never runs in a process that serves
+    judgments. SIGTERM ends the running training, which goes back to its job's queue."""
+    _logging()
+    from app.training.trainer import run_trainer
+
+    run_trainer(get_settings())
 
 
 @cli.command()

@@ -1,6 +1,6 @@
-"""Embedded mode: one command runs the API, an in-process Redis (fakeredis's TCP server) and a worker
-process, on a SQLite file under the data directory. The API and the worker run the same code as in
-production; only the connection URLs differ."""
+"""Embedded mode: one command runs the API, an in-process Redis (fakeredis's TCP server), a worker
+process and a trainer process, on a SQLite file under the data directory. The API, the worker and the
+trainer run the same code as in production; only the connection URLs differ."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ class WorkerProcess:
     """Runs `judge worker` as a child process and restarts it if it dies (RQ's worker wants a main
     thread of its own for its signal handling)."""
 
+    role = "worker"
+
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.env = dict(os.environ)
         self.env["JUDGE_REDIS_URL"] = redis_url
@@ -69,12 +71,14 @@ class WorkerProcess:
         self.model = settings.default_model
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=f"{self.role}-supervisor", daemon=True)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", "worker", "--model", self.model]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "app.cli", "worker", "--model", self.model]
         setup = functools.partial(_die_with_parent, os.getpid())
-        return subprocess.Popen(cmd, env=self.env, preexec_fn=setup)
+        return subprocess.Popen(self.command(), env=self.env, preexec_fn=setup)
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -82,7 +86,7 @@ class WorkerProcess:
             code = self._proc.wait()
             if self._stopping.is_set():
                 return
-            log.error("embedded worker exited with %s; restarting in 2 s", code)
+            log.error("embedded %s exited with %s; restarting in 2 s", self.role, code)
             time.sleep(2)
 
     def start(self) -> None:
@@ -97,6 +101,17 @@ class WorkerProcess:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class TrainerProcess(WorkerProcess):
+    """Runs `judge trainer` as a child process, restarted if it dies: the worker's SFT/DPO trainings
+    run there (``JUDGE_TRAINER=queue``), not in the process that serves judgments. It dies with `judge
+    serve` like the worker, and its SIGTERM path ends the training it runs."""
+
+    role = "trainer"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", "trainer"]
 
 
 def dev_key(settings: Settings, db: Database) -> str | None:
@@ -153,11 +168,16 @@ def run_embedded(settings: Settings, host: str, port: int) -> None:
     settings = dev_webhook_secret(settings)
     with fake_redis_server() as redis_url:
         live = settings.model_copy(update={"redis_url": redis_url})
-        worker = WorkerProcess(live, redis_url) if settings.embedded_worker else None
-        if worker:
-            worker.start()
+        children: list[WorkerProcess] = []
+        if settings.embedded_worker:
+            children.append(WorkerProcess(live, redis_url))
+        if settings.embedded_trainer and settings.trainer == "queue":
+            children.append(TrainerProcess(live, redis_url))
+        for child in children:
+            child.start()
         try:
             uvicorn.run(create_app(live), host=host, port=port, log_level="info")
         finally:
-            if worker:
-                worker.stop()
+            # The worker first: its waiting trainings are answered while the trainer still runs.
+            for child in children:
+                child.stop()

@@ -42,7 +42,8 @@ from app.self_reward.instruct import few_shot_conversation, filter_prompt, parse
 from app.self_reward.pairs import score_histogram, select_pair
 from app.self_reward.rubric import judge_conversation, parse_score
 from app.self_reward.schemas import LoraIn, SelfRewardRequest
-from app.training.runner import TrainingFailed, run_in_subprocess
+from app.training.dispatch import train
+from app.training.runner import TrainingFailed
 from app.training.specs import DPOSpec, LoraSpec, SFTSpec
 from workers import outcome
 from workers.context import WorkerContext
@@ -442,7 +443,15 @@ class SelfRewardRun:
             )
             kind, counts = "dpo", {"pairs": len(pairs)}
         try:
-            result = run_in_subprocess(kind, spec, timeout)
+            result = train(
+                kind,
+                spec,
+                timeout,
+                settings=self.ctx.settings,
+                redis=self.ctx.queue.redis,
+                shutdown=self.ctx.shutdown,
+                job_id=str(self.job_id),
+            )
         except TrainingFailed as exc:
             raise Stop("failed", f"iteration {t}: {kind} training failed: {exc}") from exc
         if not result.metrics.get("steps"):

@@ -206,6 +206,29 @@ class Settings(BaseSettings):
         description="CUDA_VISIBLE_DEVICES of training processes (e.g. `1` or `2,3`, apart from the serving "
         "engine's); unset: they see what the worker sees.",
     )
+    trainer: Literal["queue", "local"] = Field(
+        default="queue",
+        description="Where a worker's SFT/DPO runs: `queue` sends it to a `judge trainer` process (its own "
+        "process and devices; the embedded mode starts one), `local` runs it as a child of the worker.",
+    )
+    trainer_queue: str = Field(
+        default="judge.trainer",
+        min_length=1,
+        description="Redis key prefix of the trainer queue: workers and `judge trainer` processes that share "
+        "it share the trainings (one prefix per pool of training devices).",
+    )
+    trainer_heartbeat_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        description="A trainer, and a worker waiting for it, count as gone when they have not refreshed "
+        "their heartbeat in Redis for this long (both refresh it several times per period).",
+    )
+    trainer_absent_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        description="How long a queued training waits while no `judge trainer` is running before the "
+        "worker gives up on it (the job is retried, then fails).",
+    )
 
     metrics_access: Literal["public", "admin", "off"] = Field(
         default="public",
@@ -259,6 +282,11 @@ class Settings(BaseSettings):
 
     embedded_worker: bool = Field(
         default=True, description="`judge serve` in embedded mode also starts a worker process."
+    )
+    embedded_trainer: bool = Field(
+        default=True,
+        description="`judge serve` in embedded mode also starts a `judge trainer` process (with "
+        "`trainer` = `queue`).",
     )
     auto_pull_default_model: bool = Field(
         default=True, description="Fetch and convert the default model on first start when it is missing."

@@ -24,7 +24,8 @@ def model_cache() -> Path:
 
 @pytest.fixture(scope="module")
 def production_service(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """`judge serve` and `judge worker` as separate processes on Postgres and Redis."""
+    """`judge serve`, `judge worker` and `judge trainer` as separate processes on Postgres and Redis
+    (``procs``: the worker, the API, the trainer)."""
     stack = make_stack(
         "judge_e2e",
         TEST_E2E_REDIS_URL,
@@ -36,6 +37,8 @@ def production_service(model_cache: Path, tmp_path_factory: pytest.TempPathFacto
     service = stack.serve(free_port())
     service.procs.insert(0, worker)
     service.logs.insert(0, stack.logs / "worker.log")
+    service.procs.append(stack.trainer())
+    service.logs.append(stack.logs / "trainer.log")
     try:
         wait_ready(service)
         yield service

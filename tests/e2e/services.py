@@ -103,6 +103,13 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def trainer(self, name: str = "trainer", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`judge trainer`: the workers' SFT/DPO run in its children."""
+        log = self.logs / f"{name}.log"
+        proc = spawn(["trainer"], {**self.env, **(env or {})}, log)
+        self.procs.append(proc)
+        return proc
+
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app.cli", *args],

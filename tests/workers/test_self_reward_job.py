@@ -99,10 +99,10 @@ def trained() -> Iterator[list[SFTSpec | DPOSpec]]:
         specs.append(spec)
         return TrainResult(spec.output_path, {"first_loss": 0.69, "last_loss": 0.41, "steps": 2})
 
-    original = sr_worker.run_in_subprocess
-    sr_worker.run_in_subprocess = fake  # type: ignore[assignment]
+    original = sr_worker.train
+    sr_worker.train = fake  # type: ignore[assignment]
     yield specs
-    sr_worker.run_in_subprocess = original  # type: ignore[assignment]
+    sr_worker.train = original  # type: ignore[assignment]
 
 
 @pytest.fixture
