@@ -95,7 +95,7 @@ class World:
 def trained() -> Iterator[list[SFTSpec | DPOSpec]]:
     specs: list[SFTSpec | DPOSpec] = []
 
-    def fake(kind: str, spec: SFTSpec | DPOSpec, timeout_s: float) -> TrainResult:
+    def fake(kind: str, spec: SFTSpec | DPOSpec, timeout_s: float, *args: Any, **kwargs: Any) -> TrainResult:
         specs.append(spec)
         return TrainResult(spec.output_path, {"first_loss": 0.69, "last_loss": 0.41, "steps": 2})
 
