@@ -153,7 +153,8 @@ SR_TINY: dict[str, Any] = {
     # At most 8 generation attempts (4 prompts x 2) with 4-shot prompts: the prompts stage otherwise
     # generates a whole engine batch of long few-shot prompts.
     "instruct": {"max_tokens": 64, "shots": 4, "seed_shots": 3, "max_attempts_factor": 2},
-    "candidates": {"n": 2, "max_tokens": 32},
+    # Unfinished answers are excluded from judging: give them room to end.
+    "candidates": {"n": 2, "max_tokens": 192},
     "judge": {"samples": 1, "max_tokens": 64},
     "evaluation": {"heldout_prompts": 0, "max_tokens": 16},
     "guards": {"min_pairs": 1, "max_parse_failure_rate": 1.0, "max_tie_rate": 1.0},
@@ -171,8 +172,8 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
         "iteration 1/1: train",
         {
             "prompts_per_iteration": 6,
-            "candidates": {"n": 4, "max_tokens": 48, "temperature": 1.0},
-            "judge": {"samples": 2, "max_tokens": 96, "temperature": 1.0},
+            "candidates": {"n": 4, "max_tokens": 192, "temperature": 1.0},
+            "judge": {"samples": 2, "max_tokens": 128, "temperature": 1.0},
             "dpo": {"epochs": 4},
         },
     ),
@@ -648,7 +649,10 @@ def measure_cancel(api: Api, job_id: str, timeout: float) -> CancelTry:
     """Seconds from the cancel request to the job showing `cancelled` (polled every 100 ms)."""
     before = api.job(job_id)
     if before["status"] in TERMINAL:
-        return CancelTry(None, f"ended {before['status']} before the cancel")
+        error = f": {before['error']}" if before.get("error") else ""
+        return CancelTry(
+            None, f"ended {before['status']} before the cancel (at {before.get('stage')}){error}"
+        )
     stage = before.get("stage") or "-"
     started = time.perf_counter()
     api.cancel(job_id)
@@ -712,9 +716,9 @@ def cancel_case(
     }
 
 
-def phase_cancel(api: Api, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def phase_cancel(api: Api, args: argparse.Namespace, out: dict[str, dict[str, Any]]) -> None:
+    """Fills ``out`` case by case (so an interrupted run still reports the cases it finished)."""
     log(f"cancel: worst of {args.tries} tries per case")
-    out: dict[str, dict[str, Any]] = {}
 
     def running(job: dict[str, Any]) -> bool:
         return bool(job["status"] == "running")
@@ -766,9 +770,8 @@ def phase_cancel(api: Api, args: argparse.Namespace) -> dict[str, dict[str, Any]
             return running(job) and job.get("stage") == stage
 
         out[f"self-reward: {name}"] = cancel_case(
-            api, f"self-reward {name}", args.tries, sr_job, in_stage, 1.0, args
+            api, f"self-reward {name}", args.tries, sr_job, in_stage, 0.2, args
         )
-    return out
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -987,7 +990,7 @@ def main() -> int:
             apis.append(api_b)
             res["fairness"] = phase_fairness(api, api_b, args)
         if "cancel" in phases:
-            res["cancel"] = phase_cancel(api, args)
+            phase_cancel(api, args, res.setdefault("cancel", {}))
         ok = True
     except KeyboardInterrupt:
         log("interrupted; what was measured so far follows")
