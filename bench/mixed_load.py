@@ -149,8 +149,8 @@ def prompt_optimization_body(train_id: str, dev_id: str, rounds: int) -> dict[st
 # overrides below make long enough to be cancelled in the middle of.
 SR_TINY: dict[str, Any] = {
     "iterations": 1,
-    "prompts_per_iteration": 4,
-    # At most 8 generation attempts (4 prompts x 2) with 4-shot prompts: the prompts stage otherwise
+    "prompts_per_iteration": 2,
+    # At most 4 generation attempts (2 prompts x 2) with 4-shot prompts: the prompts stage otherwise
     # generates a whole engine batch of long few-shot prompts.
     "instruct": {"max_tokens": 64, "shots": 4, "seed_shots": 3, "max_attempts_factor": 2},
     # Unfinished answers are excluded from judging: give them room to end.
@@ -171,8 +171,8 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
     "dpo train": (
         "iteration 1/1: train",
         {
-            "prompts_per_iteration": 6,
-            "candidates": {"n": 4, "max_tokens": 192, "temperature": 1.0},
+            "prompts_per_iteration": 4,
+            "candidates": {"n": 3, "max_tokens": 192, "temperature": 1.0},
             "judge": {"samples": 2, "max_tokens": 128, "temperature": 1.0},
             "dpo": {"epochs": 4},
         },
@@ -923,7 +923,7 @@ def main() -> int:
     parser.add_argument(
         "--stage-timeout",
         type=float,
-        default=300.0,
+        default=600.0,
         help="cancel: how long to wait for a job to reach the stage to cancel in",
     )
     parser.add_argument(
