@@ -64,6 +64,7 @@ class OrderResult(_Response):
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
+    queue_ms: float = 0.0
 
 
 class ItemResult(_Response):
@@ -105,6 +106,7 @@ class Job(_Response):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
     results: list[ItemResult] | None = None
 
     @property

@@ -45,6 +45,8 @@ class Job(TimestampMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # When a client first asked to cancel (kept after the job ends); set together with the flag.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     # Kind-specific live figures (prompt optimization: calls and tokens spent against the budget).
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -112,6 +114,8 @@ class JudgeCall(TimestampMixin, Base):
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # How long the call waited in the scheduler's queue before the engine started on it.
+    queue_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0, server_default="0")
 
     item: Mapped[JudgmentItem] = relationship(back_populates="calls", lazy="raise")
 

@@ -89,8 +89,8 @@ def end(
 
 
 def cancel(session: Session, queue: JobQueue, job: Job) -> None:
-    """Ask for the job's cancellation: a queued job ends at once (with its callback), a running one at
-    its worker's next check."""
+    """Ask for the job's cancellation: a queued job ends at once (with its callback); a running one's
+    pending work leaves its model's scheduler and the job ends cancelled within seconds."""
     jobs_repo.request_cancel(session, job)
     if job.status == "cancelled":
         _ended(session, queue, job)

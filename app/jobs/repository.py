@@ -218,8 +218,11 @@ def hand_back(session: Session, job_id: uuid.UUID, worker_id: str) -> bool:
 
 
 def request_cancel(session: Session, job: Job) -> None:
-    """Queued jobs end at once; running ones stop at the worker's next check."""
+    """Record the cancel (the flag, and the time it was first asked); a queued job ends at once, a
+    running one once its worker takes its pending work out of the scheduler."""
     job.cancel_requested = True
+    if job.cancel_requested_at is None:
+        job.cancel_requested_at = utcnow()
     if job.status == "queued":
         job.status = "cancelled"
         job.finished_at = utcnow()

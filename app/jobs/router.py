@@ -87,7 +87,11 @@ def get_results(
 @router.post(
     "/{job_id}/cancel",
     operation_id="cancel_job",
-    summary="Cancel a job (queued: at once; running: at the worker's next check)",
+    summary="Cancel a job (queued: at once; running: within seconds)",
+    description="A queued job ends `cancelled` at once. For a running job the answer shows it still "
+    "`running`, with `cancel_requested_at` set: its pending work leaves the model's scheduler (calls the "
+    "engine has already started finish, their results are kept) and the job shows `cancelled` within "
+    "seconds. Cancelling a cancelled job changes nothing; an ended one is a conflict (409).",
     response_model=JobOut,
     responses=ERROR_RESPONSES,
 )

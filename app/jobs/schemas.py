@@ -135,7 +135,17 @@ class OrderResult(BaseModel):
     )
     tokens_in: int = Field(default=0, ge=0)
     tokens_out: int = Field(default=0, ge=0)
-    latency_ms: float = Field(default=0.0, ge=0)
+    latency_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="The call's own time in the engine, in milliseconds (its wait before is `queue_ms`).",
+    )
+    queue_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long the call waited in the model's scheduler queue before the engine started "
+        "on it, in milliseconds (0 when unknown, e.g. for calls judged before it was recorded).",
+    )
 
 
 class ItemResult(BaseModel):
@@ -196,6 +206,12 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = Field(
+        default=None,
+        description="When a cancel was asked (null if none was). A running job keeps this and its "
+        "`running` status until its pending work has left the scheduler, then shows `cancelled` "
+        "(within seconds); the time stays on the ended job.",
+    )
     results: list[ItemResult] | None = Field(
         default=None, description="All item results; present when a `wait` request saw the job end."
     )

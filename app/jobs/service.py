@@ -66,6 +66,7 @@ def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        cancel_requested_at=job.cancel_requested_at,
         results=results,
     )
 

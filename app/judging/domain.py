@@ -107,6 +107,8 @@ class CallOutput:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
+    # Time the call waited in the scheduler's queue before the engine started on it.
+    queue_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class OrderOutcome:
     tokens_out: int = 0
     latency_ms: float = 0.0
     probs: dict[str, float] | None = None
+    queue_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ def order_outcome_from_distribution(
     *,
     tokens_in: int = 0,
     latency_ms: float = 0.0,
+    queue_ms: float = 0.0,
 ) -> OrderOutcome:
     """One order's outcome from the judge's label distribution (an engine ``LabelDistribution``).
 
@@ -122,6 +123,7 @@ def order_outcome_from_distribution(
             error="the judge put no probability on any verdict label",
             tokens_in=tokens_in,
             latency_ms=latency_ms,
+            queue_ms=queue_ms,
         )
     judge = {label: probs[label] / total for label in labels}
     raw = render_distribution(labels, judge, mass)
@@ -134,6 +136,7 @@ def order_outcome_from_distribution(
             probs=caller,
             tokens_in=tokens_in,
             latency_ms=latency_ms,
+            queue_ms=queue_ms,
         )
     mapping = _CALLER_VERDICT[order]
     caller = dict.fromkeys(_VERDICTS, 0.0)
@@ -146,6 +149,7 @@ def order_outcome_from_distribution(
         probs=caller,
         tokens_in=tokens_in,
         latency_ms=latency_ms,
+        queue_ms=queue_ms,
     )
 
 

@@ -60,6 +60,7 @@ def save_reference(
         tokens_in=output.tokens_in,
         tokens_out=output.tokens_out,
         latency_ms=output.latency_ms,
+        queue_ms=output.queue_ms,
     )
 
 
@@ -82,6 +83,7 @@ def save_outcome(
             tokens_in=o.tokens_in,
             tokens_out=o.tokens_out,
             latency_ms=o.latency_ms,
+            queue_ms=o.queue_ms,
         )
         for o in outcome.orders
     ]

@@ -24,6 +24,7 @@ def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) ->
             tokens_in=call.tokens_in,
             tokens_out=call.tokens_out,
             latency_ms=call.latency_ms,
+            queue_ms=call.queue_ms,
         )
         for call in sorted(item.calls if calls is None else calls, key=lambda c: _ORDER_RANK.get(c.order, 9))
         if call.order in _ORDER_RANK

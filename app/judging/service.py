@@ -25,7 +25,9 @@ from app.jobs.creation import record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
-from app.judging.domain import JudgeItem, Mode, Scale, TemplateSpec
+from app.judging.context_limits import PromptBudget, item_problem
+from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
+from app.judging.execution import engine_labels
 from app.judging.lookups import RecentLookups
 from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
@@ -39,9 +41,14 @@ from app.judging.templates import (
     validate_template,
 )
 from app.models import service as models_service
+from app.models.context import ContextWindows
+from app.models.service import Route
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MAX_TOKENS_COT = 1024
+
+# Context windows for submissions made without an API process's lookups.
+_CONTEXT_WINDOWS = ContextWindows()
 
 
 def _item_inputs(item: JudgeItem, client_id: str | None, template: str) -> dict[str, Any]:
@@ -89,6 +96,32 @@ def _no_prefix_problem(spec: TemplateSpec) -> str:
     )
 
 
+def _prompt_budget(
+    served: Route,
+    request: PairwiseRequest | SingleRequest,
+    mode: Mode,
+    max_tokens: int,
+    windows: ContextWindows,
+) -> PromptBudget | None:
+    """What the items' prompts are measured against; None when the model is not run from a folder on
+    this machine (a remote server's, or a worker's elsewhere): the worker then fails an item that does
+    not fit, alone."""
+    folder = served.local_artifact
+    window = windows.get(folder) if folder is not None else None
+    if window is None:
+        return None
+    if request.verdict_mode == "logprobs":
+        labels = engine_labels(verdict_labels(mode, _scale(request)))
+        return PromptBudget.scoring(window, max_tokens, labels)
+    return PromptBudget.generating(window, max_tokens)
+
+
+def _scale(request: PairwiseRequest | SingleRequest) -> Scale:
+    if isinstance(request, SingleRequest):
+        return Scale(min=request.scale.min, max=request.scale.max)
+    return Scale()
+
+
 def submit(
     session: Session,
     settings: Settings,
@@ -129,6 +162,12 @@ def submit(
     look_up = recent.model_routes.route if recent is not None else models_service.route
     served = look_up(session, request.model or settings.default_model, "model", tenant)
     model = served.name
+    windows = recent.context_windows if recent is not None else _CONTEXT_WINDOWS
+    budget = _prompt_budget(served, request, mode, max_tokens, windows)
+    swap = request.swap if isinstance(request, PairwiseRequest) else "none"
+    # A recorded seed makes `swap: random` and sampling reproducible.
+    seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+    options = JudgeOptions(mode=mode, swap=swap, cot=request.cot, scale=_scale(request), seed=seed)
 
     auto_reference = request.reference is not None
     requested = resolve_template(session, request.template, tenant) if request.template else None
@@ -155,17 +194,21 @@ def submit(
             ]
         if logprobs and not spec.response_prefix:
             raise InvalidInput(_no_prefix_problem(spec), "template")
+        if budget is not None:
+            writes_reference = auto_reference and item.references is None
+            too_long = item_problem(budget, item, spec, options, i, writes_reference)
+            if too_long:
+                raise InvalidInput(too_long, f"items[{i}]")
         templates[spec.name] = spec
         inputs.append(_item_inputs(item, item_in.id, spec.name))
 
     params: dict[str, Any] = {
         "mode": mode,
-        "swap": request.swap if isinstance(request, PairwiseRequest) else "none",
+        "swap": swap,
         "cot": request.cot,
         "temperature": request.temperature,
         "max_tokens": max_tokens,
-        # A recorded seed makes `swap: random` and sampling reproducible.
-        "seed": request.seed if request.seed is not None else random.SystemRandom().randrange(2**31),
+        "seed": seed,
         "reference_auto": auto_reference,
         "template": request.template,
         # Snapshot of every template used, so a later edit cannot change a queued job.

@@ -86,6 +86,7 @@ def _order_outcome(output: CallOutput, scale: Scale) -> OrderOutcome:
         tokens_in=output.tokens_in,
         tokens_out=output.tokens_out,
         latency_ms=output.latency_ms,
+        queue_ms=output.queue_ms,
     )
 
 

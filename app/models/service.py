@@ -43,16 +43,24 @@ def serving(session: Session, ref: str, field: str, tenant: str | None = None) -
 
 @dataclass(frozen=True)
 class Route:
-    """Where a request's model goes: its name and its queue."""
+    """Where a request's model goes: its name and its queue; and, to measure its prompts, the backend
+    it was registered with and its folder."""
 
     name: str
     queue: str
+    backend: str = "transformers"
+    artifact_path: str | None = None
+
+    @property
+    def local_artifact(self) -> str | None:
+        """The model's folder when a local engine (not a remote server) runs it; else None."""
+        return self.artifact_path if self.backend != "openai" else None
 
 
 def route(session: Session, ref: str, field: str, tenant: str | None = None) -> Route:
-    """:func:`serving`'s name and queue."""
+    """:func:`serving`'s name and queue, with the model's backend and folder."""
     served = serving(session, ref, field, tenant)
-    return Route(served.name, served.queue)
+    return Route(served.name, served.queue, served.record.backend, served.record.artifact_path)
 
 
 class ModelRoutes:

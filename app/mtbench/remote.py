@@ -67,6 +67,7 @@ def to_outcome(result: ClientItemResult) -> ItemOutcome:
             tokens_in=o.tokens_in,
             tokens_out=o.tokens_out,
             latency_ms=o.latency_ms,
+            queue_ms=o.queue_ms,
             probs=o.probabilities,
         )
         for o in result.orders

@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,9 @@ from redis import Redis
 from app.core.state import AppState
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import job_channel
+from app.judging import repository as judging_repo
+from app.judging.domain import CallOutput, Scale
+from app.judging.swap import aggregate
 from app.models import repository as models_repo
 from tests.api.helpers import PAIR, PAIRWISE, SINGLE, SINGLE_URL, assert_error, with_
 from tests.workers.conftest import ScriptedEngine, first_position_judge, user_text
@@ -308,13 +312,51 @@ def test_cancelled_job_is_not_run(client: TestClient, worker: Worker) -> None:
 
 def test_cancel_a_running_job_leaves_the_stop_to_the_worker(client: TestClient, state: AppState) -> None:
     job_id = _create(client)
+    assert client.get(f"/v1/jobs/{job_id}").json()["cancel_requested_at"] is None
     with state.db.unit_of_work() as session:
         assert jobs_repo.claim(session, uuid.UUID(job_id), "w", 60) is not None
+    before = datetime.now(UTC)
     response = client.post(f"/v1/jobs/{job_id}/cancel")
     assert response.status_code == 200
-    assert response.json()["status"] == "running"
+    job = response.json()
+    assert job["status"] == "running"
+    asked = datetime.fromisoformat(job["cancel_requested_at"])
+    assert before - timedelta(seconds=5) <= asked <= datetime.now(UTC) + timedelta(seconds=5)
     with state.db.unit_of_work() as session:
         assert jobs_repo.is_cancel_requested(session, uuid.UUID(job_id))
+    # Asking again keeps the first time; so does the job's end.
+    again = client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert again["cancel_requested_at"] == job["cancel_requested_at"]
+    _set_status(state, job_id, "cancelled")
+    ended = client.get(f"/v1/jobs/{job_id}").json()
+    assert (ended["status"], ended["cancel_requested_at"]) == ("cancelled", job["cancel_requested_at"])
+
+
+def test_a_cancelled_queued_job_says_when_the_cancel_was_asked(client: TestClient) -> None:
+    job_id = _create(client)
+    job = client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert job["status"] == "cancelled"
+    assert job["cancel_requested_at"] is not None
+    assert datetime.fromisoformat(job["cancel_requested_at"]) <= datetime.fromisoformat(job["finished_at"])
+
+
+def test_results_show_each_call_s_queue_wait_next_to_its_engine_time(
+    client: TestClient, state: AppState
+) -> None:
+    job_id = _create(client, swap="conservative")
+    outputs = [
+        CallOutput("AB", "[[A]]", tokens_in=40, tokens_out=3, latency_ms=12.5, queue_ms=230.0),
+        CallOutput("BA", "[[B]]", tokens_in=41, tokens_out=3, latency_ms=11.0),
+    ]
+    outcome = aggregate("pairwise", "conservative", outputs, Scale())
+    with state.db.unit_of_work() as session:
+        (row,) = judging_repo.pending_items(session, uuid.UUID(job_id))
+        judging_repo.save_outcome(session, row, outcome, {"AB": "h1", "BA": "h2"})
+    (result,) = client.get(f"/v1/jobs/{job_id}/results").json()["results"]
+    assert [(o["order"], o["latency_ms"], o["queue_ms"]) for o in result["orders"]] == [
+        ("AB", 12.5, 230.0),
+        ("BA", 11.0, 0.0),
+    ]
 
 
 def test_cancel_a_succeeded_job_run_in_process_is_409(client: TestClient, worker: Worker) -> None:
