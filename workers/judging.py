@@ -1,11 +1,15 @@
-"""Runs judging jobs, fusing the items of every compatible queued job into shared engine batches.
+"""Runs judging jobs: every item's judge calls go to the worker's scheduler as requests.
 
-A worker that takes one judging job also claims the other queued judging jobs of its model that
-decode the same way (temperature, max_tokens, verdict mode), and keeps admitting new ones between
-batches. Each engine batch holds up to ``batch_size`` calls (both orders of an item included) drawn
-from the jobs in claim order. After every batch the results and progress of each job it touched are
-committed, so a retry resumes where the last attempt stopped and many small concurrent requests
-cost about what one large request costs.
+A worker that takes one judging job also claims other queued judging jobs of its model (a few per
+tenant at a time, so one tenant's backlog cannot hide another's job) and keeps admitting new ones
+while it runs. Each item's calls (both orders, or a reference answer first) are requests to the
+scheduler, which batches them with every other job's, by priority (a client waiting with `?wait=`
+before batch judging before long jobs' calls) and fair share between tenants. Results are committed
+as items finish — at least every ``PROGRESS_ITEMS`` items or ``PROGRESS_SECONDS`` — and a job ends in
+the transaction that records its last item, so a retry resumes where the last attempt stopped.
+
+An item whose call cannot run (its prompt does not fit the model's context, say) fails alone, with
+the reason; a cancelled job's requests leave the scheduler at once.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.db.tables import Job, JudgeCall, JudgmentItem
-from app.engine.base import Conversation, SamplingParams
+from app.engine.base import Conversation, EngineError, SamplingParams
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
@@ -34,15 +40,23 @@ from app.judging.domain import (
     Scale,
     TemplateSpec,
 )
-from app.judging.execution import MARKER_CLOSE, PlannedItem, generate_outcomes, score_outcomes
+from app.judging.execution import (
+    MARKER_CLOSE,
+    PlannedItem,
+    generation_outcome,
+    item_labels,
+    score_outcome,
+)
 from app.judging.planning import plan_item, prompt_hash
 from app.judging.results import item_result
 from app.judging.service import item_from_inputs
 from app.judging.swap import orders_for
 from app.judging.templates import reference_prompt
+from app.scheduling.policy import Priority
 from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
+from workers.scheduler import RequestCancelled, SchedulerStopped
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +64,38 @@ JUDGE_KINDS = ("judge_pairwise", "judge_single")
 # An item as a batch stored it: its row and its judge calls.
 StoredItem = tuple[JudgmentItem, list[JudgeCall]]
 
-
-def batch_key(model: str, params: dict[str, Any]) -> tuple[Any, ...]:
-    """Jobs with equal keys may share engine batches: same model (weights), same decoding."""
-    temperature = float(params["temperature"])
-    # Sampled jobs also need their own seed; greedy decoding ignores it.
-    seed = params["seed"] if temperature > 0 else None
-    return (
-        model,
-        temperature,
-        int(params["max_tokens"]),
-        params.get("verdict_mode", "generate"),
-        seed,
-        verdict_only(params),
-    )
+# Results are committed (and progress announced) at least this often.
+PROGRESS_ITEMS = 8
+PROGRESS_SECONDS = 2.0
+# How often the loop looks for cancels, lost leases and new jobs in the database; between those
+# looks, a delivery waiting on the queue (one Redis round trip per WAKE_SECONDS) admits new jobs now.
+CHECK_SECONDS = 0.5
+WAKE_SECONDS = 0.05
+# Queued jobs a worker looks at per tenant when admitting (oldest first).
+ADMIT_PER_TENANT = 32
 
 
 def verdict_only(params: dict[str, Any]) -> bool:
     """Whether every template of the job opens the reply with the verdict marker ("Verdict: [["): then
     the judgment is complete at the marker's closing brackets and generation stops there."""
     return all(spec.get("response_prefix") for spec in params["templates"].values())
+
+
+def job_sampling(params: dict[str, Any]) -> SamplingParams:
+    """How the job's judge calls decode. Greedy calls carry no seed, so greedy jobs share batches."""
+    temperature = float(params["temperature"])
+    return SamplingParams(
+        temperature=temperature,
+        max_tokens=int(params["max_tokens"]),
+        seed=params["seed"] if temperature > 0 else None,
+        # A verdict-only reply is complete at the marker's closing brackets.
+        stop=(MARKER_CLOSE,) if verdict_only(params) else (),
+    )
+
+
+def job_priority(params: dict[str, Any]) -> Priority:
+    """A job whose client waits for it (``?wait=``) is interactive; other judging is batch work."""
+    return Priority.INTERACTIVE if params.get("priority") == "interactive" else Priority.BATCH
 
 
 def _described(job: Job, results: list[ItemResult]) -> str:
@@ -89,7 +115,7 @@ def _options(params: dict[str, Any]) -> JudgeOptions:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingItem:
     id: int
     index: int
@@ -97,22 +123,31 @@ class PendingItem:
     template: str
     generated: list[str]
     needs_reference: bool
+    in_flight: bool = False
+
+    def reference_due(self) -> bool:
+        return self.needs_reference and len(self.generated) <= self.item.judged_turn
 
 
 @dataclass
 class ActiveJob:
     id: uuid.UUID
     attempts: int
+    tenant: str
     options: JudgeOptions
     templates: dict[str, TemplateSpec]
     pending: list[PendingItem]
     done: int
+    sampling: SamplingParams
+    priority: Priority
+    logprobs: bool
     failed: int = 0
-    references_todo: int = 0
     touched: bool = False
 
     @classmethod
-    def load(cls, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], attempts: int) -> ActiveJob:
+    def load(
+        cls, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], attempts: int, tenant: str
+    ) -> ActiveJob:
         reference_auto = bool(params.get("reference_auto"))
         with ctx.db.unit_of_work() as session:
             rows = judging_repo.pending_items(session, job_id)
@@ -132,73 +167,89 @@ class ActiveJob:
         return cls(
             id=job_id,
             attempts=attempts,
+            tenant=tenant,
             options=_options(params),
             templates={name: TemplateSpec(**spec) for name, spec in params["templates"].items()},
             pending=pending,
             done=done,
             failed=failed,
+            sampling=job_sampling(params),
+            priority=job_priority(params),
+            logprobs=params.get("verdict_mode", "generate") == "logprobs",
         )
 
-    def reference_units(self) -> list[tuple[PendingItem, int]]:
-        """(item, turn) pairs whose reference answer is next to write (turn by turn, in context)."""
-        return [
-            (p, len(p.generated))
-            for p in self.pending
-            if p.needs_reference and len(p.generated) <= p.item.judged_turn
-        ]
+    def calls_left(self) -> int:
+        return len(self.pending) * len(orders_for(self.options.mode, self.options.swap, self.options.seed, 0))
 
 
-@dataclass
-class JudgeUnit:
+@dataclass(eq=False)
+class Flight:
+    """One unit of an item in the scheduler: its judge calls, or the reference answer of one turn."""
+
     job: ActiveJob
-    pending: PendingItem
+    item: PendingItem
+    futures: list[Future[Any]]
     calls: list[PlannedCall] = field(default_factory=list)
+    reference: tuple[int, Conversation] | None = None  # (turn, prompt)
+
+
+@dataclass(eq=False)
+class Landed:
+    """A flight whose requests are all back: an item's outcome, or a reference answer's output."""
+
+    flight: Flight
+    outcome: ItemOutcome | None = None
+    reference: CallOutput | None = None
 
 
 class JudgeBatcher:
-    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, model: str, params: dict[str, Any]) -> None:
+    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, model: str) -> None:
         self.ctx = ctx
         self.model = model
-        self.key = batch_key(model, params)
-        self.verdict_mode = params.get("verdict_mode", "generate")
         self.lease = lease
-        self.batch_size = ctx.settings.batch_size
-        self.sampling = SamplingParams(
-            temperature=float(params["temperature"]),
-            max_tokens=int(params["max_tokens"]),
-            seed=params["seed"],
-            # A verdict-only reply is complete at the marker's closing brackets.
-            stop=(MARKER_CLOSE,) if verdict_only(params) else (),
-        )
         self.jobs: dict[uuid.UUID, ActiveJob] = {}
+        self.flights: dict[Future[Any], Flight] = {}
+        self.landed: list[Landed] = []
+        self._first_landed = 0.0
+        self.released: set[uuid.UUID] = set()
+        self._seen_waiting = 0
+        # Claimed jobs are held while fewer calls than this are left (interactive jobs and tenants with
+        # nothing in hand always get in), so other workers of the model still get their share.
+        self.hold_calls = 4 * ctx.settings.batch_size
 
     # -- membership ------------------------------------------------------------------------------
 
-    def add(self, job_id: uuid.UUID, params: dict[str, Any], attempts: int) -> None:
+    def add(self, job_id: uuid.UUID, params: dict[str, Any], attempts: int, tenant: str) -> None:
         self.lease.hold(job_id)
-        self.jobs[job_id] = ActiveJob.load(self.ctx, job_id, params, attempts)
+        self.jobs[job_id] = ActiveJob.load(self.ctx, job_id, params, attempts, tenant)
 
     def _calls_in_hand(self) -> int:
-        def orders(o: JudgeOptions) -> int:
-            return len(orders_for(o.mode, o.swap, o.seed, 0))
-
-        return sum(len(j.pending) * orders(j.options) for j in self.jobs.values())
+        return sum(job.calls_left() for job in self.jobs.values())
 
     def admit(self) -> None:
-        """Claim compatible queued jobs while fewer than two batches of work are in hand, so other
-        workers of the same model still get their share."""
-        if self._calls_in_hand() >= 2 * self.batch_size:
-            return
+        """Claim queued judging jobs of this queue (a few per tenant, in arrival order) while there is
+        room, and hand queued long jobs to the worker's orchestrators when they have room."""
+        long_jobs = self.ctx.long_jobs
+        kinds = JUDGE_KINDS + (long_jobs.kinds if long_jobs is not None else ())
         with self.ctx.db.unit_of_work() as session:
             candidates = [
-                (job.id, dict(job.params))
-                for job in jobs_repo.queued_candidates(session, self.ctx.queue_name, JUDGE_KINDS, limit=64)
-                if batch_key(job.model, job.params) == self.key
+                (job.id, job.kind, dict(job.params), job.tenant)
+                for job in jobs_repo.queued_heads(session, self.ctx.queue_name, kinds, ADMIT_PER_TENANT)
             ]
         fused: list[tuple[uuid.UUID, int]] = []
-        for job_id, params in candidates:
-            if self._calls_in_hand() >= 2 * self.batch_size:
-                break
+        for job_id, kind, params, tenant in candidates:
+            if job_id in self.released:
+                continue
+            if kind not in JUDGE_KINDS:
+                if long_jobs is not None and long_jobs.has_room():
+                    started = long_jobs.claim_and_start(job_id)
+                    if started is not None:
+                        fused.append((job_id, started - 1))
+                continue
+            in_hand = {job.tenant for job in self.jobs.values()}
+            urgent = job_priority(params) == Priority.INTERACTIVE or tenant not in in_hand
+            if not urgent and self._calls_in_hand() >= self.hold_calls:
+                continue
             with self.ctx.db.unit_of_work() as session:
                 claimed = lifecycle.claim(
                     session, self.ctx.queue, job_id, self.ctx.worker_id, self.ctx.settings.job_lease_seconds
@@ -206,87 +257,256 @@ class JudgeBatcher:
                 attempts = claimed.attempts if claimed is not None else 0
             if claimed is not None:
                 log.info("fused job %s into the running batch", job_id)
-                self.add(job_id, params, attempts)
+                self.add(job_id, params, attempts, tenant)
                 fused.append((job_id, attempts - 1))  # (the delivery made before this claim)
         # Their own deliveries are moot now: off the queue with them.
         try:
             self.ctx.queue.withdraw(self.ctx.queue_name, fused)
         except Exception:
-            log.warning("could not withdraw the deliveries of %d fused job(s)", len(fused), exc_info=True)
+            log.warning("could not withdraw the deliveries of %d claimed job(s)", len(fused), exc_info=True)
 
     def _drop_interrupted(self) -> None:
-        """Between batches: end cancelled jobs, forget jobs another worker took over."""
+        """End cancelled jobs (their requests leave the scheduler), forget jobs another worker took."""
         ids = list(self.jobs)
         with self.ctx.db.unit_of_work() as session:
             cancelled = jobs_repo.cancel_requested_among(session, ids)
             for job_id in cancelled:
+                self.ctx.scheduler.cancel(job_id)
                 outcome.end_in(self.ctx, session, job_id, "cancelled", None)
         for job_id in ids:
             if job_id in cancelled or self.lease.is_lost(job_id):
                 if job_id not in cancelled:
                     log.warning("job %s: lease lost to another worker; dropping it", job_id)
+                    self.ctx.scheduler.cancel(job_id)
                 self._forget(job_id)
 
     def _forget(self, job_id: uuid.UUID) -> None:
         self.jobs.pop(job_id, None)
         self.lease.release(job_id)
+        for future, flight in list(self.flights.items()):
+            if flight.job.id == job_id:
+                del self.flights[future]
+        self.landed = [landed for landed in self.landed if landed.flight.job.id != job_id]
 
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> None:
-        # The worker's engine, holding this model's weights (a model trained from the worker's own is
-        # served by swapping weights in place).
-        self.engine = self.ctx.engine_for(self.model)
-        while self.jobs:
-            self._drop_interrupted()
+        checked = 0.0
+        while self.jobs or self._admitted_more():
             if self.ctx.shutdown.is_set():
                 self.hand_back_all()
                 return
-            self.admit()
-            if not self._reference_batch():
-                self._judge_batch()
-            # A job ends as soon as its last item is judged, not when the fused stream of jobs dries
-            # up: under steady load new jobs keep joining the batch.
-            self._finish_completed()
+            if time.monotonic() - checked >= CHECK_SECONDS or not self.flights:
+                self._drop_interrupted()
+                self.admit()
+                checked = time.monotonic()
+            elif self._deliveries_waiting():
+                self.admit()
+                self._seen_waiting = self.ctx.queue.waiting(self.ctx.queue_name)
+            self._submit_due()
+            if self.flights:
+                done = self.ctx.scheduler.wait(set(self.flights), timeout=WAKE_SECONDS)
+                self._collect(done)
+            if self._commit_due():
+                self._commit()
+
+    def _deliveries_waiting(self) -> bool:
+        """Whether deliveries arrived since the last admission (those it left, e.g. long jobs with no
+        room, do not count again)."""
+        try:
+            waiting = self.ctx.queue.waiting(self.ctx.queue_name)
+        except Exception:  # noqa: BLE001 - the database look at CHECK_SECONDS still admits them
+            return False
+        new, self._seen_waiting = waiting > self._seen_waiting, waiting
+        return new
+
+    def _admitted_more(self) -> bool:
+        """With every held job done: whether queued jobs arrived meanwhile (the loop goes on)."""
+        if self.ctx.shutdown.is_set():
+            return False
+        self.admit()
+        return bool(self.jobs)
 
     def fail_all(self, error: str) -> None:
-        """An engine or database failure: every held job is retried, or fails after its last attempt."""
+        """An unexpected failure: every held job is retried, or fails after its last attempt."""
         with self.ctx.db.unit_of_work() as session:
             for job in self.jobs.values():
+                self.ctx.scheduler.cancel(job.id)
                 outcome.retry_or_fail(self.ctx, session, job.id, job.attempts, error)
         for job_id in list(self.jobs):
             self._forget(job_id)
 
     def hand_back_all(self) -> None:
-        """Graceful shutdown, between batches: finished jobs end as usual; the others go back to the
-        queue with their judged items kept, for the next worker to finish."""
-        self._finish_completed()
+        """Graceful shutdown: results already back are kept, finished jobs end as usual; the others go
+        back to the queue with their judged items kept, for the next worker to finish."""
+        if self.landed:
+            self._commit()
         with self.ctx.db.unit_of_work() as session:
             for job_id in self.jobs:
+                self.ctx.scheduler.cancel(job_id)
                 outcome.hand_back(self.ctx, session, job_id)
         log.info("shutting down: handed back %d job(s)", len(self.jobs))
         for job_id in list(self.jobs):
             self._forget(job_id)
 
-    def _finish_completed(self) -> None:
-        """End the jobs whose every item is judged (usually ended already, with their last batch)."""
-        if all(job.pending for job in self.jobs.values()):
+    # -- sending requests ------------------------------------------------------------------------
+
+    def _submit_due(self) -> None:
+        """Every held item not in the scheduler yet goes there: its reference answer if one is due,
+        else its judge calls."""
+        for job in list(self.jobs.values()):
+            for p in job.pending:
+                if p.in_flight:
+                    continue
+                if p.reference_due():
+                    turn = len(p.generated)
+                    prompt = reference_prompt(p.item, turn, p.generated[:turn])
+                    greedy = SamplingParams(temperature=0.0, max_tokens=job.sampling.max_tokens)
+                    flight = Flight(job, p, self._send(job, [prompt], greedy), reference=(turn, prompt))
+                else:
+                    item = _with_references(p.item, p.generated) if p.needs_reference else p.item
+                    calls = plan_item(item, job.templates[p.template], job.options, p.index)
+                    messages = [c.messages for c in calls]
+                    labels = item_labels(PlannedItem(calls, job.options))[1] if job.logprobs else None
+                    flight = Flight(job, p, self._send(job, messages, job.sampling, labels), calls=calls)
+                p.in_flight = True
+                for future in flight.futures:
+                    self.flights[future] = flight
+
+    def _send(
+        self,
+        job: ActiveJob,
+        prompts: list[Conversation],
+        sampling: SamplingParams,
+        labels: list[str] | None = None,
+    ) -> list[Future[Any]]:
+        """The job's requests to the scheduler: label scoring when ``labels`` are given, else generation."""
+        who: dict[str, Any] = {"priority": job.priority, "tenant": job.tenant, "job_id": job.id}
+        scheduler = self.ctx.scheduler
+        if labels is not None:
+            return list(scheduler.submit_scores(self.model, prompts, labels, **who))
+        return list(scheduler.submit_generate(self.model, prompts, sampling, **who))
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _collect(self, done: set[Future[Any]]) -> None:
+        """Flights whose every request is back become landed results; an engine failure that is not
+        the call's own fault ends its job's attempt (after the results already back are stored)."""
+        seen: set[int] = set()
+        broken: dict[uuid.UUID, tuple[ActiveJob, str]] = {}
+        for future in done:
+            flight = self.flights.get(future)
+            if flight is None or id(flight) in seen or not all(f.done() for f in flight.futures):
+                continue
+            seen.add(id(flight))
+            for f in flight.futures:
+                self.flights.pop(f, None)
+            errors = [e for e in (f.exception() for f in flight.futures) if e is not None]
+            if any(isinstance(e, (RequestCancelled, SchedulerStopped)) for e in errors):
+                flight.item.in_flight = False  # cancelled or handed back: the loop's checks end the job
+                continue
+            unexpected = next((e for e in errors if not isinstance(e, EngineError)), None)
+            if unexpected is not None:
+                broken[flight.job.id] = (flight.job, f"{type(unexpected).__name__}: {unexpected}")
+                continue
+            self._land(flight, errors)
+        if broken:
+            if self.landed:
+                self._commit()
+            for job, error in broken.values():
+                if job.id in self.jobs:
+                    self._attempt_failed(job, error)
+
+    def _land(self, flight: Flight, errors: list[BaseException]) -> None:
+        if not self.landed:
+            self._first_landed = time.monotonic()
+        if errors:
+            # This item cannot run (e.g. longer than the model's context): it fails alone.
+            error = f"the judge call could not run: {errors[0]}"
+            self.landed.append(Landed(flight, outcome=ItemOutcome(status="error", orders=(), error=error)))
             return
+        outputs = [f.result() for f in flight.futures]
+        if flight.reference is not None:
+            gen = outputs[0]
+            text = gen.text.strip()
+            ref = CallOutput("reference", text, gen.tokens_in, gen.tokens_out, gen.latency_ms, gen.queue_ms)  # type: ignore[arg-type]
+            self.landed.append(Landed(flight, reference=ref))
+            return
+        planned = PlannedItem(flight.calls, flight.job.options)
+        result = (
+            score_outcome(planned, outputs) if flight.job.logprobs else generation_outcome(planned, outputs)
+        )
+        self.landed.append(Landed(flight, outcome=result))
+
+    def _attempt_failed(self, job: ActiveJob, error: str) -> None:
+        """The engine failed on this job's call (not the call's own fault): the job is retried, or
+        fails after its last attempt; other jobs go on."""
+        log.warning("job %s: engine failure: %s", job.id, error)
+        self.ctx.scheduler.cancel(job.id)
         with self.ctx.db.unit_of_work() as session:
-            finished = self._end_completed(session)
+            outcome.retry_or_fail(self.ctx, session, job.id, job.attempts, error)
+        self._forget(job.id)
+        # Not re-claimed by this loop: its next attempt is a new delivery.
+        self.released.add(job.id)
+
+    def _commit_due(self) -> bool:
+        if not self.landed:
+            return False
+        if len(self.landed) >= PROGRESS_ITEMS or not self.flights:
+            return True
+        if time.monotonic() - self._first_landed >= PROGRESS_SECONDS:
+            return True
+        # A reference unblocks its item's judging; a job whose last item is back ends now.
+        if any(entry.reference is not None for entry in self.landed):
+            return True
+        back = {id(entry.flight.item) for entry in self.landed}
+        jobs = {entry.flight.job.id: entry.flight.job for entry in self.landed}
+        return any(all(id(p) in back for p in job.pending) for job in jobs.values())
+
+    def _commit(self) -> None:
+        """Store the landed results and progress; end the jobs whose every item is judged."""
+        landed, self.landed = self.landed, []
+        judged: dict[uuid.UUID, list[StoredItem]] = {}
+        stage = "judging"
+        with self.ctx.db.unit_of_work() as session:
+            rows = {
+                row.id: row for row in judging_repo.items_by_id(session, [e.flight.item.id for e in landed])
+            }
+            for entry in landed:
+                flight, p, job = entry.flight, entry.flight.item, entry.flight.job
+                row = rows[p.id]
+                if entry.reference is not None and flight.reference is not None:
+                    turn, prompt = flight.reference
+                    judging_repo.save_reference(session, row, turn, entry.reference, prompt_hash(prompt))
+                    p.generated = p.generated[:turn] + [entry.reference.raw]
+                    stage = "references"
+                else:
+                    assert entry.outcome is not None
+                    hashes: dict[str, str] = {c.order: c.prompt_hash for c in flight.calls}
+                    calls = judging_repo.save_outcome(session, row, entry.outcome, hashes)
+                    judged.setdefault(job.id, []).append((row, calls))
+                    job.pending.remove(p)
+                    job.done += 1
+                    job.failed += entry.outcome.status == "error"
+                job.touched = True
+            self._record_progress(session, stage)
+            # A job ends in the transaction that records its last results: its waiting client hears
+            # of it one commit sooner.
+            finished = self._end_completed(session, judged)
+        for entry in landed:
+            entry.flight.item.in_flight = False
         for job_id in finished:
             self._forget(job_id)
+        self._record_metrics([e for e in landed if e.outcome is not None])
 
-    def _end_completed(
-        self, session: Any, judged: dict[uuid.UUID, list[StoredItem]] | None = None
-    ) -> list[uuid.UUID]:
+    def _end_completed(self, session: Any, judged: dict[uuid.UUID, list[StoredItem]]) -> list[uuid.UUID]:
         """End, in the caller's transaction, the jobs whose every item is judged; the caller forgets them
         once it commits. ``judged`` holds the items the caller has just stored, by job: a job whose
         every item is there is announced with its results (its `?wait=` request then answers without
         reading them back)."""
         finished = [job for job in self.jobs.values() if not job.pending]
         for job in finished:
-            stored = (judged or {}).get(job.id, [])
+            stored = judged.get(job.id, [])
             describe = None
             if stored and len(stored) == job.done:
                 results = sorted((item_result(row, calls) for row, calls in stored), key=lambda r: r.index)
@@ -294,90 +514,20 @@ class JudgeBatcher:
             outcome.end_in(self.ctx, session, job.id, "succeeded", None, describe)
         return [job.id for job in finished]
 
-    def _reference_batch(self) -> bool:
-        """One batch of reference answers (reference: {"auto": true}); False when none are due."""
-        units = [(job, p, turn) for job in self.jobs.values() for p, turn in job.reference_units()]
-        if not units:
-            return False
-        units = units[: self.batch_size]
-        prompts: list[Conversation] = [
-            reference_prompt(p.item, turn, p.generated[:turn]) for _, p, turn in units
-        ]
-        outputs = self.engine.generate(prompts, dataclasses.replace(self.sampling, temperature=0.0, stop=()))
-        with self.ctx.db.unit_of_work() as session:
-            rows = {row.id: row for row in judging_repo.items_by_id(session, [p.id for _, p, _ in units])}
-            for (job, p, turn), prompt, gen in zip(units, prompts, outputs, strict=True):
-                text = gen.text.strip()
-                output = CallOutput("reference", text, gen.tokens_in, gen.tokens_out, gen.latency_ms)  # type: ignore[arg-type]
-                judging_repo.save_reference(session, rows[p.id], turn, output, prompt_hash(prompt))
-                p.generated = p.generated[:turn] + [text]
-                job.touched = True
-            self._record_progress(session, "references")
-        return True
-
-    def _next_judge_units(self) -> list[JudgeUnit]:
-        units: list[JudgeUnit] = []
-        budget = self.batch_size
-        for job in self.jobs.values():
-            for p in job.pending:
-                if p.needs_reference and len(p.generated) <= p.item.judged_turn:
-                    continue  # its reference is not written yet
-                item = (
-                    dataclasses.replace(p.item, references=tuple(p.generated))
-                    if p.needs_reference
-                    else p.item
-                )
-                calls = plan_item(item, job.templates[p.template], job.options, p.index)
-                if units and len(calls) > budget:
-                    return units
-                units.append(JudgeUnit(job, p, calls))
-                budget -= len(calls)
-                if budget <= 0:
-                    return units
-        return units
-
-    def _judge_batch(self) -> bool:
-        units = self._next_judge_units()
-        if not units:
-            return False
-        planned = [PlannedItem(unit.calls, unit.job.options) for unit in units]
-        # Every job in a batch shares the verdict mode (it is part of the batch key).
-        if self.verdict_mode == "logprobs":
-            outcomes = score_outcomes(self.engine, planned)
-        else:
-            outcomes = generate_outcomes(self.engine, planned, self.sampling)
-        judged: dict[uuid.UUID, list[StoredItem]] = {}
-        with self.ctx.db.unit_of_work() as session:
-            rows = {row.id: row for row in judging_repo.items_by_id(session, [u.pending.id for u in units])}
-            for unit, outcome in zip(units, outcomes, strict=True):
-                hashes: dict[str, str] = {c.order: c.prompt_hash for c in unit.calls}
-                row = rows[unit.pending.id]
-                calls = judging_repo.save_outcome(session, row, outcome, hashes)
-                judged.setdefault(unit.job.id, []).append((row, calls))
-                unit.job.pending.remove(unit.pending)
-                unit.job.done += 1
-                unit.job.failed += outcome.status == "error"
-                unit.job.touched = True
-            self._record_progress(session, "judging")
-            # A job ends in the transaction that records its last results: its waiting client hears
-            # of it one commit sooner.
-            finished = self._end_completed(session, judged)
-        for job_id in finished:
-            self._forget(job_id)
-        self._record_metrics(units, outcomes)
-        return True
-
-    def _record_metrics(self, units: list[JudgeUnit], outcomes: list[ItemOutcome]) -> None:
-        """A committed batch's judgments, parse errors and item outcomes, per mode (for /metrics)."""
-        for mode in sorted({unit.job.options.mode for unit in units}):
-            judged = [o for u, o in zip(units, outcomes, strict=True) if u.job.options.mode == mode]
-            orders = [order for o in judged for order in o.orders]
+    def _record_metrics(self, landed: list[Landed]) -> None:
+        """Committed judgments, parse errors and item outcomes, per mode (for /metrics)."""
+        by_mode: dict[str, list[ItemOutcome]] = {}
+        for entry in landed:
+            assert entry.outcome is not None
+            by_mode.setdefault(entry.flight.job.options.mode, []).append(entry.outcome)
+        for mode, outcomes in sorted(by_mode.items()):
+            orders = [order for o in outcomes for order in o.orders]
             self.ctx.metrics.record_judgments(
                 self.model,
                 mode,
                 judgments=len(orders),
                 parse_errors=sum(order.error is not None for order in orders),
-                items=Counter(o.status for o in judged),
+                items=Counter(o.status for o in outcomes),
             )
 
     def _record_progress(self, session: Any, stage: str) -> None:
@@ -385,3 +535,7 @@ class JudgeBatcher:
             if job.touched:
                 lifecycle.record_progress(session, self.ctx.queue, job.id, job.done, stage, failed=job.failed)
                 job.touched = False
+
+
+def _with_references(item: JudgeItem, generated: list[str]) -> JudgeItem:
+    return dataclasses.replace(item, references=tuple(generated))

@@ -17,9 +17,13 @@ from app.core.db import Database
 from app.engine.factory import build_engine
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
+from app.training.runner import terminate_all
 from app.webhooks.deliverer import Deliverer
 from workers import context
+from workers.lease import LeaseKeeper
+from workers.long_jobs import LongJobs
 from workers.sweeper import Sweeper
+from workers.tasks import LONG_JOB_RUNNERS
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +82,29 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     job_queue = JobQueue.from_settings(redis, settings)
     name = queue_name(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
-    context.install(
-        context.WorkerContext(
-            settings=settings,
-            db=db,
-            queue=job_queue,
-            engine=engine,
-            model=model,
-            queue_name=name,
-            worker_id=worker_id,
-            load_engine=lambda other: build_engine(settings, other, resolve_model_path(settings, db, other)),
-            family_path=lambda other: registry.ensure_local_model(settings, db, other),
-            family_of=lambda other: registry.lineage_root(db, other),
-        )
+    ctx = context.WorkerContext(
+        settings=settings,
+        db=db,
+        queue=job_queue,
+        engine=engine,
+        model=model,
+        queue_name=name,
+        worker_id=worker_id,
+        load_engine=lambda other: build_engine(settings, other, resolve_model_path(settings, db, other)),
+        family_path=lambda other: registry.ensure_local_model(settings, db, other),
+        family_of=lambda other: registry.lineage_root(db, other),
+    )
+    context.install(ctx)
+    lease = LeaseKeeper(db, worker_id, settings.job_lease_seconds).__enter__()
+    ctx.lease = lease
+    ctx.scheduler.start()
+    ctx.long_jobs = LongJobs(ctx, lease, LONG_JOB_RUNNERS)
+    log.info(
+        "scheduler: batches of at most %d rows and %d tokens (prompt + new); key/value memory at %s "
+        "bytes per token",
+        ctx.scheduler.limits.rows,
+        ctx.scheduler.limits.tokens,
+        getattr(engine, "kv_bytes_per_token", "unknown"),
     )
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
     sweeper.start()
@@ -100,10 +114,26 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     log.info("worker %s serving queue %s", worker_id, name)
     try:
         worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
+        if burst and not ctx.shutdown.is_set():
+            ctx.long_jobs.join(timeout=None)  # a burst run ends when its work has
     finally:
+        stop_serving(ctx)
         sweeper.stop()
         deliverer.stop()
-        for extra in context.current().extra_engines.values():
-            extra.close()
-        engine.close()
+        lease.__exit__(None, None, None)
+        ctx.engines.close()
         db.dispose()
+
+
+def stop_serving(ctx: context.WorkerContext, grace_s: float = 30.0) -> None:
+    """The worker is stopping: running long jobs hand themselves back (their waiting model calls fail
+    with SchedulerStopped, their training children are stopped), within ``grace_s``."""
+    ctx.shutdown.set()
+    ctx.scheduler.stop()
+    stopped = terminate_all()
+    if stopped:
+        log.info("stopped %d training process(es)", stopped)
+    if ctx.long_jobs is not None:
+        left = ctx.long_jobs.join(timeout=grace_s)
+        if left:
+            log.warning("%d long job(s) still running at exit; their leases will expire", len(left))

@@ -33,9 +33,11 @@ from app.prompt_opt.search import (
     final_eval_calls,
 )
 from app.prompt_opt.tasks import Task, build_task
+from app.scheduling.policy import Priority
 from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
+from workers.scheduler import RequestCancelled, SchedulerStopped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,6 +194,10 @@ class CachedModels:
         for attempt in range(self.retries + 1):
             try:
                 return fn()
+            except RequestCancelled:
+                raise SearchCancelled from None
+            except SchedulerStopped:
+                raise outcome.ShuttingDown from None
             except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then reported
                 last = exc
                 log.warning("model call to %s failed (attempt %d): %s", model, attempt + 1, exc)
@@ -321,7 +327,14 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
     task_model = job.model
     optimizer_model = request.optimizer_model or task_model
     models = CachedModels(
-        ctx, lease, job_id, request, task, ctx.engine_for(task_model), ctx.engine_for(optimizer_model), meter
+        ctx,
+        lease,
+        job_id,
+        request,
+        task,
+        ctx.engine_for(task_model, Priority.BACKGROUND, job.tenant, job_id),
+        ctx.engine_for(optimizer_model, Priority.BACKGROUND, job.tenant, job_id),
+        meter,
     )
     params = request.hyperparameters.domain()
     store = PgStore(models, params.rounds)

@@ -18,6 +18,7 @@ import functools
 import logging
 import random
 import re
+import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from app.judging.planning import plan_item
 from app.judging.swap import aggregate
 from app.judging.templates import builtin_templates
 from app.models import repository as models_repo
+from app.scheduling.policy import Priority
 from app.self_reward import repository as sr_repo
 from app.self_reward import service as sr_service
 from app.self_reward.domain import IterationStats, ScoredCandidate
@@ -43,11 +45,12 @@ from app.self_reward.pairs import score_histogram, select_pair
 from app.self_reward.rubric import judge_conversation, parse_score
 from app.self_reward.schemas import LoraIn, SelfRewardRequest
 from app.training.dispatch import train
-from app.training.runner import TrainingFailed
+from app.training.runner import TrainingCancelled, TrainingFailed
 from app.training.specs import DPOSpec, LoraSpec, SFTSpec
 from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
+from workers.scheduler import RequestCancelled, SchedulerStopped
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +80,14 @@ def _lora(spec: LoraIn | None) -> LoraSpec | None:
 
 
 class SelfRewardRun:
-    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID) -> None:
+    def __init__(
+        self, ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, cancel: threading.Event | None = None
+    ) -> None:
         self.ctx = ctx
         self.lease = lease
         self.job_id = job_id
+        # Set by the worker when the job is cancelled: stops a training child at once.
+        self.cancel = cancel or threading.Event()
         with ctx.db.unit_of_work() as session:
             job = jobs_repo.get_job(session, job_id)
             if job is None:
@@ -154,13 +161,18 @@ class SelfRewardRun:
         self, model: str, convs: Sequence[Conversation], sampling: SamplingParams
     ) -> list[Generation]:
         """Generate in chunks, checking for cancel between them (the job may be long)."""
-        engine = self.ctx.engine_for(model)
+        engine = self.ctx.engine_for(model, Priority.BACKGROUND, self.tenant, self.job_id)
         chunk = max(1, self.ctx.settings.batch_size * 4)
         out: list[Generation] = []
         for start in range(0, len(convs), chunk):
             if start:
                 self._check_interrupted()
-            out.extend(engine.generate(list(convs[start : start + chunk]), sampling))
+            try:
+                out.extend(engine.generate(list(convs[start : start + chunk]), sampling))
+            except RequestCancelled:
+                raise Stop("cancelled", None) from None
+            except SchedulerStopped:
+                raise outcome.ShuttingDown from None
         return out
 
     def _seed(self, *parts: object) -> int:
@@ -447,11 +459,15 @@ class SelfRewardRun:
                 kind,
                 spec,
                 timeout,
+                self.cancel,
                 settings=self.ctx.settings,
                 redis=self.ctx.queue.redis,
                 shutdown=self.ctx.shutdown,
                 job_id=str(self.job_id),
             )
+        except TrainingCancelled:
+            self._check_interrupted()  # cancelled, or the worker is stopping: say which
+            raise outcome.ShuttingDown from None
         except TrainingFailed as exc:
             raise Stop("failed", f"iteration {t}: {kind} training failed: {exc}") from exc
         if not result.metrics.get("steps"):
@@ -598,19 +614,28 @@ def _stats_json(stats: IterationStats) -> dict[str, Any]:
     }
 
 
-def run_self_reward(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int) -> str:
-    """Run (or resume) a self-reward job to its end; returns what happened, for RQ's logs."""
+def run_self_reward(
+    ctx: WorkerContext,
+    lease: LeaseKeeper,
+    job_id: uuid.UUID,
+    attempts: int,
+    cancel: threading.Event | None = None,
+) -> str:
+    """Run (or resume) a self-reward job to its end; returns what happened, for RQ's logs. ``cancel``,
+    when set by the worker, stops a training in progress at once."""
     lease.hold(job_id)
     try:
-        return _run(ctx, lease, job_id, attempts)
+        return _run(ctx, lease, job_id, attempts, cancel)
     finally:
         lease.release(job_id)
 
 
-def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int) -> str:
+def _run(
+    ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int, cancel: threading.Event | None
+) -> str:
     end: Callable[[str, str | None], None] = functools.partial(outcome.end, ctx, job_id)
     try:
-        SelfRewardRun(ctx, lease, job_id).run()
+        SelfRewardRun(ctx, lease, job_id, cancel).run()
     except LeaseLost:
         log.warning("job %s: lease lost to another worker; stopping", job_id)
         return "lease lost"

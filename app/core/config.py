@@ -162,7 +162,26 @@ class Settings(BaseSettings):
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(
-        default=64, ge=1, description="Judge calls decoded together (and per committed step)."
+        default=64, ge=1, description="Most requests (rows) one engine batch decodes together."
+    )
+    batch_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        description="Key/value memory one engine batch may hold, in tokens: the sum over its rows of "
+        "prompt + new tokens. Unset: a quarter of the machine's memory (GPU memory on a GPU) divided by "
+        "the model's key/value bytes per token (the worker logs the figure).",
+    )
+    scheduler_aging_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="A waiting model request moves up one priority class (long-job call -> batch judging "
+        "-> waiting client) per this many seconds waited, so nothing starves. 0 turns aging off.",
+    )
+    max_long_jobs_per_worker: int = Field(
+        default=4,
+        ge=1,
+        description="Long jobs (prompt optimization, self-reward) one worker orchestrates at once; their "
+        "model calls share its scheduler with judging.",
     )
 
     api_drain_seconds: float = Field(

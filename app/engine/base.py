@@ -7,7 +7,7 @@ type ever leaks past its module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
@@ -39,11 +39,14 @@ class Generation:
     text: str
     tokens_in: int
     tokens_out: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "cancelled" (stopped by BatchControl)
     latency_ms: float = 0.0
     # The stop string (from SamplingParams.stop) that ended the text, if one did; it is not in
     # ``text``, but the model did write it.
     stop_string: str | None = None
+    # Time the request waited for the engine before its batch started (set by the scheduler);
+    # ``latency_ms`` is its own time in the engine.
+    queue_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,27 @@ class LabelDistribution:
     # Total probability the labels had before normalisation: near 0 means the model would rather
     # have said something else (exactly 0, with uniform ``probs``, when no label was seen at all).
     mass: float = 1.0
+    # Time the request waited for the engine (set by the scheduler).
+    queue_ms: float = 0.0
 
 
 class EngineError(RuntimeError):
     """A backend failed in a way the caller may report (not a programming error)."""
+
+
+@dataclass(frozen=True)
+class BatchControl:
+    """Hooks a scheduler hands a backend for one call (backends that support them say so with
+    ``supports_control = True``).
+
+    ``between_steps`` runs between decode steps and prefill chunks, in the engine's thread: it may run
+    other, more urgent engine calls there (preemption) and returns the indices (positions in this
+    call's prompts) of rows to stop now (cancelled). ``row_done`` receives each row's output as soon
+    as the row finishes, before the call returns.
+    """
+
+    between_steps: Callable[[], Collection[int]] | None = None
+    row_done: Callable[[int, Generation], None] | None = None
 
 
 @runtime_checkable

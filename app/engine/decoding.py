@@ -21,7 +21,7 @@ Only models whose layers all attend to the whole context through transformers' S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,8 @@ ATTENTION = "judge_shared_prefix"
 
 # Decoding grows each row's key/value store by this many positions at a time.
 _GROWTH = 64
+# Attention scores are computed for at most this many queries of a row at once.
+_QUERY_BLOCK = 1024
 
 
 @dataclass
@@ -69,18 +71,55 @@ def _attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     rows, heads, queries, dim = query.shape
+    scale = scaling if scaling is not None else dim**-0.5
+    prefix = None if active.prefix is None else active.prefix[int(getattr(module, "layer_idx", 0))]
+    if queries <= _QUERY_BLOCK:
+        out = _attend(query, key, value, active.blocked, prefix, scale)
+    else:
+        # A long prompt's queries in blocks: the scores of one block (block x keys per head) are what
+        # is held at once, not queries x keys, so a long prompt's prefill stays within its key/value
+        # memory rather than its square.
+        out = torch.cat(
+            [
+                _attend(
+                    query[:, :, start : start + _QUERY_BLOCK],
+                    key,
+                    value,
+                    active.blocked[..., start : start + _QUERY_BLOCK, :],
+                    prefix,
+                    scale,
+                )
+                for start in range(0, queries, _QUERY_BLOCK)
+            ],
+            dim=2,
+        )
+    # Back to transformers' layout: [rows, queries, heads, dim].
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    blocked: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    scale: float,
+) -> torch.Tensor:
+    """Attention of ``query`` [rows, heads, queries, dim] over [shared prefix] + [the row's own keys];
+    ``blocked`` [rows, 1, 1, queries, own keys] marks what a query may not see. Returns [rows, heads,
+    queries, dim]."""
+    rows, heads, queries, dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
-    scale = scaling if scaling is not None else dim**-0.5
     # Query head h reads key/value head h // groups: group the query heads under their kv head.
     q = query.reshape(rows, kv_heads, groups * queries, dim)
     own = torch.matmul(q, key.transpose(-1, -2)).mul_(scale)  # [rows, kv, g*q, S]
-    own.view(rows, kv_heads, groups, queries, -1).masked_fill_(active.blocked, torch.finfo(own.dtype).min)
-    if active.prefix is None:
+    own.view(rows, kv_heads, groups, queries, -1).masked_fill_(blocked, torch.finfo(own.dtype).min)
+    if prefix is None:
         probs = torch.softmax(own, dim=-1)
         out = torch.matmul(probs, value)
     else:
-        prefix_keys, prefix_values = active.prefix[int(getattr(module, "layer_idx", 0))]
+        prefix_keys, prefix_values = prefix
         shared = prefix_keys.shape[1]
         # One GEMM per kv head over every row's queries: the prefix is read once, never repeated.
         flat = q.transpose(0, 1).reshape(kv_heads, rows * groups * queries, dim)
@@ -91,8 +130,7 @@ def _attention(
         to_prefix = probs[..., :shared].transpose(0, 1).reshape(kv_heads, rows * groups * queries, shared)
         from_prefix = torch.bmm(to_prefix, prefix_values).view(kv_heads, rows, groups * queries, dim)
         out = out.add_(from_prefix.transpose(0, 1))
-    # Back to transformers' layout: [rows, queries, heads, dim].
-    return out.view(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+    return out.view(rows, heads, queries, dim)
 
 
 AttentionInterface.register(ATTENTION, _attention)
@@ -199,13 +237,20 @@ class Decoder:
         cache = self._model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
         return [(layer.keys[0], layer.values[0]) for layer in cache.layers]
 
-    def tail_logprobs(self, sequences: Sequence[Sequence[int]], shared: int, keep: int) -> torch.Tensor:
+    def tail_logprobs(
+        self,
+        sequences: Sequence[Sequence[int]],
+        shared: int,
+        keep: int,
+        between: Callable[[], object] | None = None,
+    ) -> torch.Tensor:
         """Next-token log-probs ``[rows, keep, vocab]`` at each sequence's last ``keep`` positions;
-        the first ``shared`` tokens are the same in every sequence."""
+        the first ``shared`` tokens are the same in every sequence. ``between`` runs between prefill
+        chunks."""
         prefix = self.prefix_kv(sequences[0][:shared])
         suffixes = [list(s[shared:]) for s in sequences]
         store = _RowStore(self._model, len(sequences), max(len(s) for s in suffixes))
-        logits = self._prefill(store, prefix, shared, suffixes, keep)
+        logits = self._prefill(store, prefix, shared, suffixes, keep, between)
         return torch.log_softmax(logits.float(), dim=-1)
 
     def _prefill(
@@ -215,12 +260,16 @@ class Decoder:
         shared: int,
         suffixes: list[list[int]],
         keep: int,
+        between: Callable[[], object] | None = None,
     ) -> torch.Tensor:
         """Run every row's own prompt tokens into ``store`` (right-aligned at the longest suffix's
-        end), chunk by chunk; returns the logits of each row's last ``keep`` positions."""
+        end), chunk by chunk; returns the logits of each row's last ``keep`` positions. ``between``
+        runs between chunks (a scheduler's preemption point)."""
         end = max(len(s) for s in suffixes)
         out: list[torch.Tensor] = []
-        for rows in self._chunks(suffixes):
+        for n, rows in enumerate(self._chunks(suffixes)):
+            if n and between is not None:
+                between()
             chunk = suffixes[rows]
             width = max(len(s) for s in chunk)
             ids = torch.full((len(chunk), width), self._pad_id, dtype=torch.long)
@@ -280,15 +329,27 @@ class Decoder:
         pick: Callable[[torch.Tensor], torch.Tensor],
         stop_ids: set[int],
         stopped: Callable[[list[int]], bool] | None = None,
+        between: Callable[[], Collection[int]] | None = None,
+        row_done: Callable[[int, Decoded], None] | None = None,
     ) -> list[Decoded]:
         """Decode every sequence until an id in ``stop_ids`` (kept), ``stopped(tokens)`` says a stop
         string showed, or ``max_new_tokens``. ``pick`` turns ``[rows, vocab]`` logits into the next
-        token ids. Sequences should be of similar length (padding costs compute)."""
+        token ids. Sequences should be of similar length (padding costs compute).
+
+        ``between`` runs between prefill chunks and decode steps and returns the rows (indices into
+        ``sequences``) to stop now: they leave the batch with what they have. ``row_done`` hears of
+        each row that finished (not of rows stopped that way) as soon as it finishes."""
         prefix = self.prefix_kv(sequences[0][:shared])
         suffixes = [list(s[shared:]) for s in sequences]
         end = max(len(s) for s in suffixes)
         store = _RowStore(self._model, len(sequences), end + min(max_new_tokens, _GROWTH))
-        first = self._prefill(store, prefix, shared, suffixes, keep=1)[:, -1]
+        dropped: set[int] = set()
+
+        def pause() -> None:
+            if between is not None:
+                dropped.update(between())
+
+        first = self._prefill(store, prefix, shared, suffixes, keep=1, between=pause)[:, -1]
         device = self._model.device
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
         # Which store columns hold a row's own tokens: its right-aligned prompt, then all it generates.
@@ -299,17 +360,31 @@ class Decoder:
         positions = shared + lengths  # next position of each row
         stop_tensor = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
         picked = pick(first)
+
+        def finish(index: int) -> None:
+            if row_done is not None:
+                row_done(index, Decoded(tokens[index], stopped_at[index]))
+
         for step in range(max_new_tokens):
             new = picked.tolist()
             ended = torch.isin(picked, stop_tensor).tolist()
             keep = []
+            last = step == max_new_tokens - 1
             for row, index in enumerate(rows.tolist()):
+                if index in dropped:
+                    continue
                 tokens[index].append(new[row])
                 if stopped is not None and stopped(tokens[index]):
                     stopped_at[index] = len(tokens[index])
-                elif not ended[row]:
+                    finish(index)
+                elif ended[row] or last:
+                    finish(index)
+                else:
                     keep.append(row)
-            if not keep or step == max_new_tokens - 1:
+            if keep:
+                pause()
+                keep = [row for row in keep if int(rows[row]) not in dropped]
+            if not keep:
                 break
             column = end + step
             if len(keep) < len(new):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
-from app.engine.base import Conversation, EngineError, Generation, LabelDistribution, SamplingParams
+from app.engine.base import (
+    BatchControl,
+    Conversation,
+    EngineError,
+    Generation,
+    LabelDistribution,
+    SamplingParams,
+)
 from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 from app.engine.decoding import Decoder, install
 
@@ -55,7 +63,9 @@ class TransformersEngine:
         self._batch_size = batch_size
         self._device = _resolve_device(device)
         self._dtype = _resolve_dtype(dtype, self._device)
-        self._lock = threading.Lock()
+        # Re-entrant: a scheduler may run a more urgent call between the decode steps of another
+        # (same thread, see BatchControl).
+        self._lock = threading.RLock()
         self._prefix_cache_wanted = prefix_cache
         self._load(model_path, model_name)
 
@@ -96,9 +106,38 @@ class TransformersEngine:
                 torch.cuda.empty_cache()
             self._load(model_path, model_name)
 
+    # This backend honours BatchControl (preemption between steps, rows stopped, early results).
+    supports_control = True
+
     @property
     def model_name(self) -> str:
         return self._model_name
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt + generated) the model can attend to, when its config says."""
+        return self._max_positions
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Key/value memory one token of one row holds, over all layers."""
+        config = self._require_model().config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        element = torch.tensor([], dtype=self._dtype).element_size()
+        return int(2 * config.num_hidden_layers * kv_heads * dim * element)
+
+    @property
+    def device_memory_bytes(self) -> int:
+        """Memory of the device the model runs on (the GPU's, else the machine's)."""
+        if self._device.type == "cuda":
+            return int(torch.cuda.get_device_properties(self._device).total_memory)
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+    def count_tokens(self, conversation: Conversation) -> int:
+        """The prompt's length in tokens, chat template included (what generate() would feed)."""
+        return len(self._encode(conversation))
 
     @property
     def device(self) -> str:
@@ -108,9 +147,15 @@ class TransformersEngine:
         """The prompt text: the tokenizer's chat template (see app.engine.chat)."""
         return render_with_tokenizer(self._tokenizer, conversation)
 
-    def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Conversation], sampling: SamplingParams, control: BatchControl | None = None
+    ) -> list[Generation]:
         """Complete each conversation. Greedy output is what one-at-a-time decoding gives, up to float
-        rounding: batches of other shapes round matrix products differently, which can flip a near-tie."""
+        rounding: batches of other shapes round matrix products differently, which can flip a near-tie.
+
+        With ``control`` (see BatchControl), rows it stops come back empty with finish reason
+        ``cancelled``. Each row's ``latency_ms`` is its own time in the engine: from its batch's start to
+        its last token, less the time spent in ``control.between_steps``."""
         if not prompts:
             return []
         if sampling.max_tokens < 1:
@@ -118,31 +163,64 @@ class TransformersEngine:
         encoded = [self._encode(p) for p in prompts]
         self._check_lengths(encoded, sampling.max_tokens)
         results: list[Generation | None] = [None] * len(prompts)
+        control = control or BatchControl()
         with self._lock, torch.inference_mode(), self._seeded(sampling.seed):
             self._require_model()
             for batch in self._length_sorted_batches(encoded):
-                started = time.perf_counter()
-                decoded = self._decode([encoded[i] for i in batch], sampling)
-                latency = (time.perf_counter() - started) * 1000 / len(batch)
-                for (tokens, stopped_at), index in zip(decoded, batch, strict=True):
-                    results[index] = self._finish(tokens, stopped_at, len(encoded[index]), sampling, latency)
-        return [r for r in results if r is not None]
+                self._generate_batch(batch, encoded, sampling, control, results)
+        # Rows that control stopped: nothing of theirs is returned.
+        return [r or Generation("", len(encoded[i]), 0, "cancelled") for i, r in enumerate(results)]
+
+    def _generate_batch(
+        self,
+        batch: list[int],
+        encoded: list[list[int]],
+        sampling: SamplingParams,
+        control: BatchControl,
+        results: list[Generation | None],
+    ) -> None:
+        """Decode the prompts ``batch`` (indices into ``encoded``) together, into ``results``."""
+        clock = _Clock()
+
+        def done(row: int, tokens: list[int], stopped_at: int | None) -> None:
+            index = batch[row]
+            gen = self._finish(tokens, stopped_at, len(encoded[index]), sampling, clock.elapsed_ms())
+            results[index] = gen
+            if control.row_done is not None:
+                control.row_done(index, gen)
+
+        def between() -> set[int]:
+            if control.between_steps is None:
+                return set()
+            with clock.paused():
+                stop = set(control.between_steps())
+            return {row for row, index in enumerate(batch) if index in stop}
+
+        self._decode([encoded[i] for i in batch], sampling, done, between)
 
     def _decode(
-        self, sequences: list[list[int]], sampling: SamplingParams
-    ) -> list[tuple[list[int], int | None]]:
-        """Each sequence's new tokens, and how many there were when a stop string showed."""
+        self,
+        sequences: list[list[int]],
+        sampling: SamplingParams,
+        done: Callable[[int, list[int], int | None], None],
+        between: Callable[[], set[int]],
+    ) -> None:
+        """Decode the sequences; ``done(row, new tokens, tokens when a stop string showed)`` hears of
+        each finished row."""
         if self._decoder is not None:
             stop = _StopCheck(self._tokenizer, sampling.stop)
-            rows = self._decoder.generate(
+            self._decoder.generate(
                 sequences,
                 shared=self._shared_prefix_len(sequences, keep=1),
                 max_new_tokens=sampling.max_tokens,
                 pick=_picker(sampling),
                 stop_ids=self._stop_ids,
                 stopped=stop if stop.strings else None,
+                between=between,
+                row_done=lambda row, decoded: done(row, decoded.tokens, decoded.stopped_at),
             )
-            return [(row.tokens, row.stopped_at) for row in rows]
+            return
+        between()
         ids, mask = self._pad(sequences)
         criteria = _StopStrings(self._tokenizer, sampling.stop, ids.shape[1], len(sequences))
         out = self._require_model().generate(
@@ -151,27 +229,33 @@ class TransformersEngine:
             generation_config=self._generation_config(sampling),
             stopping_criteria=StoppingCriteriaList([criteria]),
         )
-        return list(zip(out[:, ids.shape[1] :].tolist(), criteria.stopped_at, strict=True))
+        for row, (tokens, stopped_at) in enumerate(
+            zip(out[:, ids.shape[1] :].tolist(), criteria.stopped_at, strict=True)
+        ):
+            done(row, tokens, stopped_at)
 
     def label_logprobs(
-        self, prompts: Sequence[Conversation], labels: Sequence[str]
+        self, prompts: Sequence[Conversation], labels: Sequence[str], control: BatchControl | None = None
     ) -> list[LabelDistribution]:
         """Each label's probability as the assistant's whole reply, normalised over ``labels``.
 
         A label's score is the summed log-probability of its tokens after the prompt, so
-        multi-token labels compete fairly with single-token ones.
+        multi-token labels compete fairly with single-token ones. ``control.between_steps`` runs
+        between prefill chunks (its stopped rows are scored anyway: scoring is one pass).
         """
         if not prompts:
             return []
         label_ids = self._label_token_ids(labels)
         encoded = [self._encode(p) for p in prompts]
         self._check_lengths(encoded, max(len(t) for t in label_ids))
+        hook = control.between_steps if control is not None else None
+        between = (lambda: hook()) if hook is not None else None
         with self._lock, torch.inference_mode():
             self._require_model()
             if all(len(t) == 1 for t in label_ids):
-                scores, latencies = self._score_next_token(encoded, [t[0] for t in label_ids])
+                scores, latencies = self._score_next_token(encoded, [t[0] for t in label_ids], between)
             else:
-                scores, latencies = self._score_continuations(encoded, label_ids)
+                scores, latencies = self._score_continuations(encoded, label_ids, between)
         return [
             label_distribution(list(labels), scores[i], len(encoded[i]), latencies[i])
             for i in range(len(prompts))
@@ -190,7 +274,7 @@ class TransformersEngine:
     # -- scoring -------------------------------------------------------------------------------
 
     def _score_next_token(
-        self, encoded: list[list[int]], label_ids: list[int]
+        self, encoded: list[list[int]], label_ids: list[int], between: Callable[[], object] | None = None
     ) -> tuple[list[list[float]], list[float]]:
         """Single-token labels: one forward pass over the prompts, read the next-token log-probs."""
         scores: list[list[float]] = [[] for _ in encoded]
@@ -198,7 +282,7 @@ class TransformersEngine:
         index = torch.tensor(label_ids, device=self._device)
         for batch in self._length_sorted_batches(encoded):
             started = time.perf_counter()
-            logprobs = self._tail_logprobs([encoded[i] for i in batch], keep=1)
+            logprobs = self._tail_logprobs([encoded[i] for i in batch], keep=1, between=between)
             picked = logprobs[:, -1, index].tolist()
             latency = (time.perf_counter() - started) * 1000 / len(batch)
             for row, i in enumerate(batch):
@@ -207,7 +291,10 @@ class TransformersEngine:
         return scores, latencies
 
     def _score_continuations(
-        self, encoded: list[list[int]], label_ids: list[list[int]]
+        self,
+        encoded: list[list[int]],
+        label_ids: list[list[int]],
+        between: Callable[[], object] | None = None,
     ) -> tuple[list[list[float]], list[float]]:
         """Any labels: score every prompt + label sequence and sum the label tokens' log-probs."""
         pairs = [(p, lab) for p in range(len(encoded)) for lab in range(len(label_ids))]
@@ -224,7 +311,7 @@ class TransformersEngine:
             started = time.perf_counter()
             keep = 1 + max(len(label_ids[pairs[i][1]]) for i in batch)
             grid = targets[torch.tensor([pairs[i][1] for i in batch], device=self._device)]
-            logprobs = self._tail_logprobs([sequences[i] for i in batch], keep=keep)
+            logprobs = self._tail_logprobs([sequences[i] for i in batch], keep=keep, between=between)
             # Left padding aligns every sequence's end: the label is its last n tokens, and the kept
             # logits at tail index keep - 1 - width + k predict grid slot k.
             rows = torch.arange(len(batch), device=self._device)[:, None]
@@ -238,14 +325,18 @@ class TransformersEngine:
                 latencies[p] += share
         return scores, latencies
 
-    def _tail_logprobs(self, sequences: list[list[int]], keep: int) -> torch.Tensor:
+    def _tail_logprobs(
+        self, sequences: list[list[int]], keep: int, between: Callable[[], object] | None = None
+    ) -> torch.Tensor:
         """Next-token log-probs at the last ``keep`` positions of each (left-padded) sequence.
 
         Only the tail goes through the LM head: full-sequence logits of a long prompt batch would
         take gigabytes (vocabulary x tokens x batch).
         """
         if self._decoder is not None:
-            return self._decoder.tail_logprobs(sequences, self._shared_prefix_len(sequences, keep), keep)
+            return self._decoder.tail_logprobs(
+                sequences, self._shared_prefix_len(sequences, keep), keep, between
+            )
         ids, mask = self._pad(sequences)
         # Positions count real tokens only, as generate() does, so padding never shifts them.
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
@@ -382,6 +473,26 @@ class TransformersEngine:
         if self._model is None:
             raise EngineError(f"engine for {self._model_name!r} is closed")
         return self._model
+
+
+class _Clock:
+    """A row's own time in the engine: wall time since the batch started, less pauses (time the
+    scheduler spent on more urgent calls between steps)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._paused = 0.0
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self._started - self._paused) * 1000
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - began
 
 
 class _StopCheck:

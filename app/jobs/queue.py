@@ -90,6 +90,10 @@ class JobQueue:
         delivery id may still name the delivery that worker is finishing: this one gets its own."""
         self._enqueue(job_id, queue, f"{job_id}_handback_{uuid.uuid4().hex[:12]}")
 
+    def waiting(self, queue: str) -> int:
+        """Deliveries waiting on ``queue`` (one round trip): a busy worker's cue to admit new jobs."""
+        return int(self.redis.llen(Queue(queue, connection=self.redis).key))
+
     def withdraw(self, queue: str, deliveries: Sequence[tuple[uuid.UUID, int]]) -> int:
         """Take still-queued deliveries (job id, attempt) off ``queue``: their jobs were claimed another
         way (fused into a running batch), and each would otherwise cost a worker a dequeue that finds

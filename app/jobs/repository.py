@@ -250,15 +250,21 @@ def stale_queued(
     return list(session.scalars(stmt.order_by(Job.created_at).limit(limit)))
 
 
-def queued_candidates(session: Session, queue: str, kinds: tuple[str, ...], limit: int) -> list[Job]:
-    """The oldest queued jobs of these kinds on a queue (for a worker fusing jobs into one batch)."""
-    stmt = (
-        select(Job)
+def queued_heads(session: Session, queue: str, kinds: tuple[str, ...], per_tenant: int) -> list[Job]:
+    """Each tenant's ``per_tenant`` oldest queued jobs of these kinds on a queue, oldest first (a worker
+    admitting work: one tenant's backlog never hides another tenant's job)."""
+    ranked = (
+        select(Job.id, func.row_number().over(partition_by=Job.tenant, order_by=Job.created_at).label("rank"))
         .where(
             Job.queue == queue, Job.status == "queued", Job.kind.in_(kinds), Job.cancel_requested.is_(False)
         )
+        .subquery()
+    )
+    stmt = (
+        select(Job)
+        .join(ranked, ranked.c.id == Job.id)
+        .where(ranked.c.rank <= per_tenant)
         .order_by(Job.created_at)
-        .limit(limit)
     )
     return list(session.scalars(stmt))
 

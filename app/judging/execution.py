@@ -1,14 +1,14 @@
-"""Running planned judge calls on an engine: one engine pass for a batch of items, each item's calls
-turned into its outcome (verdicts or scores, swap combined). No database and no queue: the worker
-(`workers/judging.py`) and the in-process MT-Bench runner both drive it."""
+"""Running planned judge calls on an engine and turning each item's calls into its outcome (verdicts or
+scores, swap combined). No database and no queue: the worker (`workers/judging.py`, which sends each
+call to its scheduler and builds an item's outcome as soon as its calls are back) and the in-process
+MT-Bench runner (one engine pass for a batch of items) both use it."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.engine.base import Engine, LabelDistribution, SamplingParams
+from app.engine.base import Engine, Generation, LabelDistribution, SamplingParams
 from app.judging.domain import CallOutput, ItemOutcome, JudgeOptions, PlannedCall
 from app.judging.probabilities import aggregate_distributions, order_outcome_from_distribution, verdict_labels
 from app.judging.swap import aggregate
@@ -33,24 +33,55 @@ def engine_labels(labels: list[str]) -> list[str]:
     return [label + MARKER_CLOSE for label in labels] if ambiguous else list(labels)
 
 
+def item_labels(item: PlannedItem) -> tuple[list[str], list[str]]:
+    """The item's verdict labels, and the continuations the engine scores for them."""
+    labels = verdict_labels(item.options.mode, item.options.scale)
+    return labels, engine_labels(labels)
+
+
+def generation_outcome(item: PlannedItem, generations: Sequence[Generation]) -> ItemOutcome:
+    """The item's outcome from its calls' generations (one per call, in order)."""
+    results = []
+    for call, gen in zip(item.calls, generations, strict=True):
+        # The template's reply prefix ("Verdict: [[") and the stop string that ended the reply
+        # ("]]") are part of what the judge said.
+        raw = call.response_prefix + gen.text + (gen.stop_string or "")
+        results.append(
+            CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms, queue_ms=gen.queue_ms)
+        )
+    options = item.options
+    return aggregate(options.mode, options.swap, results, options.scale)
+
+
+def score_outcome(item: PlannedItem, distributions: Sequence[LabelDistribution]) -> ItemOutcome:
+    """The item's outcome from its calls' label distributions over :func:`item_labels`' continuations."""
+    labels, scored = item_labels(item)
+    options = item.options
+    orders = []
+    for call, d in zip(item.calls, distributions, strict=True):
+        probs = {label: d.probs[key] for label, key in zip(labels, scored, strict=True)}
+        orders.append(
+            order_outcome_from_distribution(
+                options.mode,
+                call.order,
+                probs,
+                d.mass,
+                options.scale,
+                tokens_in=d.tokens_in,
+                latency_ms=d.latency_ms,
+                queue_ms=d.queue_ms,
+            )
+        )
+    return aggregate_distributions(options.mode, options.swap, orders)
+
+
 def generate_outcomes(
     engine: Engine, items: Sequence[PlannedItem], sampling: SamplingParams
 ) -> list[ItemOutcome]:
     """Generation verdicts: every call of every item in one ``generate`` batch."""
     flat = [call for item in items for call in item.calls]
     outputs = iter(engine.generate([c.messages for c in flat], sampling))
-    outcomes = []
-    for item in items:
-        results = []
-        for call in item.calls:
-            gen = next(outputs)
-            # The template's reply prefix ("Verdict: [[") and the stop string that ended the reply
-            # ("]]") are part of what the judge said.
-            raw = call.response_prefix + gen.text + (gen.stop_string or "")
-            results.append(CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms))
-        options = item.options
-        outcomes.append(aggregate(options.mode, options.swap, results, options.scale))
-    return outcomes
+    return [generation_outcome(item, [next(outputs) for _ in item.calls]) for item in items]
 
 
 def score_outcomes(engine: Engine, items: Sequence[PlannedItem]) -> list[ItemOutcome]:
@@ -58,33 +89,11 @@ def score_outcomes(engine: Engine, items: Sequence[PlannedItem]) -> list[ItemOut
     or a grading scale's scores)."""
     by_labels: dict[tuple[str, ...], list[int]] = {}
     for i, item in enumerate(items):
-        labels = tuple(verdict_labels(item.options.mode, item.options.scale))
-        by_labels.setdefault(labels, []).append(i)
+        by_labels.setdefault(tuple(item_labels(item)[1]), []).append(i)
     dists: dict[int, list[LabelDistribution]] = {}
-    for labels, indices in by_labels.items():
-        scored = engine_labels(list(labels))
+    for scored, indices in by_labels.items():
         calls = [call for i in indices for call in items[i].calls]
-        results = iter(engine.label_logprobs([c.messages for c in calls], scored))
+        results = iter(engine.label_logprobs([c.messages for c in calls], list(scored)))
         for i in indices:
-            dists[i] = []
-            for _ in items[i].calls:
-                d = next(results)
-                probs = {label: d.probs[key] for label, key in zip(labels, scored, strict=True)}
-                dists[i].append(dataclasses.replace(d, probs=probs))
-    outcomes = []
-    for i, item in enumerate(items):
-        options = item.options
-        orders = [
-            order_outcome_from_distribution(
-                options.mode,
-                call.order,
-                d.probs,
-                d.mass,
-                options.scale,
-                tokens_in=d.tokens_in,
-                latency_ms=d.latency_ms,
-            )
-            for call, d in zip(item.calls, dists[i], strict=True)
-        ]
-        outcomes.append(aggregate_distributions(options.mode, options.swap, orders))
-    return outcomes
+            dists[i] = [next(results) for _ in items[i].calls]
+    return [score_outcome(item, dists[i]) for i, item in enumerate(items)]

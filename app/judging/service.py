@@ -132,10 +132,12 @@ def submit(
     idem: Idempotency | None = None,
     job_id: uuid.UUID | None = None,
     recent: RecentLookups | None = None,
+    interactive: bool = False,
 ) -> Job:
     """Record a judging job and its items (under ``job_id`` if given); the job is enqueued after the
     caller's commit. A retry with the same Idempotency-Key returns the first request's job. ``recent``
-    spares the lookups a stream of submissions would repeat (the API process's)."""
+    spares the lookups a stream of submissions would repeat (the API process's). ``interactive``: a
+    client waits for the job (``?wait=``), so workers schedule its calls before batch work."""
     earlier = idempotency.replay(session, tenant, idem)
     if earlier is not None:
         replayed = jobs_repo.get_job(session, earlier, tenant)
@@ -220,6 +222,8 @@ def submit(
         # Only when not the default, so jobs recorded before verdict modes existed read the same:
         # a job without the key generates its verdicts.
         params["verdict_mode"] = request.verdict_mode
+    if interactive:
+        params["priority"] = "interactive"
 
     q = served.queue
     job = record_job(
@@ -294,7 +298,16 @@ async def submit_and_wait(
     def record(job_id: uuid.UUID | None = None) -> tuple[uuid.UUID, bool, JobOut]:
         with state.db.unit_of_work() as session:
             job = submit(
-                session, state.settings, state.queue, mode, request, tenant, idem, job_id, state.lookups
+                session,
+                state.settings,
+                state.queue,
+                mode,
+                request,
+                tenant,
+                idem,
+                job_id,
+                state.lookups,
+                interactive=bool(wait),
             )
             return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
 

@@ -102,6 +102,21 @@ def test_chunked_prefill_equals_one_chunk(wide: TransformersEngine, prompts: lis
     assert torch.allclose(one, many, atol=1e-4)
 
 
+def test_long_prompts_attend_in_query_blocks_with_the_same_result(
+    wide: TransformersEngine, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = greedy(Decoder(wide._model, wide._pad_id), wide, prompts, max_new_tokens=6)
+    with torch.inference_mode():
+        shared = wide._shared_prefix_len(prompts, keep=2)
+        one = Decoder(wide._model, wide._pad_id).tail_logprobs(prompts, shared, keep=2)
+    monkeypatch.setattr(decoding, "_QUERY_BLOCK", 5)  # every prompt's queries in several blocks
+    blocked = greedy(Decoder(wide._model, wide._pad_id), wide, prompts, max_new_tokens=6)
+    assert [r.tokens for r in blocked] == [r.tokens for r in whole]
+    with torch.inference_mode():
+        many = Decoder(wide._model, wide._pad_id).tail_logprobs(prompts, shared, keep=2)
+    assert torch.allclose(one, many, atol=1e-4)
+
+
 def test_without_a_shared_prefix(wide: TransformersEngine, prompts: list[list[int]]) -> None:
     decoder = Decoder(wide._model, wide._pad_id)
     with torch.inference_mode():

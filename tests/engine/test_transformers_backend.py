@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from app.engine.base import Conversation, Engine, EngineError, Generation, SamplingParams
+from app.engine.base import BatchControl, Conversation, Engine, EngineError, Generation, SamplingParams
 from app.engine.transformers_backend import TransformersEngine
 
 pytestmark = pytest.mark.model
@@ -303,3 +303,36 @@ def test_closed_engine_refuses_work(default_model_path: Path) -> None:
 def test_missing_model_folder_is_an_engine_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError):
         TransformersEngine(tmp_path, "nothing", device="cpu")
+
+
+def test_control_preempts_between_steps_stops_rows_and_delivers_rows_early(wide: TransformersEngine) -> None:
+    """What the scheduler relies on: a more urgent call runs between the decode steps of another
+    (same thread, re-entrant), a stopped row leaves the batch, each row is handed over when done."""
+    prompts = [user("Count from one to twenty in words."), user("Say hi."), user("Name three colours.")]
+    sampling = SamplingParams(temperature=0.0, max_tokens=24)
+    alone = wide.generate(prompts, sampling)
+    urgent = [user("What is 2 + 2?")]
+    urgent_alone = wide.generate(urgent, SamplingParams(temperature=0.0, max_tokens=8))
+    steps = 0
+    nested: list[str] = []
+    delivered: list[int] = []
+
+    def between() -> set[int]:
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            nested.extend(
+                g.text for g in wide.generate(urgent, SamplingParams(temperature=0.0, max_tokens=8))
+            )
+        return {0} if steps >= 5 else set()
+
+    out = wide.generate(
+        prompts,
+        sampling,
+        control=BatchControl(between_steps=between, row_done=lambda i, gen: delivered.append(i)),
+    )
+    assert nested == [urgent_alone[0].text]  # the nested call ran whole, between two steps
+    assert out[0].finish_reason == "cancelled" and out[0].text == ""
+    assert [o.text for o in out[1:]] == [a.text for a in alone[1:]]  # the others were not disturbed
+    assert sorted(delivered) == [1, 2]
+    assert all(o.latency_ms > 0 for o in out[1:])

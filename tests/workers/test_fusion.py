@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job as RQJob
@@ -16,6 +17,7 @@ from app.jobs import service as jobs_service
 from app.jobs.queue import delivery_id, queue_name
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine, first_position_judge
+from workers import judging
 from workers.tasks import run_job
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
@@ -61,19 +63,20 @@ def test_both_orders_of_an_item_stay_in_one_batch(
     assert all(_job(db, j)[0] == "succeeded" for j in (a, b, c))
 
 
-def test_jobs_that_decode_differently_are_not_fused(
+def test_jobs_that_decode_differently_run_together_but_never_share_an_engine_batch(
     db: RollbackDatabase, make_worker: Install, submit: Submit
 ) -> None:
     engine = make_worker(first_position_judge)
     greedy = submit("pairwise", {"items": [_pair(0)], "swap": "none"})
     longer = submit("pairwise", {"items": [_pair(1)], "swap": "none", "max_tokens": 99})
     sampled = submit("pairwise", {"items": [_pair(2)], "swap": "none", "temperature": 0.7, "seed": 1})
+    greedy_too = submit("pairwise", {"items": [_pair(3)], "swap": "none", "seed": 5})
     run_job(str(greedy))
-    assert len(engine.batches) == 1
-    assert _job(db, longer)[0] == "queued" and _job(db, sampled)[0] == "queued"
-    run_job(str(longer))
-    run_job(str(sampled))
-    assert [len(b) for b in engine.batches] == [1, 1, 1]
+    # One worker loop takes every judging job; the scheduler batches only calls that decode alike
+    # (greedy jobs share batches whatever their recorded seed).
+    assert all(_job(db, j)[0] == "succeeded" for j in (greedy, longer, sampled, greedy_too))
+    assert sorted(len(b) for b in engine.batches) == [1, 1, 2]
+    assert len({(s.temperature, s.max_tokens, s.seed) for s in engine.samplings}) == 3
 
 
 def test_single_and_pairwise_jobs_fuse_and_keep_their_own_results(
@@ -93,7 +96,7 @@ def test_single_and_pairwise_jobs_fuse_and_keep_their_own_results(
 
 
 def test_a_cancelled_job_is_dropped_between_batches(
-    db: RollbackDatabase, make_worker: Install, submit: Submit
+    db: RollbackDatabase, make_worker: Install, submit: Submit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = submit("pairwise", {"items": [_pair(i) for i in range(4)], "swap": "none"})
     second = submit("pairwise", {"items": [_pair(i) for i in range(8)], "swap": "none"})
@@ -107,6 +110,7 @@ def test_a_cancelled_job_is_dropped_between_batches(
         return "A]]"
 
     engine = make_worker(cancel_second_after_first_batch)
+    monkeypatch.setattr(judging, "CHECK_SECONDS", 0.0)  # look for cancels after every batch
     run_job(str(first))
     assert _job(db, first)[0] == "succeeded"
     status, done, total, _ = _job(db, second)

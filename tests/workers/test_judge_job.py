@@ -146,21 +146,44 @@ def test_cancelled_before_start(
     assert _results(db, job_id)[0] == "cancelled"
 
 
-def test_failed_attempt_resumes_without_redoing_committed_batches(
+def test_a_batch_that_fails_once_is_rerun_request_by_request(
     db: RollbackDatabase, make_worker: Install, submit: Submit
 ) -> None:
     engine = make_worker(first_position_judge)
     engine.fail_on_batch = 1
     job_id = submit("pairwise", {"items": [_pair(i) for i in range(8)], "swap": "conservative"})
+    assert run_job(str(job_id)) == "done"
+    # Batch 2 fell over: its four calls ran again one by one, and nothing else was affected.
+    assert [len(b) for b in engine.batches] == [4, 1, 1, 1, 1, 4, 4]
+    status, results = _results(db, job_id)
+    assert status == "succeeded"
+    assert all(len(r["orders"]) == 2 and r["status"] == "ok" for r in results)
+
+
+def test_failed_attempt_resumes_without_redoing_committed_items(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    broken = {"on": True}
+
+    def judge(conv: Conversation) -> str:
+        if broken["on"] and "Question 5?" in user_text(conv):
+            raise RuntimeError("engine fell over")
+        return "A]]"
+
+    engine = make_worker(judge)
+    job_id = submit("pairwise", {"items": [_pair(i) for i in range(8)], "swap": "conservative"})
     run_job(str(job_id))
     with db.unit_of_work() as session:
         job = jobs_repo.get_job(session, job_id)
         assert job is not None
-        assert (job.status, job.attempts, job.progress_done) == ("queued", 1, 2)
+        assert (job.status, job.attempts) == ("queued", 1)
+        done = job.progress_done
+    assert 4 <= done < 8  # what came back before the failure was kept
+    first = sum(len(b) for b in engine.batches)
+    broken["on"] = False
     assert run_job(str(job_id)) == "done"
-    # First attempt: batch 1 (2 items, 4 calls) committed, batch 2 failed; the retry judges only the
-    # remaining 6 items.
-    assert [len(b) for b in engine.batches] == [4, 4, 4, 4]
+    # The retry judges only the items the first attempt did not store.
+    assert sum(len(b) for b in engine.batches) - first == 2 * (8 - done)
     status, results = _results(db, job_id)
     assert status == "succeeded"
     assert all(len(r["orders"]) == 2 and r["status"] == "ok" for r in results)
@@ -244,9 +267,10 @@ def test_a_model_trained_from_the_workers_model_is_served_by_swapping_weights(
             owner=None,
         )
         child_id = str(child.id)
+    engines = context.current().engines
+    engines.family_of = lambda name: registered_model if name in ("judge-sr-1", registered_model) else None
+    engines.family_path = lambda name: f"/models/{name}"  # type: ignore[assignment,return-value]
     ctx = context.current()
-    ctx.family_of = lambda name: registered_model if name in ("judge-sr-1", registered_model) else None
-    ctx.family_path = lambda name: f"/models/{name}"  # type: ignore[assignment,return-value]
 
     by_id = submit("pairwise", {"items": [_pair(0)], "model": child_id, "swap": "none"})
     with db.unit_of_work() as session:
@@ -296,8 +320,9 @@ def test_a_job_judged_over_several_batches_wakes_with_its_status_only(
     db: RollbackDatabase, redis: Redis, make_worker: Install, submit: Submit
 ) -> None:
     make_worker(longer_answer_judge)
-    # 3 items x 2 orders: two batches; the last holds only part of the job's results.
-    job_id = submit("pairwise", {"items": [_pair(i) for i in range(3)], "swap": "conservative"})
+    # 10 items x 2 orders: results are committed every 8 items, so the last commit holds only part
+    # of the job's results.
+    job_id = submit("pairwise", {"items": [_pair(i) for i in range(10)], "swap": "conservative"})
     assert _announcement(redis, job_id, lambda: run_job(str(job_id))) == b"succeeded"
     status, results = _results(db, job_id)
-    assert status == "succeeded" and len(results) == 3
+    assert status == "succeeded" and len(results) == 10

@@ -78,9 +78,9 @@ def test_logprob_and_generate_jobs_are_never_fused(
     generated = submit("pairwise", {"swap": "none", "items": [item]})
     scored = submit("pairwise", {"swap": "none", "verdict_mode": "logprobs", "items": [item]})
     run_job(str(generated))
-    assert len(engine.batches) == 1 and engine.scored_labels == []
-    run_job(str(scored))
-    assert engine.scored_labels == [["A", "B", "C"]]
+    # One worker loop ran both jobs, in separate engine calls: one generation, one scoring pass.
+    assert [len(b) for b in engine.batches] == [1, 1]
+    assert engine.scored_labels == [["A", "B", "C"]] and len(engine.samplings) == 1
     assert _results(db, scored)[0].probabilities is not None
 
 

@@ -240,7 +240,8 @@ def test_cancel_stops_the_job_mid_round(
     assert run_job(str(job_id)) == "cancelled"
     job, _ = results(db, job_id)
     assert job.status == "cancelled"
-    assert len(engine.batches) == 5  # the batch in flight finished; no other started
+    # The call in flight (a chunk of 16 prompts: four engine batches of 4) finished; no other started.
+    assert len(engine.batches) == 8
 
 
 def test_a_failing_model_fails_the_job_after_bounded_retries(
@@ -258,7 +259,9 @@ def test_a_failing_model_fails_the_job_after_bounded_retries(
     job, _ = results(db, job_id)
     assert job.status == "failed"
     assert job.error is not None and "failed 3 times in a row" in job.error and "device lost" in job.error
-    assert len(attempts) == 3
+    # Each try: one engine batch, then its first call alone; failing the same way, the engine is
+    # taken for broken and the try's other calls fail without running.
+    assert len(attempts) == 6
 
 
 def _judge_rows(prefix: str, n: int) -> list[dict[str, str]]:
@@ -328,7 +331,7 @@ def test_a_separate_optimizer_model_is_loaded_beside_the_task_model(
         loaded.append(name)
         return optimizer
 
-    context.current().load_engine = load  # type: ignore[assignment]
+    context.current().engines.load_engine = load  # type: ignore[assignment]
     with db.unit_of_work() as session:
         models_repo.upsert(session, "bigger-optimizer", "transformers", None)
     job_id = submit_po(body(optimizer_model="bigger-optimizer"))
@@ -354,7 +357,8 @@ def test_shutdown_hands_the_job_back_and_the_next_worker_finishes_it_without_pay
 
     engine.generate = stopping  # type: ignore[method-assign]
     assert run_job(str(job_id)) == "handed back (shutdown)"
-    assert len(engine.batches) == 5  # the batch in flight finished; no other started
+    # The call in flight (a chunk of 16 prompts: four engine batches of 4) finished; no other started.
+    assert len(engine.batches) == 8
     with db.unit_of_work() as session:
         job = session.get(Job, job_id)
         assert job is not None and (job.status, job.attempts, job.lease_owner) == ("queued", 0, None)

@@ -113,8 +113,8 @@ def engine(
         models_repo.upsert(session, registered_model, "transformers", "/models/base")
     scripted = install_scripted_worker(worker_settings, db, JobQueue(redis, 60), World(), "sr-worker")
     ctx = context.current()
-    ctx.family_of = lambda name: registered_model
-    ctx.family_path = lambda name: Path("/models") / name
+    ctx.engines.family_of = lambda name: registered_model
+    ctx.engines.family_path = lambda name: Path("/models") / name
     return scripted
 
 

@@ -1,0 +1,1 @@
+"""Which model requests run next (pure policy)."""
