@@ -175,6 +175,9 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
             "candidates": {"n": 3, "max_tokens": 192, "temperature": 1.0},
             "judge": {"samples": 2, "max_tokens": 128, "temperature": 1.0},
             "dpo": {"epochs": 4},
+            # The base model's rubric judgments rarely parse, leaving no pair to train on; a short SFT
+            # on the EFT examples teaches it the `Score: N` line.
+            "sft": {"enabled": True, "epochs": 1, "max_length": 512},
         },
     ),
     # The shipped seed data, cut to 16 IFT + 8 EFT examples: 12 SFT steps (batch 4, 2 epochs).
@@ -757,11 +760,14 @@ def phase_cancel(api: Api, args: argparse.Namespace, out: dict[str, dict[str, An
         if name.replace(" ", "-") not in args.cancel_cases:
             continue
         body = {**merged(SR_TINY, overrides), "metadata": {"bench": "mixed_load"}}
-        if name == "sft train":
-            # Every EFT score, so the seed sets' spread survives the cut.
+        if body["sft"]["enabled"]:
+            # Every EFT score, so the seed sets' spread survives the cut; a small held-out set keeps
+            # the evaluation after SFT short.
             eft = sorted(read_jsonl(SEED_DIR / "eft_train.jsonl"), key=lambda r: int(r["score"]))[::6]
             body["ift"] = {"rows": read_jsonl(SEED_DIR / "ift.jsonl")[:16]}
             body["eft"] = {"rows": eft[:8]}
+            heldout = sorted(read_jsonl(SEED_DIR / "eft_heldout.jsonl"), key=lambda r: int(r["score"]))
+            body["eft_heldout"] = {"rows": heldout[::6]}
 
         def sr_job(body: dict[str, Any] = body) -> str:
             return str(api.ok("POST", "/v1/jobs/self-reward", json=body)["id"])
