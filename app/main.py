@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+import app.kinds  # noqa: F401 - registers the job kinds
 from app import health
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -14,6 +15,8 @@ from app.core.limits import BodySizeLimit
 from app.core.state import AppState
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
+from app.jobs import kinds as job_kinds
+from app.jobs.router import add_results_route
 from app.jobs.router import router as jobs_router
 from app.judging.router import router as judging_router
 from app.metrics.router import install_metrics
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.include_router(judging_router)
     app.include_router(prompt_opt_router)
     app.include_router(self_reward_router)
+    add_results_route(job_kinds.results_models())
     app.include_router(jobs_router)
     app.include_router(models_router)
     app.include_router(datasets_router)

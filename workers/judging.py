@@ -26,10 +26,11 @@ from typing import Any
 
 from app.db.tables import Job, JudgeCall, JudgmentItem
 from app.engine.base import Conversation, EngineError, SamplingParams
-from app.jobs import lifecycle
+from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.jobs.schemas import ItemResult
+from app.judging import kind as judging_kind
 from app.judging import repository as judging_repo
 from app.judging.domain import (
     CallOutput,
@@ -37,7 +38,6 @@ from app.judging.domain import (
     JudgeItem,
     JudgeOptions,
     PlannedCall,
-    Scale,
     TemplateSpec,
 )
 from app.judging.execution import (
@@ -47,6 +47,7 @@ from app.judging.execution import (
     item_labels,
     score_outcome,
 )
+from app.judging.params import JudgingParams
 from app.judging.planning import plan_item, prompt_hash
 from app.judging.results import item_result
 from app.judging.service import item_from_inputs
@@ -60,7 +61,7 @@ from workers.scheduler import RequestCancelled, SchedulerStopped
 
 log = logging.getLogger(__name__)
 
-JUDGE_KINDS = ("judge_pairwise", "judge_single")
+JUDGE_KINDS = judging_kind.NAMES
 # An item as a batch stored it: its row and its judge calls.
 StoredItem = tuple[JudgmentItem, list[JudgeCall]]
 
@@ -75,44 +76,25 @@ WAKE_SECONDS = 0.05
 ADMIT_PER_TENANT = 32
 
 
-def verdict_only(params: dict[str, Any]) -> bool:
-    """Whether every template of the job opens the reply with the verdict marker ("Verdict: [["): then
-    the judgment is complete at the marker's closing brackets and generation stops there."""
-    return all(spec.get("response_prefix") for spec in params["templates"].values())
-
-
-def job_sampling(params: dict[str, Any]) -> SamplingParams:
+def job_sampling(params: JudgingParams) -> SamplingParams:
     """How the job's judge calls decode. Greedy calls carry no seed, so greedy jobs share batches."""
-    temperature = float(params["temperature"])
     return SamplingParams(
-        temperature=temperature,
-        max_tokens=int(params["max_tokens"]),
-        seed=params["seed"] if temperature > 0 else None,
+        temperature=params.temperature,
+        max_tokens=params.max_tokens,
+        seed=params.seed if params.temperature > 0 else None,
         # A verdict-only reply is complete at the marker's closing brackets.
-        stop=(MARKER_CLOSE,) if verdict_only(params) else (),
+        stop=(MARKER_CLOSE,) if params.verdict_only() else (),
     )
 
 
-def job_priority(params: dict[str, Any]) -> Priority:
+def job_priority(params: JudgingParams) -> Priority:
     """A job whose client waits for it (``?wait=``) is interactive; other judging is batch work."""
-    return Priority.INTERACTIVE if params.get("priority") == "interactive" else Priority.BATCH
+    return Priority.INTERACTIVE if params.priority == "interactive" else Priority.BATCH
 
 
 def _described(job: Job, results: list[ItemResult]) -> str:
     """The ended job as the API shows it, with all its results (JSON)."""
     return jobs_service.job_out(job, results).model_dump_json()
-
-
-def _options(params: dict[str, Any]) -> JudgeOptions:
-    scale = params.get("scale") or {}
-    return JudgeOptions(
-        mode=params["mode"],
-        swap=params["swap"],
-        cot=params["cot"],
-        scale=Scale(min=scale.get("min", 1), max=scale.get("max", 10)),
-        seed=int(params["seed"]),
-        verdict_mode=params.get("verdict_mode", "generate"),
-    )
 
 
 @dataclass(eq=False)
@@ -146,9 +128,8 @@ class ActiveJob:
 
     @classmethod
     def load(
-        cls, ctx: WorkerContext, job_id: uuid.UUID, params: dict[str, Any], attempts: int, tenant: str
+        cls, ctx: WorkerContext, job_id: uuid.UUID, params: JudgingParams, attempts: int, tenant: str
     ) -> ActiveJob:
-        reference_auto = bool(params.get("reference_auto"))
         with ctx.db.unit_of_work() as session:
             rows = judging_repo.pending_items(session, job_id)
             done = judging_repo.count_done(session, job_id)
@@ -160,7 +141,7 @@ class ActiveJob:
                     item=item_from_inputs(row.inputs),
                     template=row.inputs["template"],
                     generated=list(row.generated_references or []),
-                    needs_reference=reference_auto and row.inputs.get("references") is None,
+                    needs_reference=params.reference_auto and row.inputs.get("references") is None,
                 )
                 for row in rows
             ]
@@ -168,14 +149,14 @@ class ActiveJob:
             id=job_id,
             attempts=attempts,
             tenant=tenant,
-            options=_options(params),
-            templates={name: TemplateSpec(**spec) for name, spec in params["templates"].items()},
+            options=params.options(),
+            templates=dict(params.templates),
             pending=pending,
             done=done,
             failed=failed,
             sampling=job_sampling(params),
             priority=job_priority(params),
-            logprobs=params.get("verdict_mode", "generate") == "logprobs",
+            logprobs=params.verdict_mode == "logprobs",
         )
 
     def calls_left(self) -> int:
@@ -219,7 +200,7 @@ class JudgeBatcher:
 
     # -- membership ------------------------------------------------------------------------------
 
-    def add(self, job_id: uuid.UUID, params: dict[str, Any], attempts: int, tenant: str) -> None:
+    def add(self, job_id: uuid.UUID, params: JudgingParams, attempts: int, tenant: str) -> None:
         self.lease.hold(job_id)
         self.jobs[job_id] = ActiveJob.load(self.ctx, job_id, params, attempts, tenant)
 
@@ -230,14 +211,14 @@ class JudgeBatcher:
         """Claim queued judging jobs of this queue (a few per tenant, in arrival order) while there is
         room, and hand queued long jobs to the worker's orchestrators when they have room."""
         long_jobs = self.ctx.long_jobs
-        kinds = JUDGE_KINDS + (long_jobs.kinds if long_jobs is not None else ())
+        wanted = JUDGE_KINDS + (kinds.long_kinds() if long_jobs is not None else ())
         with self.ctx.db.unit_of_work() as session:
             candidates = [
-                (job.id, job.kind, dict(job.params), job.tenant)
-                for job in jobs_repo.queued_heads(session, self.ctx.queue_name, kinds, ADMIT_PER_TENANT)
+                (job.id, job.kind, job.params, job.tenant)
+                for job in jobs_repo.queued_heads(session, self.ctx.queue_name, wanted, ADMIT_PER_TENANT)
             ]
         fused: list[tuple[uuid.UUID, int]] = []
-        for job_id, kind, params, tenant in candidates:
+        for job_id, kind, stored, tenant in candidates:
             if job_id in self.released:
                 continue
             if kind not in JUDGE_KINDS:
@@ -246,6 +227,7 @@ class JudgeBatcher:
                     if started is not None:
                         fused.append((job_id, started - 1))
                 continue
+            params = JudgingParams.model_validate(stored)
             in_hand = {job.tenant for job in self.jobs.values()}
             urgent = job_priority(params) == Priority.INTERACTIVE or tenant not in in_hand
             if not urgent and self._calls_in_hand() >= self.hold_calls:
@@ -305,8 +287,11 @@ class JudgeBatcher:
                 self._seen_waiting = self.ctx.queue.waiting(self.ctx.queue_name)
             self._submit_due()
             if self.flights:
-                done = self.ctx.scheduler.wait(set(self.flights), timeout=WAKE_SECONDS)
-                self._collect(done)
+                # (A flight is back only when all its requests are: wait on those still out.)
+                waiting = {f for f in self.flights if not f.done()}
+                if waiting:
+                    self.ctx.scheduler.wait(waiting, timeout=WAKE_SECONDS)
+                self._collect({f for f in self.flights if f.done()})
             if self._commit_due():
                 self._commit()
 

@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.jobs import lifecycle
+import app.kinds  # noqa: F401 - registers the job kinds
+from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
@@ -24,9 +24,6 @@ from workers.lease import LeaseKeeper
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0
-
-# (ctx, lease, job id, attempts, cancel event) -> what happened, for the logs.
-Runner = Callable[[WorkerContext, LeaseKeeper, uuid.UUID, int, threading.Event], str]
 
 
 @dataclass
@@ -39,11 +36,11 @@ class _Running:
 class LongJobs:
     """The long jobs this worker orchestrates (at most ``settings.max_long_jobs_per_worker``)."""
 
-    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper, runners: dict[str, Runner]) -> None:
+    def __init__(self, ctx: WorkerContext, lease: LeaseKeeper) -> None:
         self.ctx = ctx
         self.lease = lease
-        self.runners = runners
-        self.kinds = tuple(runners)
+        # Each long kind's runner: (ctx, lease, job id, attempts, cancel event) -> what happened.
+        self.kinds = kinds.long_kinds()
         self._running: dict[uuid.UUID, _Running] = {}
         self._mutex = threading.Lock()
         self._stop = threading.Event()
@@ -69,7 +66,7 @@ class LongJobs:
 
     def start(self, kind: str, job_id: uuid.UUID, attempts: int) -> None:
         """Run a claimed job in a thread of its own."""
-        runner = self.runners[kind]
+        runner = kinds.get(kind).load_runner()
         cancel = threading.Event()
 
         def body() -> None:

@@ -23,7 +23,6 @@ from workers import context
 from workers.lease import LeaseKeeper
 from workers.long_jobs import LongJobs
 from workers.sweeper import Sweeper
-from workers.tasks import LONG_JOB_RUNNERS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     lease = LeaseKeeper(db, worker_id, settings.job_lease_seconds).__enter__()
     ctx.lease = lease
     ctx.scheduler.start()
-    ctx.long_jobs = LongJobs(ctx, lease, LONG_JOB_RUNNERS)
+    ctx.long_jobs = LongJobs(ctx, lease)
     log.info(
         "scheduler: batches of at most %d rows and %d tokens (prompt + new); key/value memory at %s "
         "bytes per token",

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -287,8 +288,16 @@ def _candidate_row(record: CandidateRecord) -> dict[str, Any]:
     }
 
 
-def run_prompt_opt(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int) -> str:
-    """Run (or resume) a prompt-optimization job to its end; returns what happened, for RQ's logs."""
+def run_prompt_opt(
+    ctx: WorkerContext,
+    lease: LeaseKeeper,
+    job_id: uuid.UUID,
+    attempts: int,
+    cancel: threading.Event | None = None,
+) -> str:
+    """Run (or resume) a prompt-optimization job to its end; returns what happened, for RQ's logs.
+    (``cancel`` is unused: with no child process, a cancel reaches the job's calls through the
+    scheduler.)"""
     lease.hold(job_id)
     try:
         return _run(ctx, lease, job_id, attempts)

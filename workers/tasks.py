@@ -1,8 +1,9 @@
 """The RQ entry point: ``run_job(job_id)``. RQ only delivers the id; the job row is the truth.
 
-Judging jobs run here, fused with the other judging jobs of the queue, for as long as any is held.
-Long jobs (prompt optimization, self-reward) are handed to the worker's orchestrators and run in
-threads of their own, so this loop is free for judging while they go on for hours.
+What runs a job comes from its kind's registration (:mod:`app.kinds`); nothing here knows a kind by
+name. Judging jobs run here, fused with the other judging jobs of the queue, for as long as any is
+held. Long jobs are handed to the worker's orchestrators and run in threads of their own, so this loop
+is free for judging while they go on for hours.
 """
 
 from __future__ import annotations
@@ -13,27 +14,16 @@ import threading
 import uuid
 from collections.abc import Iterator
 
-from app.jobs import lifecycle
+import app.kinds  # noqa: F401 - registers the job kinds
+from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
+from app.judging.params import JudgingParams
 from workers import context, outcome
 from workers.context import WorkerContext
-from workers.judging import JUDGE_KINDS, JudgeBatcher
+from workers.judging import JudgeBatcher
 from workers.lease import LeaseKeeper
-from workers.long_jobs import Runner
-from workers.prompt_opt import run_prompt_opt
-from workers.self_reward import run_self_reward
 
 log = logging.getLogger(__name__)
-
-
-def _prompt_opt(
-    ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: int, _: threading.Event
-) -> str:
-    return run_prompt_opt(ctx, lease, job_id, attempts)
-
-
-# The long job kinds and what runs each: written once, here.
-LONG_JOB_RUNNERS: dict[str, Runner] = {"prompt_opt": _prompt_opt, "self_reward": run_self_reward}
 
 
 @contextlib.contextmanager
@@ -47,13 +37,13 @@ def _lease(ctx: WorkerContext) -> Iterator[LeaseKeeper]:
 
 
 def run_job(job_id: str) -> str:
-    """Claim the job and run it (judging: fused with the queue's other judging jobs; long jobs: handed
-    to the orchestrators). Returns what happened, for RQ's logs; the outcome itself is recorded on the
-    job rows."""
+    """Claim the job and run it as its kind says (judging: fused with the queue's other judging jobs;
+    long jobs: handed to the orchestrators). Returns what happened, for RQ's logs; the outcome itself
+    is recorded on the job rows."""
     ctx = context.current()
     jid = uuid.UUID(job_id)
     settings = ctx.settings
-    if ctx.long_jobs is not None and not ctx.long_jobs.has_room() and not _is_judging(ctx, jid):
+    if ctx.long_jobs is not None and not ctx.long_jobs.has_room() and _is_long(ctx, jid):
         # Left queued: the orchestrators take it when one of their jobs ends.
         return "left queued (long jobs at capacity)"
     with ctx.db.unit_of_work() as session:
@@ -62,27 +52,33 @@ def run_job(job_id: str) -> str:
             current = jobs_repo.get_job(session, jid)
             # Already taken: typically fused into another job's batch, or cancelled.
             return f"skipped ({current.status if current else 'missing'})"
-        kind, params, attempts, model, tenant = (
-            job.kind,
-            dict(job.params),
-            job.attempts,
-            job.model,
-            job.tenant,
-        )
-
-    if kind in LONG_JOB_RUNNERS:
+        name, stored, attempts = job.kind, dict(job.params), job.attempts
+        model, tenant = job.model, job.tenant
+    try:
+        kind = kinds.get(name)
+        params = kind.validate_params(stored)
+    except (LookupError, ValueError) as exc:
+        outcome.end(ctx, jid, "failed", f"this worker cannot run this job: {exc}")
+        return "failed"
+    if kind.long:
         if ctx.long_jobs is not None:
-            ctx.long_jobs.start(kind, jid, attempts)
+            ctx.long_jobs.start(name, jid, attempts)
             return "started"
         with _lease(ctx) as lease:
-            return LONG_JOB_RUNNERS[kind](ctx, lease, jid, attempts, threading.Event())
-    if kind not in JUDGE_KINDS:
-        outcome.end(ctx, jid, "failed", f"this worker cannot run jobs of kind {kind!r}")
-        return "failed"
+            result: str = kind.load_runner()(ctx, lease, jid, attempts, threading.Event())
+            return result
+    result = kind.load_runner()(ctx, jid, params, attempts, model, tenant)
+    return result
+
+
+def run_judging(
+    ctx: WorkerContext, job_id: uuid.UUID, params: JudgingParams, attempts: int, model: str, tenant: str
+) -> str:
+    """Judge the job, with every other judging job of the queue claimed meanwhile, until none is held."""
     with _lease(ctx) as lease:
         batcher = JudgeBatcher(ctx, lease, model)
         try:
-            batcher.add(jid, params, attempts, tenant)
+            batcher.add(job_id, params, attempts, tenant)
             batcher.run()
         except Exception as exc:
             log.exception("judging failed; releasing %d job(s)", len(batcher.jobs))
@@ -91,7 +87,7 @@ def run_job(job_id: str) -> str:
     return "done"
 
 
-def _is_judging(ctx: WorkerContext, job_id: uuid.UUID) -> bool:
+def _is_long(ctx: WorkerContext, job_id: uuid.UUID) -> bool:
     with ctx.db.unit_of_work() as session:
         job = jobs_repo.get_job(session, job_id)
-        return job is None or job.kind in JUDGE_KINDS
+        return job is not None and job.kind in kinds.long_kinds()

@@ -14,6 +14,7 @@ from app.core.errors import NotFound
 from app.core.state import AppState, get_state
 from app.dashboard import service, session
 from app.dashboard.rendering import HtmlRoute, page, redirect
+from app.jobs import kinds as job_kinds
 
 router = APIRouter(prefix=session.PATH, include_in_schema=False, route_class=HtmlRoute)
 
@@ -98,7 +99,7 @@ def jobs(
         "status": status or "",
         "kind": kind or "",
         "statuses": service.STATUSES,
-        "kinds": service.KINDS,
+        "kinds": job_kinds.names(),
         "refresh": _refresh(state, active),
     }
     return page(request, "jobs.html", context)

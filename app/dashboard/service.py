@@ -8,25 +8,23 @@ from typing import Any, get_args
 
 from sqlalchemy.orm import Session
 
+import app.kinds  # noqa: F401 - registers the job kinds
 from app.core.errors import InvalidInput, NotFound
 from app.dashboard.leaderboard import RunItem, baseline_of, run_judgments
 from app.dashboard.stats import BatchStats, batch_stats
+from app.jobs import kinds as job_kinds
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
-from app.jobs.schemas import ItemResult, JobKind, JobOut, JobPage, JobStatus
+from app.jobs.schemas import ItemResult, JobOut, JobPage, JobStatus
 from app.judging import repository as judging_repo
 from app.judging.results import item_result
 from app.mtbench.tables import LeaderboardRow, leaderboard
-from app.prompt_opt import service as prompt_opt_service
 from app.prompt_opt.schemas import PromptOptimizationResults
-from app.self_reward import service as self_reward_service
 from app.self_reward.schemas import SelfRewardResults
 
 JOBS_PER_PAGE = 25
 ITEMS_PER_PAGE = 50
 STATUSES: tuple[str, ...] = get_args(JobStatus)
-KINDS: tuple[str, ...] = get_args(JobKind)
-LONG_KINDS = (prompt_opt_service.KIND, self_reward_service.KIND)
 # The metadata key that tags the jobs of an MT-Bench run (`judge mtbench run`).
 RUN_TAG = "mtbench_run"
 MAX_RUN_JOBS = 10_000
@@ -50,7 +48,7 @@ def jobs_page(
         JOBS_PER_PAGE,
         cursor or None,
         _choice(status, STATUSES, "status"),
-        _choice(kind, KINDS, "kind"),
+        _choice(kind, job_kinds.names(), "kind"),
         None,
     )
 
@@ -96,7 +94,7 @@ def job_detail(session: Session, job_id: uuid.UUID, tenant: str, page: int) -> J
     all of them) or a long job's results."""
     job = jobs_service.get_job(session, job_id, tenant)
     shown = jobs_service.job_out(job)
-    if job.kind in LONG_KINDS:
+    if job.kind in job_kinds.long_kinds():
         outcome = jobs_service.results_page(session, job.id, tenant, 1, None)
         assert isinstance(outcome, PromptOptimizationResults | SelfRewardResults)
         return JobDetail(job=shown, outcome=outcome)
@@ -135,7 +133,7 @@ def run_leaderboard(session: Session, tenant: str, run: str) -> Leaderboard:
     items: list[RunItem] = []
     pairwise_results: list[ItemResult] = []
     for job in jobs:
-        if job.kind in LONG_KINDS:
+        if job.kind in job_kinds.long_kinds():
             continue
         template = str(job.params.get("template") or "")
         for row in judging_repo.results_page(session, job.id, -1, job.progress_total + 1):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ApiError
+from app.jobs import kinds
 from app.jobs import repository as jobs_repo
 
 
@@ -35,15 +36,11 @@ def check_capacity(
         )
 
 
-# Jobs that run for hours and spend many model calls: a tenant may have only a few of them active.
-LONG_JOB_KINDS = ("prompt_opt", "self_reward")
-
-
 def check_long_job_capacity(session: Session, settings: Settings, tenant: str) -> None:
     """429 when the tenant already has ``settings.max_active_long_jobs_per_tenant`` queued or running
     long jobs (prompt optimization, self-reward)."""
     limit = settings.max_active_long_jobs_per_tenant
-    active = jobs_repo.count_active(session, tenant, LONG_JOB_KINDS)
+    active = jobs_repo.count_active(session, tenant, kinds.long_kinds())
     if active >= limit:
         raise ApiError(
             429,

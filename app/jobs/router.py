@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal, get_args
+from typing import Literal, Union, get_args
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from app.auth.dependencies import get_tenant, require
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
 from app.jobs import event_stream, service, sse
 from app.jobs.events import EventName
-from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus, ResultPage
-from app.prompt_opt.schemas import PromptOptimizationResults
-from app.self_reward.schemas import SelfRewardResults
+from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require("judge", "jobs"))])
 
@@ -32,7 +31,11 @@ CURSOR = Query(default=None, max_length=500, description="`next_cursor` of the p
 )
 def list_jobs(
     status: JobStatus | None = Query(default=None, description="Only jobs in this status."),
-    kind: JobKind | None = Query(default=None, description="Only jobs of this kind."),
+    kind: JobKind | None = Query(
+        default=None,
+        max_length=64,
+        description="Only jobs of this kind (`kind` of a job, e.g. `judge_pairwise`).",
+    ),
     model: str | None = Query(default=None, max_length=200, description="Only jobs for this model."),
     metadata: list[str] | None = Query(
         default=None,
@@ -62,13 +65,6 @@ def get_job(
         return service.job_out(service.get_job(session, job_id, tenant))
 
 
-@router.get(
-    "/{job_id}/results",
-    operation_id="get_job_results",
-    summary="A job's results: judging items in item order (paged), or a long job's outcome",
-    response_model=ResultPage | PromptOptimizationResults | SelfRewardResults,
-    responses=ERROR_RESPONSES,
-)
 def get_results(
     job_id: uuid.UUID,
     limit: int = LIMIT,
@@ -79,9 +75,26 @@ def get_results(
     ),
     state: AppState = Depends(get_state),
     tenant: str = Depends(get_tenant),
-) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
+) -> BaseModel:
     with state.db.unit_of_work() as session:
         return service.results_page(session, job_id, tenant, limit, cursor, status)
+
+
+def add_results_route(results_models: tuple[type[BaseModel], ...]) -> None:
+    """Serve ``GET /v1/jobs/{id}/results``, answering with one of the registered kinds' results models
+    (called once the kinds are registered; again is a no-op)."""
+    if any(getattr(route, "name", None) == "get_results" for route in router.routes):
+        return
+    router.add_api_route(
+        "/{job_id}/results",
+        get_results,
+        methods=["GET"],
+        operation_id="get_job_results",
+        summary="A job's results: judging items in item order (paged), or a long job's outcome",
+        response_model=Union[results_models],  # noqa: UP007 - a union built from the registry
+        responses=ERROR_RESPONSES,
+        name="get_results",
+    )
 
 
 @router.post(
@@ -89,9 +102,10 @@ def get_results(
     operation_id="cancel_job",
     summary="Cancel a job (queued: at once; running: within seconds)",
     description="A queued job ends `cancelled` at once. For a running job the answer shows it still "
-    "`running`, with `cancel_requested_at` set: its pending work leaves the model's scheduler (calls the "
-    "engine has already started finish, their results are kept) and the job shows `cancelled` within "
-    "seconds. Cancelling a cancelled job changes nothing; an ended one is a conflict (409).",
+    "`running`, with `cancel_requested_at` set: its waiting requests leave the model's scheduler, its "
+    "rows in a running engine batch stop at the next decode step, a training process of the job is "
+    "stopped, work already committed is kept, and the job shows `cancelled` within seconds. Cancelling a "
+    "cancelled job changes nothing; an ended one is a conflict (409).",
     response_model=JobOut,
     responses=ERROR_RESPONSES,
 )

@@ -11,8 +11,16 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from app.jobs import kinds
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["judge_pairwise", "judge_single", "prompt_opt", "self_reward"]
+# A job's kind: one of those registered in app.kinds (this layer knows none by name).
+JobKind = str
+
+
+def _registered_kinds(schema: dict[str, Any]) -> None:
+    """The JSON schema of a job's kind lists the registered kinds (read when the schema is built)."""
+    schema["enum"] = list(kinds.names())
 
 
 METADATA_MAX_KEYS = 32
@@ -189,7 +197,7 @@ class ItemResult(BaseModel):
 
 class JobOut(BaseModel):
     id: uuid.UUID
-    kind: JobKind
+    kind: JobKind = Field(description="The job's kind.", json_schema_extra=_registered_kinds)
     status: JobStatus
     model: str = Field(description="The judge model serving the job.")
     progress: Progress

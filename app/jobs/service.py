@@ -8,23 +8,21 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from app.core.cursors import decode_cursor, decode_index_cursor, encode_cursor
+from app.core.cursors import decode_cursor, encode_cursor
 from app.core.db import Database
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.tables import Job
-from app.jobs import lifecycle
+from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs.end_listener import EndWatch
+from app.jobs.kinds import ResultsQuery
 from app.jobs.queue import JobQueue
-from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, ResultPage, metadata_key_problem
+from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, metadata_key_problem
 from app.judging import repository as judging_repo
 from app.judging.results import item_result
-from app.prompt_opt import service as prompt_opt_service
-from app.prompt_opt.schemas import PromptOptimizationResults
-from app.self_reward import service as self_reward_service
-from app.self_reward.schemas import SelfRewardResults
 
 TERMINAL = frozenset(jobs_repo.TERMINAL)
 # While waiting for a job's end, how often the database is re-read in case its announcement was lost.
@@ -53,7 +51,7 @@ def _public_params(params: dict[str, Any]) -> dict[str, Any]:
 def job_out(job: Job, results: list[ItemResult] | None = None) -> JobOut:
     return JobOut(
         id=job.id,
-        kind=job.kind,  # type: ignore[arg-type]
+        kind=job.kind,
         status=job.status,  # type: ignore[arg-type]
         model=job.model,
         progress=Progress(done=job.progress_done, total=job.progress_total, failed=job.progress_failed),
@@ -89,6 +87,8 @@ def list_jobs(
     metadata: list[str] | None = None,
 ) -> JobPage:
     """A page of the tenant's jobs; ``metadata`` holds `key:value` filters (all must match)."""
+    if kind is not None and kind not in kinds.names():
+        raise InvalidInput(f"unknown job kind {kind!r}; one of {', '.join(kinds.names())}", "kind")
     wanted = parse_metadata_filters(metadata or [])
     after = None
     if cursor:
@@ -139,26 +139,11 @@ def results_page(
     limit: int,
     cursor: str | None,
     status: str | None = None,
-) -> ResultPage | PromptOptimizationResults | SelfRewardResults:
-    """Judging jobs: a page of item results (only items in ``status`` if given). Prompt optimization
-    and self-reward: the run's results (not paged)."""
+) -> BaseModel:
+    """The job's results as its kind reads them (judging: a page of item results, only items in
+    ``status`` if given; long jobs: the run's results, not paged)."""
     job = get_job(session, job_id, tenant)
-    if job.kind == prompt_opt_service.KIND:
-        return prompt_opt_service.results(session, job)
-    if job.kind == self_reward_service.KIND:
-        return self_reward_service.results(session, job)
-    after = decode_index_cursor(cursor) if cursor else -1
-    items = judging_repo.results_page(session, job.id, after, limit + 1, status)
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = encode_cursor([items[-1].index])
-    return ResultPage(
-        job_id=job.id,
-        status=job.status,  # type: ignore[arg-type]
-        results=[item_result(i) for i in items],
-        next_cursor=next_cursor,
-    )
+    return kinds.get(job.kind).results(session, job, ResultsQuery(limit, cursor, status))
 
 
 def all_results(session: Session, job: Job) -> list[ItemResult]:

@@ -4,7 +4,6 @@ and its items, and hand the job to the model's queue once the transaction commit
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import uuid
 from typing import Any
@@ -29,6 +28,7 @@ from app.judging.context_limits import PromptBudget, item_problem
 from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
 from app.judging.execution import engine_labels
 from app.judging.lookups import RecentLookups
+from app.judging.params import JudgingParams, ScaleParams
 from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
 from app.judging.template_catalog import resolve_template
@@ -204,26 +204,22 @@ def submit(
         templates[spec.name] = spec
         inputs.append(_item_inputs(item, item_in.id, spec.name))
 
-    params: dict[str, Any] = {
-        "mode": mode,
-        "swap": swap,
-        "cot": request.cot,
-        "temperature": request.temperature,
-        "max_tokens": max_tokens,
-        "seed": seed,
-        "reference_auto": auto_reference,
-        "template": request.template,
-        # Snapshot of every template used, so a later edit cannot change a queued job.
-        "templates": {name: dataclasses.asdict(spec) for name, spec in templates.items()},
-    }
-    if isinstance(request, SingleRequest):
-        params["scale"] = {"min": request.scale.min, "max": request.scale.max}
-    if logprobs:
-        # Only when not the default, so jobs recorded before verdict modes existed read the same:
-        # a job without the key generates its verdicts.
-        params["verdict_mode"] = request.verdict_mode
-    if interactive:
-        params["priority"] = "interactive"
+    params = JudgingParams(
+        mode=mode,
+        swap=swap,
+        cot=request.cot,
+        temperature=request.temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        reference_auto=auto_reference,
+        template=request.template,
+        templates=templates,
+        scale=ScaleParams(min=request.scale.min, max=request.scale.max)
+        if isinstance(request, SingleRequest)
+        else None,
+        verdict_mode=request.verdict_mode,
+        priority="interactive" if interactive else "batch",
+    )
 
     q = served.queue
     job = record_job(
@@ -233,7 +229,7 @@ def submit(
         kind=f"judge_{mode}",
         model=model,
         queue=q,
-        params=params,
+        params=params.stored(),
         total=len(inputs),
         tenant=tenant,
         job_id=job_id,

@@ -17,8 +17,9 @@ from rq import Queue
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.state import AppState
+from app.jobs import kinds
 from app.jobs import repository as jobs_repo
-from app.jobs.schemas import JobKind, JobStatus
+from app.jobs.schemas import JobStatus
 from app.metrics import families as fam
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class ServiceCollector(Collector):
         # Every known combination is always present (a series that vanishes at 0 confuses rate and
         # alert rules); unknown ones (a newer kind) are added.
         for status in get_args(JobStatus):
-            for kind in get_args(JobKind):
+            for kind in kinds.names():
                 counts.setdefault((status, kind), 0)
         for (status, kind), n in sorted(counts.items()):
             gauge.add_metric([status, kind], n)

@@ -57,12 +57,14 @@ def _names(events: list[Event]) -> list[str]:
     return [e.name for e in events]
 
 
-# What a run of a 3-item pairwise job (two items per engine batch) announces, in order.
+# What a run of a 10-item pairwise job (two items per engine batch, results committed every 8
+# items) announces, in order.
+RUN_ITEMS = 10
 RUN = [
     ("status", {"status": "running", "attempts": 1}),
-    ("progress", {"done": 2, "total": 3, "failed": 0}),
+    ("progress", {"done": 8, "total": 10, "failed": 0}),
     ("stage", {"stage": "judging"}),
-    ("progress", {"done": 3, "total": 3, "failed": 0}),
+    ("progress", {"done": 10, "total": 10, "failed": 0}),
 ]
 
 
@@ -93,7 +95,7 @@ def test_a_finished_jobs_stream_is_its_state_then_its_end(client: TestClient, wo
 
 def test_resuming_replays_every_event_after_last_event_id(client: TestClient, worker: Worker) -> None:
     worker(first_position_judge)
-    job_id = _create(client)
+    job_id = _create(client, RUN_ITEMS)
     run_job(job_id)
     # From before the first event: the whole run, in order, with increasing ids.
     everything = _events(client, job_id, "0-0")
@@ -248,7 +250,7 @@ def live(
 
 def test_a_live_stream_receives_status_progress_and_end_as_the_worker_runs(live: Live) -> None:
     with live.client() as client:
-        job_id = _create(client)
+        job_id = _create(client, RUN_ITEMS)
         with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
             assert response.status_code == 200
             reader = EventReader(response.iter_lines())
@@ -256,7 +258,7 @@ def test_a_live_stream_receives_status_progress_and_end_as_the_worker_runs(live:
             assert state is not None and state.name == "state"
             assert (state.data["status"], state.data["progress"]) == (
                 "queued",
-                {"done": 0, "total": 3, "failed": 0},
+                {"done": 0, "total": RUN_ITEMS, "failed": 0},
             )
             assert reader.retry == 3000
             # The job runs only now, while the client listens.

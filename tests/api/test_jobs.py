@@ -119,6 +119,8 @@ def test_list_filters(client: TestClient, state: AppState) -> None:
     assert _list(client, kind="judge_pairwise") == [other_model, pairwise[1], pairwise[0]]
     assert _list(client, kind="judge_single") == [single]
     assert _list(client, kind="prompt_opt") == []
+    unknown = client.get("/v1/jobs", params={"kind": "judge_everything"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "kind"
     assert _list(client, status="cancelled") == [pairwise[0]]
     assert _list(client, status="succeeded") == [single]
     assert _list(client, status="queued") == [other_model, pairwise[1]]

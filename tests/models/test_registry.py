@@ -82,7 +82,7 @@ def test_model_routes_keep_found_models_and_look_unknown_ones_up_again(db: Rollb
             "late-judge", queue_name("late-judge")
         )
         assert routes.route(session, str(trained.id), "model", "t") == Route(
-            "late-judge-it1", queue_name("late-judge")
+            "late-judge-it1", queue_name("late-judge"), "transformers", "/models/late-judge-it1"
         )
         with pytest.raises(InvalidInput):  # another tenant's model stays unknown to this one
             routes.route(session, "late-judge-it1", "model", "other")

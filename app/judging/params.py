@@ -1,0 +1,66 @@
+"""What a judging job carries from the API to the worker: a pydantic model, stored with the job and
+re-validated by the worker (never a dict whose keys the reader has to know)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode
+
+Priority = Literal["interactive", "batch"]
+
+
+class ScaleParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int | float
+    max: int | float
+
+
+class JudgingParams(BaseModel):
+    """A judging job's options, as recorded. Keys at their default are left out of the stored form,
+    so jobs recorded before an option existed read the same."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode
+    swap: SwapMode
+    cot: bool
+    temperature: float = Field(ge=0)
+    max_tokens: int = Field(ge=1)
+    # A recorded seed makes `swap: random` and sampling reproducible.
+    seed: int
+    reference_auto: bool
+    template: str | None
+    # Snapshot of every template used, so a later edit cannot change a queued job.
+    templates: dict[str, TemplateSpec]
+    scale: ScaleParams | None = None
+    verdict_mode: VerdictMode = "generate"
+    # "interactive": a client waits for the job (`?wait=`); workers schedule its calls first.
+    priority: Priority = "batch"
+
+    def stored(self) -> dict[str, Any]:
+        """The form kept with the job: options at their default are left out (top level only)."""
+        dumped = self.model_dump(mode="json")
+        for name, info in type(self).model_fields.items():
+            if not info.is_required() and getattr(self, name) == info.default:
+                dumped.pop(name, None)
+        return dumped
+
+    def options(self) -> JudgeOptions:
+        scale = self.scale or ScaleParams(min=1, max=10)
+        return JudgeOptions(
+            mode=self.mode,
+            swap=self.swap,
+            cot=self.cot,
+            scale=Scale(min=scale.min, max=scale.max),
+            seed=self.seed,
+            verdict_mode=self.verdict_mode,
+        )
+
+    def verdict_only(self) -> bool:
+        """Whether every template opens the reply with the verdict marker ("Verdict: [["): then the
+        judgment is complete at the marker's closing brackets."""
+        return all(spec.response_prefix for spec in self.templates.values())
