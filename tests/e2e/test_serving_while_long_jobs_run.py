@@ -56,7 +56,7 @@ def test_a_judgment_is_served_during_sft_and_cancel_stops_the_training(productio
         "ift": {"rows": [{"prompt": e.prompt, "response": e.response} for e in ift_examples()[:16]]},
         "iterations": 1,
         "prompts_per_iteration": 4,
-        "sft": {"epochs": 20, "batch_size": 2, "max_length": 512},
+        "sft": {"epochs": 10, "batch_size": 1, "max_length": 512},
         "seed": 1,
     }
     with production_service.client() as client:
