@@ -210,7 +210,9 @@ class InferenceScheduler:
 
     def _size(self, model: str, prompt: Conversation, new_tokens: int) -> tuple[int, str | None]:
         """The request's key/value tokens (prompt + new), and why it cannot run, if it cannot."""
-        engine = self.engines.peek(model) or self.engines.main
+        held = self.engines.peek(model)
+        # A model not loaded yet is measured with the worker's own tokenizer (its context unknown).
+        engine = held or self.engines.main
         count = getattr(engine, "count_tokens", None)
         try:
             if count is None:
@@ -219,7 +221,7 @@ class InferenceScheduler:
             prompt_tokens = int(count(prompt))
         except Exception as exc:  # noqa: BLE001 - a prompt the tokenizer refuses fails alone
             return 0, f"the prompt could not be tokenized: {type(exc).__name__}: {exc}"
-        limit = getattr(engine, "context_length", None)
+        limit = getattr(held, "context_length", None)
         if isinstance(limit, int) and prompt_tokens + new_tokens > limit:
             return 0, (
                 f"the prompt has {prompt_tokens} tokens; with {new_tokens} new tokens it exceeds the "
