@@ -180,7 +180,10 @@ class _RowStore:
         return self.keys[0].shape[2]
 
     def _empty(self, rows: int, capacity: int) -> torch.Tensor:
-        return torch.empty(rows, self._kv_heads, capacity, self._dim, dtype=self._dtype, device=self._device)
+        # Zeros, not uninitialised memory: a query multiplies the values of the columns it may not see
+        # by a probability of 0, and 0 x NaN (stale bits in a column no pass wrote, such as the left
+        # edge of a shorter prefill chunk) would still be NaN.
+        return torch.zeros(rows, self._kv_heads, capacity, self._dim, dtype=self._dtype, device=self._device)
 
     def window(self, rows: slice, write_at: int, read_from: int) -> None:
         self._rows, self._write, self._read = rows, write_at, read_from
