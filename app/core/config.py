@@ -174,8 +174,9 @@ class Settings(BaseSettings):
     scheduler_aging_seconds: float = Field(
         default=20.0,
         ge=0,
-        description="A waiting model request moves up one priority class (long-job call -> batch judging "
-        "-> waiting client) per this many seconds waited, so nothing starves. 0 turns aging off.",
+        description="A long job's model request that waited this many seconds moves up to batch judging's "
+        "priority class, so no stream of judging starves a long job (a client waiting with `?wait=` "
+        "always comes first). 0 turns aging off.",
     )
     max_long_jobs_per_worker: int = Field(
         default=4,

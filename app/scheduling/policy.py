@@ -6,8 +6,9 @@ Requests that can share an engine batch have the same ``group`` (same model, sam
 decoding). A batch is built around the most urgent request:
 
 1. **Class.** ``INTERACTIVE`` (a client holding a ``?wait=`` request) before ``BATCH`` (judging jobs)
-   before ``BACKGROUND`` (a long job's internal calls). A request moves up one class for every
-   ``aging_s`` it has waited, so nothing starves.
+   before ``BACKGROUND`` (a long job's internal calls). A background request that has waited
+   ``aging_s`` moves up to ``BATCH``, so a stream of judging jobs cannot starve a long job; nothing is
+   promoted to ``INTERACTIVE``, so a waiting client always comes first (and may preempt the rest).
 2. **Fair share.** Within a class, tenants take turns: the tenant that has been served the fewest
    tokens recently (``usage``, decayed by the caller) goes first, and the batch is filled round-robin
    over tenants, so one tenant's stream of large jobs cannot keep another's single item waiting.
@@ -59,12 +60,13 @@ class Limits:
 
 
 def effective_class(request: Waiting, now: float, aging_s: float) -> int:
-    """The request's class after aging: one class more urgent per ``aging_s`` waited (never above
-    INTERACTIVE)."""
-    if aging_s <= 0:
+    """The request's class after aging: one class more urgent per ``aging_s`` waited, but never
+    INTERACTIVE unless it is one: a waiting client always comes first, while a long job's calls that
+    waited catch up with batch judging (and then take turns with it in arrival order)."""
+    if aging_s <= 0 or request.priority == Priority.INTERACTIVE:
         return int(request.priority)
     promoted = int(max(0.0, now - request.submitted) // aging_s)
-    return max(int(Priority.INTERACTIVE), int(request.priority) - promoted)
+    return max(int(Priority.BATCH), int(request.priority) - promoted)
 
 
 def _ordered(

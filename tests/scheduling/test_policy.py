@@ -90,13 +90,20 @@ def test_the_least_served_tenant_goes_first() -> None:
     assert ids(batch) == [2]
 
 
-def test_waiting_long_enough_promotes_a_request_one_class_per_aging_period() -> None:
+def test_waiting_long_enough_promotes_background_work_to_batch_but_never_above() -> None:
     old = req(1, priority=Priority.BACKGROUND, submitted=0.0)
     assert effective_class(old, now=10.0, aging_s=30.0) == Priority.BACKGROUND
     assert effective_class(old, now=31.0, aging_s=30.0) == Priority.BATCH
-    assert effective_class(old, now=65.0, aging_s=30.0) == Priority.INTERACTIVE
-    assert effective_class(old, now=1e6, aging_s=30.0) == Priority.INTERACTIVE
+    assert effective_class(old, now=1e6, aging_s=30.0) == Priority.BATCH  # a client still comes first
+    assert effective_class(req(2, submitted=0.0), now=1e6, aging_s=30.0) == Priority.BATCH
     assert effective_class(old, now=1e6, aging_s=0) == Priority.BACKGROUND  # aging off
+
+
+def test_a_waiting_client_still_preempts_long_job_calls_that_waited_for_ages() -> None:
+    aged = [req(i, priority=Priority.BACKGROUND, submitted=0.0, group="po") for i in range(8)]
+    client = req(99, priority=Priority.INTERACTIVE, submitted=500.0)
+    assert ids(next_batch([*aged, client], LIMITS, now=501.0)) == [99]
+    assert ids(next_batch([*aged, client], LIMITS, now=501.0, more_urgent_than=Priority.BATCH)) == [99]
 
 
 def test_an_aged_background_request_is_not_starved_by_a_stream_of_batch_work() -> None:
