@@ -221,6 +221,11 @@ class Settings(BaseSettings):
         description="Niceness added to training processes, so that a training on the serving machine "
         "does not starve the engine of CPU.",
     )
+    train_idle_priority: bool = Field(
+        default=True,
+        description="Run training processes in Linux's SCHED_IDLE class: on a machine that also serves, "
+        "they get a CPU only when serving leaves one idle (serving first, training in the gaps).",
+    )
     train_devices: str | None = Field(
         default=None,
         description="CUDA_VISIBLE_DEVICES of training processes (e.g. `1` or `2,3`, apart from the serving "

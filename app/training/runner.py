@@ -81,7 +81,8 @@ class TrainLaunch:
     ``launcher`` "python" runs ``python -m app.training`` directly; "accelerate" runs it under
     ``accelerate launch`` (``accelerate_config``: its config file, for DDP/FSDP/DeepSpeed;
     ``num_processes``: None keeps the config's, or 1 without one). ``devices`` becomes the child's
-    CUDA_VISIBLE_DEVICES (None: inherited). ``nice`` is added to the child's niceness.
+    CUDA_VISIBLE_DEVICES (None: inherited). ``nice`` is added to the child's niceness; ``idle`` puts it
+    in Linux's SCHED_IDLE class: it gets a CPU only when serving leaves one idle.
     """
 
     launcher: Launcher = "python"
@@ -89,6 +90,7 @@ class TrainLaunch:
     num_processes: int | None = None
     nice: int = 10
     devices: str | None = None
+    idle: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainLaunch:
@@ -98,6 +100,7 @@ class TrainLaunch:
             num_processes=settings.train_num_processes,
             nice=settings.train_nice,
             devices=settings.train_devices,
+            idle=settings.train_idle_priority,
         )
 
     def command(self, entry_args: Sequence[str]) -> list[str]:
@@ -167,7 +170,7 @@ def run_in_subprocess(
             text=True,
             errors="replace",
             start_new_session=True,  # its own process group: stopping it reaches what it started
-            preexec_fn=_child_setup(os.getpid(), launch.nice),
+            preexec_fn=_child_setup(os.getpid(), launch.nice, launch.idle),
         )
         assert proc.stdout is not None
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -329,7 +332,7 @@ def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
 _libc: Any = None
 
 
-def _child_setup(parent_pid: int, nice: int) -> Callable[[], None]:
+def _child_setup(parent_pid: int, nice: int, idle: bool = False) -> Callable[[], None]:
     """What the child runs between fork and exec: die with the parent's thread, lower its priority.
     libc is loaded here, in the parent: loading a library after fork may deadlock."""
     global _libc
@@ -344,6 +347,12 @@ def _child_setup(parent_pid: int, nice: int) -> Callable[[], None]:
                 os._exit(1)
         if nice:
             os.nice(nice)
+        if idle and hasattr(os, "SCHED_IDLE"):
+            # Serving threads preempt it at once: on a shared CPU, a training's threads would
+            # otherwise hold up the engine's parallel regions (a thread of a matrix product waits for
+            # a core the training has), making each judgment many times slower.
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
     return setup
 

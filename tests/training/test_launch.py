@@ -26,7 +26,7 @@ EXAMPLES = [
 def test_the_default_launch_is_plain_python() -> None:
     launch = TrainLaunch.from_settings(Settings())
 
-    assert launch == TrainLaunch(launcher="python", nice=10)
+    assert launch == TrainLaunch(launcher="python", nice=10, idle=True)
     assert launch.command(["sft", "s.json", "r.json"]) == [
         sys.executable,
         *("-m", "app.training", "sft", "s.json", "r.json"),
@@ -53,18 +53,20 @@ def test_accelerate_launch_takes_its_config_file_and_process_count() -> None:
 def test_the_child_runs_at_a_lower_priority_on_its_own_devices(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     cancel = threading.Event()
-    launch = TrainLaunch(nice=7, devices="3")
+    launch = TrainLaunch(nice=7, devices="3", idle=True)
     command = [sys.executable, str(SLEEPER), str(pidfile)]
     thread = Training(command, cancel, launch=launch)
     thread.start()
     try:
         child = wait_for_pids(pidfile, count=2)[0]
         nice = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        policy = os.sched_getscheduler(child)
         environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
     finally:
         cancel.set()
         thread.join(timeout=10)
     assert nice == min(19, os.nice(0) + 7)
+    assert policy == os.SCHED_IDLE  # serving threads preempt it at once
     assert b"CUDA_VISIBLE_DEVICES=3" in environ
 
 
