@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.core import idempotency
 from app.core.config import Settings
 from app.core.errors import InvalidInput
+from app.core.idempotency import Idempotency
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
+from app.jobs.capacity import check_capacity, check_long_job_capacity
+from app.jobs.caps import SizeCap, check_sizes
 from app.jobs.schemas import JobOptionsIn
 
 
@@ -47,3 +52,26 @@ def record_job(
         callback_url=options.callback_url,
         job_id=job_id,
     )
+
+
+def admit_long_job(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    idem: Idempotency | None,
+    dry_run: bool,
+    sizes: Sequence[SizeCap],
+) -> Job | None:
+    """The checks every long job passes before it is recorded (a dry run: the size caps only). Returns
+    the first request's job when this is a retry with the same Idempotency-Key. 422 for a size over
+    its cap; 429 for a tenant at its quota of jobs or of long jobs."""
+    if not dry_run:
+        earlier = idempotency.replay(session, tenant, idem)
+        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
+        if replayed is not None:
+            return replayed
+    check_sizes(settings, sizes)
+    if not dry_run:
+        check_capacity(session, settings, tenant)
+        check_long_job_capacity(session, settings, tenant)
+    return None

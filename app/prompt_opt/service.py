@@ -17,9 +17,8 @@ from app.core.idempotency import Idempotency
 from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
-from app.jobs.capacity import check_capacity, check_long_job_capacity
 from app.jobs.caps import CALLS_CAP, TOKENS_CAP, SizeCap, check_cost, check_sizes, cost_caps
-from app.jobs.creation import record_job
+from app.jobs.creation import admit_long_job, record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOptionsIn
 from app.jobs.tokens import estimate_tokens
@@ -267,15 +266,9 @@ def submit(
     its projected cost without recording anything. A retry with the same Idempotency-Key returns the
     first request's job. A size over its cap, or a projection (bounded by the budget) over the per-job
     caps, is a 422 naming the cap; a tenant at its quota of long jobs gets a 429."""
-    if not request.dry_run:
-        earlier = idempotency.replay(session, tenant, idem)
-        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
-        if replayed is not None:
-            return replayed
-    check_sizes(settings, _request_sizes(request))
-    if not request.dry_run:
-        check_capacity(session, settings, tenant)
-        check_long_job_capacity(session, settings, tenant)
+    replayed = admit_long_job(session, settings, tenant, idem, request.dry_run, _request_sizes(request))
+    if replayed is not None:
+        return replayed
     task = _check_models(session, request, settings, tenant)
     # Names, not ids, from here on: the worker loads models by name.
     request = request.model_copy(

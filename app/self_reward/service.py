@@ -17,9 +17,8 @@ from app.datasets import repository as datasets_repo
 from app.db.tables import Job
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
-from app.jobs.capacity import check_capacity, check_long_job_capacity
 from app.jobs.caps import SizeCap, check_cost, check_sizes, cost_caps
-from app.jobs.creation import record_job
+from app.jobs.creation import admit_long_job, record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOptionsIn
 from app.jobs.tokens import CHARS_PER_TOKEN
@@ -247,15 +246,9 @@ def submit(
     projected cost instead, recording nothing. A retry with the same Idempotency-Key returns the first
     request's job. A size over its cap, or a projection over the per-job caps, is a 422 naming the cap;
     a tenant at its quota of long jobs gets a 429."""
-    if not request.dry_run:
-        earlier = idempotency.replay(session, tenant, idem)
-        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
-        if replayed is not None:
-            return replayed
-    check_sizes(settings, _request_sizes(request))
-    if not request.dry_run:
-        check_capacity(session, settings, tenant)
-        check_long_job_capacity(session, settings, tenant)
+    replayed = admit_long_job(session, settings, tenant, idem, request.dry_run, _request_sizes(request))
+    if replayed is not None:
+        return replayed
     base = models_service.serving(session, request.base_model or settings.default_model, "base_model", tenant)
     if base.record.backend == "openai":
         raise InvalidInput(
