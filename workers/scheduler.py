@@ -273,10 +273,6 @@ class InferenceScheduler:
                     touched += 1
         return touched
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._waiting)
-
     # -- running ---------------------------------------------------------------------------------
 
     def _loop(self) -> None:
