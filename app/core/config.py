@@ -41,7 +41,13 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="transformers device: auto, cpu, cuda, cuda:1 ...")
     dtype: str = Field(default="auto", description="auto, float32, bfloat16, float16")
     tensor_parallel_size: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    gpu_memory_utilization: float = Field(
+        default=0.85,
+        gt=0,
+        le=1,
+        description="Share of GPU memory a worker's vLLM engines take, split evenly over its own engine "
+        "and the `max_extra_engines` it may load beside it.",
+    )
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     openai_model: str | None = Field(default=None, description="Model name on the OpenAI-compatible server.")

@@ -8,6 +8,7 @@ type ever leaks past its module.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
@@ -67,6 +68,11 @@ class EngineError(RuntimeError):
     """A backend failed in a way the caller may report (not a programming error)."""
 
 
+class NotServing(EngineError):
+    """The engine does not serve that model at this moment (its weights are being swapped): queue the
+    request and ask again later."""
+
+
 @dataclass(frozen=True)
 class BatchControl:
     """Hooks a scheduler hands a backend for one call (backends that support them say so with
@@ -110,4 +116,28 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Free the engine's memory (GPU included)."""
+        ...
+
+
+@runtime_checkable
+class SelfBatchingEngine(Protocol):
+    """An engine that batches continuously itself (vLLM): a scheduler hands it each request as it
+    comes, with a priority, instead of building batches for it, and aborts requests to cancel them.
+
+    ``priority`` follows :class:`app.scheduling.policy.Priority` (lower runs first). ``model`` is the
+    model the caller means: the engine raises NotServing at once when it holds other weights now.
+    Futures fail with EngineError when the request cannot run; an aborted generation resolves with
+    finish reason ``cancelled``.
+    """
+
+    def submit_generate(
+        self, request_id: str, model: str, prompt: Conversation, sampling: SamplingParams, priority: int
+    ) -> Future[Generation]: ...
+
+    def submit_scores(
+        self, request_id: str, model: str, prompt: Conversation, labels: Sequence[str], priority: int
+    ) -> Future[LabelDistribution]: ...
+
+    def abort(self, request_ids: Collection[str]) -> None:
+        """Stop these requests (unknown or finished ones are ignored)."""
         ...

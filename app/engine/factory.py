@@ -38,7 +38,7 @@ def build_engine(settings: Settings, model_name: str, model_path: Path | None) -
             model_path,
             model_name,
             tensor_parallel_size=settings.tensor_parallel_size,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
+            gpu_memory_utilization=vllm_memory_share(settings),
             dtype=settings.dtype,
         )
     if settings.backend == "transformers":
@@ -52,3 +52,10 @@ def build_engine(settings: Settings, model_name: str, model_path: Path | None) -
             batch_size=settings.batch_size,
         )
     raise EngineError(f"unknown backend {settings.backend!r}")
+
+
+def vllm_memory_share(settings: Settings) -> float:
+    """The GPU memory share of each vllm engine of a process: ``gpu_memory_utilization`` split evenly
+    over the worker's own engine and the ``max_extra_engines`` it may load beside it (vLLM reserves
+    an engine's whole share when it starts, so two engines asking for the whole budget cannot both run)."""
+    return settings.gpu_memory_utilization / (1 + settings.max_extra_engines)

@@ -1,23 +1,26 @@
-"""The vllm backend. Without vllm (CPU machines) a stand-in ``vllm`` module checks how the backend
-drives vLLM's API and reads its outputs; with vllm and a GPU the real engine runs too."""
+"""The vllm backend. Without vllm (CPU machines, CI) the stand-in of ``tests/engine/fake_vllm.py`` checks
+how the backend drives vLLM's AsyncLLM and reads V1's outputs; with vllm installed (``make test-vllm``)
+the request parameters are built as real ``vllm.SamplingParams``; with a GPU the real engine runs too."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from transformers import AutoTokenizer
 
 from app.core.config import Settings
-from app.engine.base import Conversation, Engine, EngineError, SamplingParams
-from app.engine.factory import build_engine
+from app.engine import vllm_memory
+from app.engine.base import Conversation, Engine, EngineError, NotServing, SamplingParams, SelfBatchingEngine
+from app.engine.factory import build_engine, vllm_memory_share
 from app.engine.vllm_backend import VLLMEngine
+from tests.engine import fake_vllm
+from tests.engine.fake_vllm import FakeAsyncLLM, fake_logprob
 
 
 def user(text: str) -> Conversation:
@@ -41,69 +44,38 @@ def test_missing_vllm_is_a_clear_engine_error(monkeypatch: pytest.MonkeyPatch, t
         build_engine(Settings(data_dir=tmp_path, backend="vllm"), "smol", tmp_path)
 
 
-# -- a stand-in vllm module --------------------------------------------------------------------
+def test_memory_share_is_split_over_the_engines_a_worker_may_hold(tmp_path: Path) -> None:
+    assert vllm_memory_share(Settings(data_dir=tmp_path, gpu_memory_utilization=0.8)) == pytest.approx(0.4)
+    alone = Settings(data_dir=tmp_path, gpu_memory_utilization=0.8, max_extra_engines=0)
+    assert vllm_memory_share(alone) == pytest.approx(0.8)
 
 
-def fake_logprob(context: list[int], token: int) -> float:
-    """The stand-in model: a fixed, context-dependent log-prob for every next token."""
-    return -1.0 - ((token * 7 + len(context)) % 11) * 0.25
-
-
-class FakeSamplingParams:
-    def __init__(self, **kwargs: Any) -> None:
-        self.logprobs: int | None = None
-        self.prompt_logprobs: int | None = None
-        self.__dict__.update(kwargs)
-
-
-class FakeLLM:
-    top_tokens: list[int] = []  # what the first generated token's top log-probs hold
-
-    def __init__(self, hf_tokenizer: Any, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.tokenizer = hf_tokenizer
-        self.calls: list[tuple[list[dict[str, list[int]]], FakeSamplingParams]] = []
-
-    def get_tokenizer(self) -> Any:
-        return self.tokenizer
-
-    def generate(
-        self, prompts: list[dict[str, list[int]]], params: FakeSamplingParams, use_tqdm: bool
-    ) -> list[Any]:
-        self.calls.append((prompts, params))
-        outputs = []
-        for prompt in prompts:
-            ids = prompt["prompt_token_ids"]
-            n = min(3, params.max_tokens)
-            completion = SimpleNamespace(
-                text=f"reply to {len(ids)} tokens",
-                token_ids=[7] * n,
-                finish_reason="length" if params.max_tokens <= 3 else "stop",
-                logprobs=None,
-            )
-            if params.logprobs:
-                top = {t: SimpleNamespace(logprob=fake_logprob(ids, t)) for t in self.top_tokens}
-                completion.logprobs = [top]
-            prompt_logprobs = None
-            if params.prompt_logprobs is not None:
-                prompt_logprobs = [None] + [
-                    {ids[k]: SimpleNamespace(logprob=fake_logprob(ids[:k], ids[k]))}
-                    for k in range(1, len(ids))
-                ]
-            outputs.append(
-                SimpleNamespace(prompt_token_ids=ids, outputs=[completion], prompt_logprobs=prompt_logprobs)
-            )
-        return outputs
+# -- the stand-in ------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def fake_vllm(monkeypatch: pytest.MonkeyPatch, default_model_path: Path) -> Iterator[Any]:
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path))
-    module: Any = types.ModuleType("vllm")
-    module.LLM = lambda **kwargs: FakeLLM(tokenizer, **kwargs)
-    module.SamplingParams = FakeSamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    yield tokenizer
+def tokenizer(default_model_path: Path) -> Any:
+    return AutoTokenizer.from_pretrained(str(default_model_path))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm.module())
+    yield FakeAsyncLLM
+
+
+@pytest.fixture
+def engine(fake: Any, default_model_path: Path) -> Iterator[VLLMEngine]:
+    eng = VLLMEngine(default_model_path, "smol", gpu_memory_utilization=0.4, on_fatal=fatal.append)
+    yield eng
+    eng.close()
+
+
+fatal: list[str] = []
+
+
+def llm(engine: VLLMEngine) -> FakeAsyncLLM:
+    return engine._llm  # type: ignore[no-any-return]
 
 
 def token(tokenizer: Any, text: str) -> list[int]:
@@ -115,74 +87,278 @@ def expected_probs(scores: dict[str, float]) -> dict[str, float]:
     return {k: math.exp(s) / total for k, s in scores.items()}
 
 
-def test_starts_vllm_with_prefix_caching(fake_vllm: Any, default_model_path: Path) -> None:
-    engine = VLLMEngine(default_model_path, "smol", tensor_parallel_size=2, gpu_memory_utilization=0.5)
-    llm = engine._llm
-    assert isinstance(engine, Engine)
-    assert llm.kwargs["enable_prefix_caching"] is True
-    assert (llm.kwargs["tensor_parallel_size"], llm.kwargs["gpu_memory_utilization"]) == (2, 0.5)
-    assert llm.kwargs["model"] == str(default_model_path)
+def test_starts_asyncllm_with_prefix_caching_and_priorities(
+    engine: VLLMEngine, default_model_path: Path
+) -> None:
+    args = llm(engine).args
+    assert isinstance(engine, Engine) and isinstance(engine, SelfBatchingEngine)
+    assert args["enable_prefix_caching"] is True and args["scheduling_policy"] == "priority"
+    assert (args["model"], args["gpu_memory_utilization"]) == (str(default_model_path), 0.4)
+    assert engine.context_length == 2048
     engine.close()
     with pytest.raises(EngineError, match="closed"):
         engine.generate([user("hi")], SamplingParams())
 
 
-def test_generate_sends_token_ids_and_maps_outputs(fake_vllm: Any, default_model_path: Path) -> None:
-    engine = VLLMEngine(default_model_path, "smol")
+def test_a_second_engine_that_does_not_fit_is_refused(engine: VLLMEngine, default_model_path: Path) -> None:
+    with pytest.raises(EngineError, match="JUDGE_MAX_EXTRA_ENGINES"):
+        VLLMEngine(default_model_path, "other", gpu_memory_utilization=0.85)
+    second = VLLMEngine(default_model_path, "other", gpu_memory_utilization=0.4)
+    assert vllm_memory.held() == pytest.approx(0.8)
+    second.close()
+    assert vllm_memory.held() == pytest.approx(0.4)
+
+
+def test_a_failed_start_is_an_engine_error_and_frees_its_share(fake: Any, default_model_path: Path) -> None:
+    fake.fail_builds = 1
+    with pytest.raises(EngineError, match="could not start.*CUDA out of memory"):
+        VLLMEngine(default_model_path, "smol", gpu_memory_utilization=0.9)
+    assert vllm_memory.held() == 0
+
+
+def test_generate_sends_token_ids_and_maps_outputs(engine: VLLMEngine, tokenizer: Any) -> None:
     prompts = [user("hi"), user("a longer question here")]
     outputs = engine.generate(prompts, SamplingParams(max_tokens=3, stop=("\n",), top_p=0.5))
-    (sent, params) = engine._llm.calls[0]
+    sent = llm(engine).requests
     # The chat template holds the special tokens: no second BOS may be added.
-    assert [p["prompt_token_ids"] for p in sent] == [token(fake_vllm, engine.render_chat(p)) for p in prompts]
+    assert sorted(r[0] for r in sent) == sorted(token(tokenizer, engine.render_chat(p)) for p in prompts)
+    params = sent[0][1]
     assert (params.temperature, params.top_p, params.max_tokens, params.stop) == (0.0, 1.0, 3, ["\n"])
-    assert [o.tokens_in for o in outputs] == [len(p["prompt_token_ids"]) for p in sent]
+    assert [o.tokens_in for o in outputs] == [len(token(tokenizer, engine.render_chat(p))) for p in prompts]
     assert [(o.tokens_out, o.finish_reason) for o in outputs] == [(3, "length"), (3, "length")]
 
-    sampled = engine.generate(prompts[:1], SamplingParams(temperature=0.8, top_p=0.9, seed=5, max_tokens=8))
-    params = engine._llm.calls[1][1]
-    assert (params.temperature, params.top_p, params.seed, params.stop) == (0.8, 0.9, 5, None)
-    assert sampled[0].finish_reason == "stop"
+    llm(engine).reply = ("A", "stop", "\n")
+    (sampled,) = engine.generate(
+        prompts[:1], SamplingParams(temperature=0.8, top_p=0.9, seed=5, stop=("\n",))
+    )
+    params = llm(engine).requests[-1][1]
+    assert (params.temperature, params.top_p, params.seed) == (0.8, 0.9, 5)
+    assert (sampled.text, sampled.finish_reason, sampled.stop_string) == ("A", "stop", "\n")
 
 
-def test_single_token_labels_come_from_top_logprobs(fake_vllm: Any, default_model_path: Path) -> None:
-    engine = VLLMEngine(default_model_path, "smol")
-    a, b = token(fake_vllm, "A")[0], token(fake_vllm, "B")[0]
-    engine._llm.top_tokens = [a, b, 99]
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (("", "error", None), "'error'"),
+        (("la la la", "repetition", "repetition_detected"), "repetition"),
+        (("x", "stop", "</think>"), "not at a stop string"),
+        (("", "abort", None), "aborted"),
+    ],
+)
+def test_endings_the_model_did_not_choose_are_errors(
+    engine: VLLMEngine, reply: tuple[str, str, str | None], message: str
+) -> None:
+    llm(engine).reply = reply
+    with pytest.raises(EngineError, match=message):
+        engine.generate([user("hi")], SamplingParams(max_tokens=50))
+
+
+def test_prompt_and_max_tokens_over_the_context_are_refused_up_front(engine: VLLMEngine) -> None:
+    llm(engine).model_config.max_model_len = 40
+    long, short = user("word " * 40), user("hi")
+    assert engine.count_tokens(long) > 40
+    futures = [
+        engine.submit_generate(str(i), "smol", p, SamplingParams(max_tokens=8), 1)
+        for i, p in enumerate([long, short])
+    ]
+    with pytest.raises(EngineError, match="exceeds the model's context of 40"):
+        futures[0].result()
+    assert futures[1].result().text == "a reply"  # the other request is not touched
+    # Within the context on its own, but not with max_tokens: refused, not cut short.
+    fits = 40 - engine.count_tokens(short)
+    with pytest.raises(EngineError, match="exceeds"):
+        engine.generate([short], SamplingParams(max_tokens=fits + 1))
+    assert len(llm(engine).requests) == 1
+
+
+def test_vllm_validation_error_becomes_an_engine_error(engine: VLLMEngine) -> None:
+    # vLLM's own refusal (a VLLMClientError, not a ValueError), when our check does not see it coming.
+    llm(engine).model_config.max_model_len = 5
+    engine_context = type(engine).context_length
+    try:
+        type(engine).context_length = property(lambda self: None)  # type: ignore[method-assign,assignment]
+        with pytest.raises(EngineError, match="vllm refused the request.*maximum model length"):
+            engine.generate([user("hi")], SamplingParams())
+    finally:
+        type(engine).context_length = engine_context  # type: ignore[method-assign]
+
+
+def test_single_token_labels_are_scored_with_targeted_logprobs(engine: VLLMEngine, tokenizer: Any) -> None:
+    a, b = token(tokenizer, "A")[0], token(tokenizer, "B")[0]
     (dist,) = engine.label_logprobs([JUDGE], ["A", "B"])
-    ids = token(fake_vllm, engine.render_chat(JUDGE))
-    assert len(engine._llm.calls) == 1
-    assert engine._llm.calls[0][1].logprobs == 20
+    ids = token(tokenizer, engine.render_chat(JUDGE))
+    ((sent, params, _, _),) = llm(engine).requests
+    assert sent == ids and params.logprob_token_ids == sorted([a, b]) and params.max_tokens == 1
+    assert params.logprobs is None and params.prompt_logprobs is None
     assert dist.probs == pytest.approx(expected_probs({"A": fake_logprob(ids, a), "B": fake_logprob(ids, b)}))
     assert dist.mass == pytest.approx(math.exp(fake_logprob(ids, a)) + math.exp(fake_logprob(ids, b)))
     assert dist.tokens_in == len(ids)
 
 
-def test_labels_missing_from_top_logprobs_are_scored_exactly(
-    fake_vllm: Any, default_model_path: Path
-) -> None:
-    engine = VLLMEngine(default_model_path, "smol")
-    a, b = token(fake_vllm, "A")[0], token(fake_vllm, "B")[0]
-    engine._llm.top_tokens = [a, 99]  # B is not among the top tokens
-    (dist,) = engine.label_logprobs([JUDGE], ["A", "B"])
-    ids = token(fake_vllm, engine.render_chat(JUDGE))
-    assert len(engine._llm.calls) == 2
-    fallback_prompts, params = engine._llm.calls[1]
-    assert params.prompt_logprobs is not None
-    assert [p["prompt_token_ids"] for p in fallback_prompts] == [ids + [a], ids + [b]]
-    assert dist.probs == pytest.approx(expected_probs({"A": fake_logprob(ids, a), "B": fake_logprob(ids, b)}))
+def ten_score(ids: list[int], ten: list[int]) -> float:
+    return fake_logprob(ids, ten[0]) + fake_logprob(ids + ten[:1], ten[1])
 
 
-def test_multi_token_labels_sum_their_tokens(fake_vllm: Any, default_model_path: Path) -> None:
-    engine = VLLMEngine(default_model_path, "smol")
-    a, ten = token(fake_vllm, "A"), token(fake_vllm, "10")
+def test_multi_token_labels_are_scored_from_targeted_prompt_rows(engine: VLLMEngine, tokenizer: Any) -> None:
+    a, ten = token(tokenizer, "A"), token(tokenizer, "10")
     assert len(ten) == 2
     prompts = [JUDGE, user("Score it from 1 to 10.")]
     dists = engine.label_logprobs(prompts, ["A", "10"])
-    assert len(engine._llm.calls) == 1  # straight to prompt log-probs: no top-logprobs pass
+    requests = llm(engine).requests
+    assert len(requests) == 4  # one per prompt and label
+    for sent, params, _, _ in requests:
+        assert params.prompt_logprobs is None and params.skip_reading_prefix_cache is False
+        label = a if sent[-1:] == a else ten
+        assert params.prompt_logprob_token_ids == [[t] for t in label]
+        assert params.prompt_logprob_start == len(sent) - len(label) - 1
     for prompt, dist in zip(prompts, dists, strict=True):
-        ids = token(fake_vllm, engine.render_chat(prompt))
-        ten_score = fake_logprob(ids, ten[0]) + fake_logprob(ids + ten[:1], ten[1])
-        assert dist.probs == pytest.approx(expected_probs({"A": fake_logprob(ids, a[0]), "10": ten_score}))
+        ids = token(tokenizer, engine.render_chat(prompt))
+        want = expected_probs({"A": fake_logprob(ids, a[0]), "10": ten_score(ids, ten)})
+        assert dist.probs == pytest.approx(want)
+
+
+def test_rows_dropped_by_a_cache_hit_are_scored_again_without_the_cache(
+    engine: VLLMEngine, tokenizer: Any
+) -> None:
+    llm(engine).cache_hit = True
+    (dist,) = engine.label_logprobs([JUDGE], ["A", "10"])
+    reads = [params.skip_reading_prefix_cache for _, params, _, _ in llm(engine).requests]
+    assert sorted(reads) == [False, False, True, True]
+    ids = token(tokenizer, engine.render_chat(JUDGE))
+    want = {"A": fake_logprob(ids, token(tokenizer, "A")[0]), "10": ten_score(ids, token(tokenizer, "10"))}
+    assert dist.probs == pytest.approx(expected_probs(want))
+
+
+def test_v1_runner_falls_back_to_shortened_prompt_logprobs(engine: VLLMEngine, tokenizer: Any) -> None:
+    llm(engine).v1_runner = True
+    (dist,) = engine.label_logprobs([JUDGE], ["A", "10"])
+    assert engine._targeted_rows is False
+    fallback = [params for _, params, _, _ in llm(engine).requests]
+    assert fallback and all(p.prompt_logprobs == 0 for p in fallback)
+    ids = token(tokenizer, engine.render_chat(JUDGE))
+    want = {"A": fake_logprob(ids, token(tokenizer, "A")[0]), "10": ten_score(ids, token(tokenizer, "10"))}
+    assert dist.probs == pytest.approx(expected_probs(want))
+
+
+def test_requests_carry_priority_and_abort_cancels(engine: VLLMEngine) -> None:
+    fake_llm = llm(engine)
+    fake_llm.gate = asyncio.Event()
+    running = engine.submit_generate("r1", "smol", user("hi"), SamplingParams(max_tokens=50), 2)
+    other = engine.submit_generate("r2", "smol", user("hello"), SamplingParams(max_tokens=50), 0)
+    while len(fake_llm.requests) < 2:
+        pass
+    assert sorted((r[2], r[3]) for r in fake_llm.requests) == [("r1", 2), ("r2", 0)]
+    engine.abort(["r1", "unknown"])
+    while "abort" not in fake_llm.calls:
+        pass
+    engine._loop.loop.call_soon_threadsafe(fake_llm.gate.set)
+    assert running.result(5).finish_reason == "cancelled"
+    assert other.result(5).finish_reason == "stop"
+
+
+def test_engine_death_fails_requests_and_rebuilds_the_engine(engine: VLLMEngine) -> None:
+    first = llm(engine)
+    first.dead = True
+    with pytest.raises(EngineError, match="died; it is being restarted"):
+        engine.generate([user("hi")], SamplingParams(max_tokens=5))
+    (again,) = engine.generate([user("hi")], SamplingParams(max_tokens=5))
+    assert again.text == "a reply"
+    assert llm(engine) is not first and "shutdown" in first.calls
+    assert llm(engine).args == first.args
+
+
+def test_a_failed_rebuild_stops_the_worker(engine: VLLMEngine, fake: Any) -> None:
+    fatal.clear()
+    llm(engine).dead = True
+    fake.fail_builds = 1
+    with pytest.raises(EngineError, match="died"):
+        engine.generate([user("hi")], SamplingParams(max_tokens=5))
+    with pytest.raises(EngineError, match="could not restart"):
+        engine.generate([user("hi")], SamplingParams(max_tokens=5))
+    assert fatal and "could not restart" in fatal[0]
+
+
+def test_load_weights_reloads_in_place(engine: VLLMEngine, default_model_path: Path) -> None:
+    fake_llm = llm(engine)
+    engine.load_weights(default_model_path, "smol-child")
+    assert llm(engine) is fake_llm  # no new engine: weights reloaded in place
+    assert fake_llm.calls == ["pause:wait", f"reload:{default_model_path}", "reset_prefix_cache", "resume"]
+    assert engine.model_name == "smol-child"
+    with pytest.raises(NotServing):
+        engine.submit_generate("x", "smol", user("hi"), SamplingParams(), 0)
+    assert engine.submit_generate("y", "smol-child", user("hi"), SamplingParams(), 0).result(5).text
+
+
+def test_failed_load_weights_restores_the_old_weights(
+    engine: VLLMEngine, default_model_path: Path, tmp_path: Path
+) -> None:
+    child = tmp_path / "child"
+    child.symlink_to(default_model_path, target_is_directory=True)
+    fake_llm = llm(engine)
+    fake_llm.fail_reload = {str(child)}
+    with pytest.raises(EngineError, match="could not load the weights of 'smol-child'.*still serves 'smol'"):
+        engine.load_weights(child, "smol-child")
+    assert fake_llm.calls == ["pause:wait", f"reload:{child}", f"reload:{default_model_path}", "resume"]
+    assert fake_llm.weights == str(default_model_path) and engine.model_name == "smol"
+    assert engine.generate([user("hi")], SamplingParams(max_tokens=5))[0].text
+
+
+def test_weights_that_cannot_be_restored_stop_the_worker(
+    engine: VLLMEngine, default_model_path: Path, tmp_path: Path
+) -> None:
+    fatal.clear()
+    child = tmp_path / "child"
+    child.symlink_to(default_model_path, target_is_directory=True)
+    llm(engine).fail_reload = {str(child), str(default_model_path)}
+    with pytest.raises(EngineError, match="nor reload"):
+        engine.load_weights(child, "smol-child")
+    assert fatal and "undefined" in fatal[0]
+    with pytest.raises(EngineError, match="nor reload"):
+        engine.generate([user("hi")], SamplingParams())
+
+
+# -- real vllm (make test-vllm): the parameters we build are ones vLLM accepts --------------------
+
+
+def test_real_sampling_params_accept_every_request_we_build() -> None:
+    vllm = pytest.importorskip("vllm")
+    from app.engine import vllm_requests as req
+
+    final = vllm.sampling_params.RequestOutputKind.FINAL_ONLY
+    greedy = vllm.SamplingParams(
+        **req.generation_params(SamplingParams(max_tokens=7, stop=("\n", "]]"))), output_kind=final
+    )
+    assert (greedy.temperature, greedy.max_tokens, greedy.stop, greedy.skip_special_tokens) == (
+        0.0,
+        7,
+        ["\n", "]]"],
+        True,
+    )
+    sampled = vllm.SamplingParams(
+        **req.generation_params(SamplingParams(temperature=0.7, top_p=0.9, seed=3)), output_kind=final
+    )
+    assert (sampled.temperature, sampled.top_p, sampled.seed, sampled.stop) == (0.7, 0.9, 3, [])
+    first = vllm.SamplingParams(**req.first_token_params([5, 3, 5]), output_kind=final)
+    assert first.logprob_token_ids == [3, 5] and first.num_logprobs == 2 and first.max_tokens == 1
+    rows = vllm.SamplingParams(**req.label_rows_params(10, [4, 9], read_cache=True), output_kind=final)
+    assert rows.prompt_logprob_start == 9 and rows.skip_reading_prefix_cache is False
+    assert [list(r) for r in rows.prompt_logprob_token_ids] == [[4], [9]]
+    uncached = vllm.SamplingParams(**req.label_rows_params(10, [4], read_cache=False), output_kind=final)
+    assert uncached.skip_reading_prefix_cache is True
+    fallback = vllm.SamplingParams(**req.prompt_logprobs_params(), output_kind=final)
+    assert fallback.prompt_logprobs == 0 and fallback.skip_reading_prefix_cache is True
+    from vllm.exceptions import VLLMValidationError
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from app.engine.vllm_errors import engine_error, is_engine_dead, is_request_error
+
+    assert is_request_error(VLLMValidationError("too long")) and not isinstance(
+        VLLMValidationError("x"), ValueError
+    )
+    assert is_engine_dead(EngineDeadError())
+    assert "died" in str(engine_error(EngineDeadError(), "smol"))
+    with pytest.raises(VLLMValidationError):
+        vllm.SamplingParams(temperature=-1.0)
 
 
 # -- the real engine (vllm installed and a GPU present) -----------------------------------------
