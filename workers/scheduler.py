@@ -43,6 +43,7 @@ from app.engine.base import (
 from app.metrics.recorder import WorkerMetrics
 from app.scheduling.policy import FairShare, Limits, Priority, Waiting, effective_class, next_batch
 from workers.engines import EngineBusy, EnginePool
+from workers.handover import HandOver
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class InferenceScheduler:
         self._stack: list[Engine] = []  # engines of the batches running now, outermost first
         self._thread: threading.Thread | None = None
         self._stopped = False
+        # Requests for engines that batch themselves (vLLM) go straight to them (workers/handover.py).
+        self._handover = HandOver(engines.peek, _settle)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class InferenceScheduler:
                 self._stop_rows.add(request.id)
                 _settle(request.future, error=SchedulerStopped("the worker is stopping"))
             self._cond.notify_all()
+        self._handover.stop(SchedulerStopped("the worker is stopping"))
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -191,6 +195,8 @@ class InferenceScheduler:
                 if problem is not None:
                     _settle(future, error=EngineError(problem))
                     continue
+                if self._handover.submit(model, prompt, sampling, labels, priority, job_id, future):
+                    continue
                 request = _Request(
                     id=next(self._ids),
                     model=model,
@@ -242,6 +248,8 @@ class InferenceScheduler:
         while not any(f.done() for f in futures):
             if not self._run_next(None):
                 break
+        if not any(f.done() for f in futures) and self._handover.holds(futures):
+            wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         return {f for f in futures if f.done()}
 
     def results(self, futures: Sequence[Future[T]]) -> list[T]:
@@ -271,7 +279,7 @@ class InferenceScheduler:
                     self._stop_rows.add(rid)
                     _settle(request.future, error=RequestCancelled(f"job {job_id} was cancelled"))
                     touched += 1
-        return touched
+        return touched + self._handover.cancel(job_id, RequestCancelled(f"job {job_id} was cancelled"))
 
     # -- running ---------------------------------------------------------------------------------
 
