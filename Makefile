@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 
 COMPOSE := docker compose -f docker/compose.yaml
 
-.PHONY: help venv serve lint format test services up down
+.PHONY: help venv serve lint format test test-vllm services up down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ format: venv ## Apply ruff's fixes and formatting
 
 test: lint ## Lint, type-check, then the test suite (needs `make services`)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# vLLM pulls its own CUDA torch build, so it gets a venv of its own, never .venv.
+VLLM_VENV ?= .venv-vllm
+
+test-vllm: ## vLLM backend tests against the real vllm package (the [vllm] extra, in $(VLLM_VENV)); the engine test needs a GPU
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e '.[vllm,dev]'
+	$(VLLM_VENV)/bin/pytest -q tests/engine/test_vllm_backend.py tests/workers/test_handover.py $(PYTEST_ARGS)
 
 services: ## Start the local PostgreSQL and Redis that the tests use, if they are down
 	bash .ci/services
