@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
+
+from app.self_reward.stages import mean, words
 
 
 def pairwise_accuracy(judge_scores: Sequence[float | None], gold_scores: Sequence[float]) -> float | None:
@@ -82,3 +85,22 @@ def win_rate(verdicts: Sequence[str]) -> dict[str, float]:
     n = len(verdicts)
     wins, losses, ties = (sum(v == label for v in verdicts) for label in _VERDICTS)
     return {"win": wins / n, "loss": losses / n, "tie": ties / n, "win_rate": (wins + ties / 2) / n}
+
+
+def heldout_evaluation(
+    judged: Sequence[float | None], gold: Sequence[float], after: Sequence[str], before: Sequence[str]
+) -> dict[str, Any]:
+    """An iteration's evaluation: the new model's rubric scores of the held-out EFT answers
+    (``judged``, None where unparsed) against ``gold``, and the mean length of its answers to the
+    held-out prompts (``after``) and of the previous model's (``before``)."""
+    both = [(j, g) for j, g in zip(judged, gold, strict=True) if j is not None]
+    return {
+        "eft_heldout": {
+            "n": len(gold),
+            "parse_failures": sum(1 for j in judged if j is None),
+            "pairwise_accuracy": pairwise_accuracy(judged, gold),
+            "spearman": spearman([j for j, _ in both], [g for _, g in both]) if len(both) >= 2 else None,
+        },
+        "mean_response_words": mean([words(a) for a in after]),
+        "previous_mean_response_words": mean([words(b) for b in before]),
+    }

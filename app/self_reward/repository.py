@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import SrCandidate, SrIteration, SrJudgment, SrPair, SrPrompt, SrRun
+from app.self_reward.stages import StageRow
 
 STAGE_TABLES: dict[str, type[Any]] = {
     "prompts": SrPrompt,
@@ -32,14 +34,14 @@ def save_run(session: Session, job_id: uuid.UUID, step: str, state: dict[str, An
     session.flush()
 
 
-def clear_stage(session: Session, job_id: uuid.UUID, iteration: int, stage: str) -> None:
-    """Forget a stage's rows (an interrupted stage is redone from its start)."""
+def replace_stage(
+    session: Session, job_id: uuid.UUID, iteration: int, stage: str, rows: Sequence[StageRow]
+) -> None:
+    """Record a stage's rows in place of any it left before (an interrupted stage is redone from its
+    start, its partial rows cleared)."""
     table = STAGE_TABLES[stage]
     session.execute(delete(table).where(table.job_id == job_id, table.iteration == iteration))
-
-
-def add_rows(session: Session, rows: Sequence[Any]) -> None:
-    session.add_all(rows)
+    session.add_all([table(job_id=job_id, iteration=iteration, **asdict(row)) for row in rows])
     session.flush()
 
 

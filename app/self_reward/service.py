@@ -22,13 +22,10 @@ from app.jobs.creation import admit_long_job, record_job
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOptionsIn
 from app.jobs.tokens import CHARS_PER_TOKEN
-from app.judging.domain import JudgeItem, JudgeOptions
-from app.judging.planning import plan_item
-from app.judging.templates import builtin_templates
 from app.models import repository as models_repo
 from app.models import service as models_service
+from app.self_reward import head_to_head, seed_data
 from app.self_reward import repository as sr_repo
-from app.self_reward import seed_data
 from app.self_reward.domain import EvalExample, SeedExample
 from app.self_reward.instruct import few_shot_conversation
 from app.self_reward.projection import STAGES, CallShape, LoopPlan, Training, project
@@ -111,10 +108,6 @@ def load_seed_data(session: Session, request: SelfRewardRequest, tenant: str) ->
     )
 
 
-# The worker's win-rate judge calls end at the verdict: "[[A]]" needs a few tokens (workers/self_reward.py).
-WIN_RATE_MAX_TOKENS = 16
-
-
 def _request_sizes(request: SelfRewardRequest) -> list[SizeCap]:
     sizes = [
         SizeCap("iterations", request.iterations, "max_sr_iterations"),
@@ -178,12 +171,7 @@ def loop_plan(request: SelfRewardRequest, data: SeedData) -> LoopPlan:
     heldout = list(dict.fromkeys(ex.prompt for ex in data.heldout))[: request.evaluation.heldout_prompts]
     heldout_chars = _mean([len(p) for p in heldout])
     eval_answer = "x" * (request.evaluation.max_tokens * CHARS_PER_TOKEN)
-    win_rate = plan_item(
-        JudgeItem(turns=("x" * heldout_chars,), answers_a=(eval_answer,), answers_b=(eval_answer,)),
-        builtin_templates()["pairwise"],
-        JudgeOptions(mode="pairwise", swap="conservative"),
-        0,
-    )
+    win_rate = head_to_head.plan(["x" * heldout_chars], [eval_answer], [eval_answer])[0]
     sft = request.sft
     return LoopPlan(
         iterations=request.iterations,
@@ -206,7 +194,7 @@ def loop_plan(request: SelfRewardRequest, data: SeedData) -> LoopPlan:
             _mean([_chars(judge_conversation(ex.prompt, ex.response)) for ex in data.heldout]),
             request.judge.max_tokens,
         ),
-        win_rate_call=CallShape(_mean([_chars(c.messages) for c in win_rate]), WIN_RATE_MAX_TOKENS),
+        win_rate_call=CallShape(_mean([_chars(c.messages) for c in win_rate]), head_to_head.MAX_TOKENS),
     )
 
 
