@@ -41,6 +41,7 @@ from app.engine.event_loop import LoopThread
 from app.engine.vllm_errors import engine_error, is_engine_dead, needs_v2_runner
 from app.engine.vllm_requests import (
     MAX_LOGPROB_TOKEN_IDS,
+    engine_args,
     first_token_params,
     first_token_scores,
     generation_params,
@@ -83,28 +84,21 @@ class VLLMEngine:
     ) -> None:
         try:
             import vllm
+            from vllm.sampling_params import RequestOutputKind
         except ImportError as exc:
             raise EngineError(
                 "the vllm backend needs the vllm package (pip install 'judge-service[vllm]'), "
                 "which is not installed; use backend=transformers or openai instead"
             ) from exc
         self._vllm: Any = vllm
+        # Only the finished output of each request crosses into Python (no per-token outputs).
+        self._final_only: Any = RequestOutputKind.FINAL_ONLY
         self._model_name = model_name
         self._model_path = Path(model_path)
         self._on_fatal = on_fatal
-        self._args: dict[str, Any] = {
-            "model": str(model_path),
-            "tokenizer": str(model_path),
-            "tensor_parallel_size": tensor_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "dtype": dtype,
-            "enable_prefix_caching": True,
-            # Our priority classes become vLLM's request priorities (lower runs first).
-            "scheduling_policy": "priority",
-            "seed": seed,
-        }
-        if max_model_len is not None:
-            self._args["max_model_len"] = max_model_len
+        self._args = engine_args(
+            model_path, tensor_parallel_size, gpu_memory_utilization, dtype, max_model_len, seed
+        )
         # Guards the fields below; never held while waiting on the loop.
         self._lock = threading.Lock()
         self._swapping = False
@@ -401,8 +395,7 @@ class VLLMEngine:
         llm = await self._engine()
         if self._was_cancelled(request_id):  # cancelled while a restart was awaited
             raise EngineError("the request was cancelled")
-        kind = self._vllm.sampling_params.RequestOutputKind.FINAL_ONLY
-        sampling = self._vllm.SamplingParams(**params, output_kind=kind)
+        sampling = self._vllm.SamplingParams(**params, output_kind=self._final_only)
         final = None
         try:
             async for output in llm.generate(

@@ -7,12 +7,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from app.engine.base import EngineError, Generation, SamplingParams
 
 # vLLM's bound on SamplingParams.logprob_token_ids (MAX_LOGPROB_TOKEN_IDS).
 MAX_LOGPROB_TOKEN_IDS = 128
+
+
+def engine_args(
+    model_path: Path,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    dtype: str,
+    max_model_len: int | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.AsyncEngineArgs``: prefix caching (judge prompts share long
+    templates) and priority scheduling (our priority classes become request priorities)."""
+    args: dict[str, Any] = {
+        "model": str(model_path),
+        "tokenizer": str(model_path),
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "dtype": dtype,
+        "enable_prefix_caching": True,
+        "scheduling_policy": "priority",
+        "seed": seed,
+    }
+    if max_model_len is not None:
+        args["max_model_len"] = max_model_len
+    return args
 
 
 def generation_params(sampling: SamplingParams) -> dict[str, Any]:

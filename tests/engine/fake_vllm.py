@@ -202,12 +202,13 @@ class FakeAsyncLLM:
 
 
 def module() -> Any:
-    """A fresh stand-in ``vllm`` module."""
+    """A fresh stand-in ``vllm`` module (install it and its ``sampling_params`` in sys.modules)."""
     FakeAsyncLLM.built = []
     FakeAsyncLLM.fail_builds = 0
     vllm: Any = types.ModuleType("vllm")
     vllm.AsyncEngineArgs = FakeEngineArgs
     vllm.AsyncLLMEngine = FakeAsyncLLM
     vllm.SamplingParams = FakeSamplingParams
-    vllm.sampling_params = types.SimpleNamespace(RequestOutputKind=RequestOutputKind)
+    vllm.sampling_params = types.ModuleType("vllm.sampling_params")
+    vllm.sampling_params.RequestOutputKind = RequestOutputKind
     return vllm

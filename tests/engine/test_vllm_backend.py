@@ -60,7 +60,9 @@ def tokenizer(default_model_path: Path) -> Any:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setitem(sys.modules, "vllm", fake_vllm.module())
+    vllm = fake_vllm.module()
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", vllm.sampling_params)
     yield FakeAsyncLLM
 
 
@@ -322,9 +324,11 @@ def test_weights_that_cannot_be_restored_stop_the_worker(
 
 def test_real_sampling_params_accept_every_request_we_build() -> None:
     vllm = pytest.importorskip("vllm")
+    from vllm.sampling_params import RequestOutputKind
+
     from app.engine import vllm_requests as req
 
-    final = vllm.sampling_params.RequestOutputKind.FINAL_ONLY
+    final = RequestOutputKind.FINAL_ONLY
     greedy = vllm.SamplingParams(
         **req.generation_params(SamplingParams(max_tokens=7, stop=("\n", "]]"))), output_kind=final
     )
@@ -359,6 +363,35 @@ def test_real_sampling_params_accept_every_request_we_build() -> None:
     assert "died" in str(engine_error(EngineDeadError(), "smol"))
     with pytest.raises(VLLMValidationError):
         vllm.SamplingParams(temperature=-1.0)
+
+
+def test_real_engine_api_takes_the_calls_we_make(default_model_path: Path) -> None:
+    """vLLM's AsyncLLM, read without a GPU: the engine arguments and the methods and keywords the
+    backend calls exist as used."""
+    vllm = pytest.importorskip("vllm")
+    import inspect
+
+    from app.engine.vllm_requests import engine_args
+
+    args = vllm.AsyncEngineArgs(**engine_args(default_model_path, 2, 0.4, "auto", 4096, 0))
+    assert (args.enable_prefix_caching, args.scheduling_policy, args.max_model_len) == (
+        True,
+        "priority",
+        4096,
+    )
+    engine = vllm.AsyncLLMEngine
+    assert "engine_args" in inspect.signature(engine.from_engine_args).parameters
+    assert {"prompt", "sampling_params", "request_id", "priority"} <= set(
+        inspect.signature(engine.generate).parameters
+    )
+    assert {"mode", "clear_cache"} <= set(inspect.signature(engine.pause_generation).parameters)
+    assert {"method", "kwargs"} <= set(inspect.signature(engine.collective_rpc).parameters)
+    for name in ("abort", "resume_generation", "reset_prefix_cache", "shutdown", "errored"):
+        assert hasattr(engine, name), name
+    # The GPU worker's method that collective_rpc("reload_weights") reaches (its module needs CUDA
+    # packages to import, so it is read as text).
+    worker = Path(vllm.__file__).parent / "v1" / "worker" / "gpu_worker.py"
+    assert "def reload_weights(self, *args, **kwargs)" in worker.read_text()
 
 
 # -- the real engine (vllm installed and a GPU present) -----------------------------------------
