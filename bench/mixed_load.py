@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,20 @@ def _num(x: float) -> float | str | None:
     return "inf" if math.isinf(x) else round(x, 4)
 
 
+def breakdown(job: dict[str, Any]) -> str:
+    """Where a judgment's time went, from the job's own record: queued (created → started), the worker's
+    time (started → finished), and its calls' engine time and queue wait (ms)."""
+    stamps = [job.get(k) for k in ("created_at", "started_at", "finished_at")]
+    if not all(stamps):
+        return ""
+    created, started, finished = (datetime.fromisoformat(str(s)) for s in stamps)
+    calls = [o for r in job.get("results") or [] for o in r.get("orders") or []]
+    engine = "/".join(f"{o.get('latency_ms', 0):.0f}" for o in calls)
+    queue = "/".join(f"{o.get('queue_ms', 0):.0f}" for o in calls)
+    queued, worker = (started - created).total_seconds(), (finished - started).total_seconds()
+    return f" [queued {queued:.2f} s, worker {worker:.2f} s, calls engine {engine} ms, queue {queue} ms]"
+
+
 def judge_sequentially(api: Api, n: int, tag: str, request_timeout: float) -> Latencies:
     """N one-item pairwise judgments, one after the other, each with `?wait=120` (polled after a 202)."""
     out = Latencies()
@@ -458,7 +473,7 @@ def judge_sequentially(api: Api, n: int, tag: str, request_timeout: float) -> La
         if job["status"] != "succeeded":
             out.failed += 1
         out.seconds.append(elapsed)
-        log(f"  {tag} {i + 1}/{n}: {elapsed:.2f} s ({job['status']})")
+        log(f"  {tag} {i + 1}/{n}: {elapsed:.2f} s ({job['status']}){breakdown(job)}")
     return out
 
 

@@ -345,8 +345,11 @@ class InferenceScheduler:
         def between() -> Collection[int]:
             if len(self._stack) < _MAX_DEPTH:
                 # More urgent work first, in this thread, while this batch waits with its memory kept.
+                # What it must beat is the class of the rows still running (a client's rows that are
+                # done no longer hold the rest of the batch above a waiting client).
+                beat = self._live_class(requests, level)
                 for _ in range(4):
-                    if not self._run_next(level):
+                    if not self._run_next(beat):
                         break
             with self._cond:
                 return {i for i, r in enumerate(requests) if r.id in self._stop_rows}
@@ -376,6 +379,13 @@ class InferenceScheduler:
                 self.metrics.record_engine_call(head.model, operation, len(requests), elapsed)
             except Exception:  # noqa: BLE001 - metrics never fail a batch
                 log.debug("could not record engine metrics", exc_info=True)
+
+    def _live_class(self, requests: list[_Request], level: int) -> int:
+        """The most urgent effective class among the batch's rows still running (``level`` if none)."""
+        now = time.monotonic()
+        with self._cond:
+            live = [r for r in requests if not r.future.done() and r.id not in self._stop_rows]
+        return min((effective_class(r.waiting(), now, self.limits.aging_s) for r in live), default=level)
 
     @staticmethod
     def _call(engine: Engine, requests: list[_Request], control: BatchControl) -> list[Any]:

@@ -9,6 +9,9 @@ decoding). A batch is built around the most urgent request:
    before ``BACKGROUND`` (a long job's internal calls). A background request that has waited
    ``aging_s`` moves up to ``BATCH``, so a stream of judging jobs cannot starve a long job; nothing is
    promoted to ``INTERACTIVE``, so a waiting client always comes first (and may preempt the rest).
+   An ``INTERACTIVE`` batch holds only ``INTERACTIVE`` requests: a waiting client's call never rides
+   in a full batch of other work (its answer would take as long as that whole batch). A less urgent
+   batch is filled with the rest of its group, most urgent class first.
 2. **Fair share.** Within a class, tenants take turns: the tenant that has been served the fewest
    tokens recently (``usage``, decayed by the caller) goes first, and the batch is filled round-robin
    over tenants, so one tenant's stream of large jobs cannot keep another's single item waiting.
@@ -114,6 +117,8 @@ def next_batch(
     used = head.tokens
     by_class[head_class][head.tenant].remove(head)
     for cls in sorted(by_class):
+        if head_class == Priority.INTERACTIVE and cls != head_class:
+            break
         queues = by_class[cls]
         while any(queues.values()) and len(chosen) < limits.rows:
             progressed = False

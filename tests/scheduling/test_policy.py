@@ -49,10 +49,22 @@ def test_a_batch_holds_only_requests_of_the_head_group() -> None:
 def test_the_batch_is_filled_urgent_class_first_then_the_rest_of_the_group() -> None:
     waiting = [
         req(1, priority=Priority.BACKGROUND),
-        req(2, priority=Priority.INTERACTIVE, submitted=5),
-        req(3),
+        req(2, priority=Priority.BATCH, submitted=5),
+        req(3, priority=Priority.BACKGROUND, submitted=1),
+        req(4, priority=Priority.BATCH, submitted=6),
     ]
-    assert ids(next_batch(waiting, LIMITS, now=6.0)) == [2, 3, 1]
+    assert ids(next_batch(waiting, LIMITS, now=7.0)) == [2, 4, 1, 3]
+
+
+def test_an_interactive_batch_holds_only_interactive_requests() -> None:
+    """A waiting client's call never rides in a full batch of other work."""
+    waiting = [
+        req(1, priority=Priority.BATCH),
+        req(2, priority=Priority.INTERACTIVE, submitted=5),
+        req(3, priority=Priority.BACKGROUND),
+        req(4, priority=Priority.INTERACTIVE, tenant="b", submitted=6),
+    ]
+    assert ids(next_batch(waiting, LIMITS, now=7.0)) == [2, 4]
 
 
 def test_rows_are_bounded() -> None:

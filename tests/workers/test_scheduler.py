@@ -143,6 +143,25 @@ def test_a_waiting_client_preempts_a_long_background_batch(
     assert engine.events.index("done client steps=2") < engine.events.index("done bg steps=200")
 
 
+def test_a_batch_is_preemptable_by_the_class_of_its_rows_still_running(
+    threaded: tuple[SteppingEngine, InferenceScheduler],
+) -> None:
+    """A batch led by judging work, filled with a long job's call: once the judging row is done, new
+    judging work no longer waits for the long job's row."""
+    engine, scheduler = threaded
+    with scheduler._cond:  # both wait before the scheduler's thread looks: one batch
+        head = submit(scheduler, ["judging steps=2"], Priority.BATCH)
+        filler = submit(scheduler, ["long job steps=300"], Priority.BACKGROUND, job_id=uuid.uuid4())
+    head[0].result(timeout=5)
+    started = time.monotonic()
+    [later] = submit(scheduler, ["more judging steps=2"], Priority.BATCH)
+    assert later.result(timeout=5).text == "MORE JUDGING STEPS=2"
+    assert time.monotonic() - started < 1.0  # not after the 3 s long-job row
+    assert engine.batches[0] == ["judging steps=2", "long job steps=300"]
+    assert not filler[0].done()
+    assert filler[0].result(timeout=10).tokens_out == 300
+
+
 def test_cancel_stops_the_jobs_rows_at_the_next_step_and_drops_its_waiting_requests(
     threaded: tuple[SteppingEngine, InferenceScheduler],
 ) -> None:
