@@ -10,12 +10,17 @@ Sources are our (FastChat's) ``_pair.jsonl`` judgment files, where a game pair w
 disagree, or that either calls a tie, is a tie vote and a record with an error is left out; or
 human-judgment style files (``question_id``, ``model_a``, ``model_b``, ``winner``, ``turn``,
 ``judge``; JSON Lines or one JSON array), where any winner containing "tie" is a tie.
+
+Voters fall in groups as compute_agreement.py names them: ``expert_*`` judges are "human", ``author_*``
+judges are "author" (the paper's authors, kept apart), a ``[judge model, prompt]`` judge and every vote
+of a pairwise judgment file is a "model" judge's, any other judge is "other". Only human and model votes
+are compared by default (FastChat's ``human``); ``include_authors`` counts author votes as human too.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -25,6 +30,13 @@ from typing import Any, Literal
 from app.mtbench.formats import FormatError, PairJudgment, QuestionId, read_pair_judgments
 
 VoteWinner = Literal["model_a", "model_b", "tie"]
+VoterGroup = Literal["human", "author", "model", "other"]
+_GROUP_NAMES: dict[VoterGroup, str] = {
+    "human": "human (expert_*)",
+    "author": "author (author_*)",
+    "model": "model judge",
+    "other": "other (neither expert_* nor author_*)",
+}
 _REVERSED: dict[VoteWinner, VoteWinner] = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
 
 
@@ -36,12 +48,54 @@ class Vote:
     winner: VoteWinner
     turn: int = 1
     judge: str = ""
+    group: VoterGroup = "model"
 
     def normalized(self) -> tuple[tuple[QuestionId, str, str, int], VoteWinner]:
         """The game's key with the models in sorted order, and the winner in that order."""
         if self.model_a <= self.model_b:
             return (self.question_id, self.model_a, self.model_b, self.turn), self.winner
         return (self.question_id, self.model_b, self.model_a, self.turn), _REVERSED[self.winner]
+
+
+def voter_group(judge: object) -> VoterGroup:
+    """The group of a human-judgment file's ``judge`` (FastChat's ``get_judge_name``, with any judge
+    model in place of only GPT-4)."""
+    if isinstance(judge, list):
+        return "model"
+    if isinstance(judge, str):
+        if judge.startswith("expert"):
+            return "human"
+        if judge.startswith("author"):
+            return "author"
+    return "other"
+
+
+def counted_groups(include_authors: bool = False) -> frozenset[VoterGroup]:
+    """The voter groups whose votes are compared: human and model judges, and authors when asked."""
+    return frozenset(("human", "model", "author") if include_authors else ("human", "model"))
+
+
+def counted_votes(votes: Iterable[Vote], include_authors: bool = False) -> list[Vote]:
+    """The votes of the groups that are compared (see :func:`counted_groups`)."""
+    groups = counted_groups(include_authors)
+    return [vote for vote in votes if vote.group in groups]
+
+
+def describe_voters(source: str, votes: Sequence[Vote], include_authors: bool = False) -> str:
+    """Which voter groups of ``source`` are counted and which are left out, with their vote counts:
+    ``voters in h.jsonl: counted human (expert_*) 11; left out author (author_*) 3``."""
+    counts = Counter(vote.group for vote in votes)
+    groups = counted_groups(include_authors)
+
+    def listed(names: Iterable[VoterGroup]) -> str:
+        return ", ".join(f"{_GROUP_NAMES[g]} {counts[g]}" for g in _GROUP_NAMES if g in names) or "none"
+
+    counted = [g for g in counts if g in groups]
+    left_out = [g for g in counts if g not in groups]
+    line = f"voters in {source}: counted {listed(counted)}; left out {listed(left_out)}"
+    if "author" in left_out:
+        line += " (--include-authors counts authors as human)"
+    return line
 
 
 @dataclass(frozen=True)
@@ -86,7 +140,15 @@ def _vote_from_human(path: Path, where: int, obj: Any) -> Vote:
         raise FormatError(path, where, f"'turn' must be a positive integer, got {turn!r}")
     judge = obj.get("judge", "")
     judge_name = judge if isinstance(judge, str) else json.dumps(judge)
-    return Vote(obj["question_id"], str(obj["model_a"]), str(obj["model_b"]), winner, turn, judge_name)
+    return Vote(
+        obj["question_id"],
+        str(obj["model_a"]),
+        str(obj["model_b"]),
+        winner,
+        turn,
+        judge_name,
+        voter_group(judge),
+    )
 
 
 def read_votes(path: Path) -> list[Vote]:
@@ -126,16 +188,21 @@ def _by_game(votes: Iterable[Vote], turn: int) -> dict[tuple[QuestionId, str, st
 
 
 def agreement(
-    first: Sequence[Vote], second: Sequence[Vote] | None, turn: int, include_ties: bool = True
+    first: Sequence[Vote],
+    second: Sequence[Vote] | None,
+    turn: int,
+    include_ties: bool = True,
+    include_authors: bool = False,
 ) -> Agreement:
     """How often two sources agree on the games of one turn (``second=None``: how often two votes of
-    ``first`` on the same game agree). Without ties, any comparison involving a tie is left out."""
+    ``first`` on the same game agree). Without ties, any comparison involving a tie is left out. Only
+    the votes of :func:`counted_groups` take part."""
     agree = total = 0
-    games_a = _by_game(first, turn)
+    games_a = _by_game(counted_votes(first, include_authors), turn)
     if second is None:
         pairs = ((a, b) for winners in games_a.values() for a, b in combinations(winners, 2))
     else:
-        games_b = _by_game(second, turn)
+        games_b = _by_game(counted_votes(second, include_authors), turn)
         pairs = ((a, b) for key, winners in games_a.items() for a in winners for b in games_b.get(key, ()))
     for a, b in pairs:
         if not include_ties and "tie" in (a, b):
@@ -146,11 +213,13 @@ def agreement(
 
 
 def agreement_report(
-    first: Sequence[Vote], second: Sequence[Vote] | None
+    first: Sequence[Vote], second: Sequence[Vote] | None, include_authors: bool = False
 ) -> list[tuple[int, bool, Agreement]]:
     """(turn, with ties, agreement) for every turn either source has, with and without ties."""
     turns = sorted({v.turn for v in first} | {v.turn for v in (second or ())})
-    return [(t, ties, agreement(first, second, t, ties)) for t in turns for ties in (True, False)]
+    return [
+        (t, ties, agreement(first, second, t, ties, include_authors)) for t in turns for ties in (True, False)
+    ]
 
 
 def format_report(report: Sequence[tuple[int, bool, Agreement]]) -> str:

@@ -342,6 +342,11 @@ def agreement_command(
     second: Path = typer.Argument(
         None, help="The other source; without it, agreement among FIRST's own votes."
     ),
+    include_authors: bool = typer.Option(
+        False,
+        help="Count the votes of author_* judges as human ones (FastChat, and the default, keep them apart "
+        "and compare only expert_* votes as human).",
+    ),
 ) -> None:
     """Agreement between two judges' pairwise votes per turn, with and without ties (MT-Bench Table 5)."""
     try:
@@ -349,7 +354,11 @@ def agreement_command(
         votes_b = agreement_mod.read_votes(second) if second is not None else None
     except FormatError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(agreement_mod.format_report(agreement_mod.agreement_report(votes_a, votes_b)))
+    typer.echo(agreement_mod.describe_voters(first.name, votes_a, include_authors))
+    if second is not None and votes_b is not None:
+        typer.echo(agreement_mod.describe_voters(second.name, votes_b, include_authors))
+    report = agreement_mod.agreement_report(votes_a, votes_b, include_authors)
+    typer.echo(agreement_mod.format_report(report))
 
 
 @mtbench_cli.command("import-prompts")

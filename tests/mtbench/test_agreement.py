@@ -44,6 +44,36 @@ def test_within_one_source() -> None:
     assert Agreement(0, 0).ratio is None
 
 
+def test_author_votes_are_kept_apart_by_default() -> None:
+    # compute_agreement.py calls expert_* judges "human", author_* ones "author", and compares only
+    # "human". The fixture's three author_* votes change none of the counts above unless included.
+    assert [v.group for v in HUMAN].count("author") == 3
+    assert agreement.agreement(OURS, HUMAN, turn=1) == Agreement(4, 7)
+    assert agreement.agreement(HUMAN, None, turn=1) == Agreement(1, 3)
+    # Included (FastChat's counts with the author_* judges renamed expert_*): q1 alpha/gpt-3.5 gets
+    # author_1's gpt-3.5 (ours alpha: no), q2 author_2's tie (ours tie: yes) -> 5 of 9; without ties
+    # 3 of 5. Human-human q1: alpha, tie, alpha, gpt-3.5 -> 1 of 6 pairs, q2 alpha vs tie -> 1 of 7.
+    assert agreement.agreement(OURS, HUMAN, turn=1, include_authors=True) == Agreement(5, 9)
+    assert agreement.agreement(OURS, HUMAN, 1, include_ties=False, include_authors=True) == Agreement(3, 5)
+    assert agreement.agreement(HUMAN, None, turn=1, include_authors=True) == Agreement(1, 7)
+    assert agreement.agreement(HUMAN, None, 1, include_ties=False, include_authors=True) == Agreement(1, 3)
+
+
+def test_voter_groups_as_fastchat_names_them() -> None:
+    assert agreement.voter_group("expert_12") == "human"
+    assert agreement.voter_group("author_3") == "author"
+    assert agreement.voter_group(["gpt-4", "pair-v2"]) == "model"
+    assert agreement.voter_group("crowd_1") == "other"
+    assert {v.group for v in OURS} == {"model"}
+    assert agreement.describe_voters("h.jsonl", HUMAN) == (
+        "voters in h.jsonl: counted human (expert_*) 11; left out author (author_*) 3 "
+        "(--include-authors counts authors as human)"
+    )
+    assert agreement.describe_voters("h.jsonl", HUMAN, include_authors=True) == (
+        "voters in h.jsonl: counted human (expert_*) 11, author (author_*) 3; left out none"
+    )
+
+
 def test_report_lines() -> None:
     text = agreement.format_report(agreement.agreement_report(OURS, HUMAN))
     assert text.splitlines() == [
@@ -63,7 +93,8 @@ def test_symmetric_and_normalized() -> None:
 def test_json_array_and_errors(tmp_path: Path) -> None:
     array = tmp_path / "votes.json"
     array.write_text('[{"question_id": 1, "model_a": "x", "model_b": "y", "winner": "model_a", "turn": 2}]')
-    assert agreement.read_votes(array) == [Vote(1, "x", "y", "model_a", 2)]
+    # A vote without a judge belongs to no group FastChat compares.
+    assert agreement.read_votes(array) == [Vote(1, "x", "y", "model_a", 2, "", "other")]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question_id": 1, "model_a": "x", "model_b": "y", "winner": "x"}\n')
     with pytest.raises(FormatError, match="bad.jsonl line 1: 'winner' must be model_a, model_b or a tie"):

@@ -54,7 +54,14 @@ def test_run_pairwise_baseline_then_show(bench: Path, oracle: OracleEngine) -> N
     # Agreement of the file with the fixture's human votes (turn 1: q1-3 alpha wins; q1 beta loses...).
     agreed = _judge("agreement", out, JUDGMENTS / "human_votes.jsonl")
     assert agreed.exit_code == 0, agreed.output
-    assert agreed.output.splitlines()[0] == "turn 1 with tie. #total: 7, #agree: 3, ratio: 0.43"
+    lines = agreed.output.splitlines()
+    assert lines[0] == "voters in oracle_pair.jsonl: counted model judge 12; left out none"
+    assert lines[1].startswith("voters in human_votes.jsonl: counted human (expert_*) 11; left out author")
+    assert lines[2] == "turn 1 with tie. #total: 7, #agree: 3, ratio: 0.43"
+    # Author votes count only when asked: q1 alpha/gpt-3.5 author_1 says gpt-3.5 (oracle: alpha), q2
+    # author_2 a tie (oracle: alpha).
+    with_authors = _judge("agreement", out, JUDGMENTS / "human_votes.jsonl", "--include-authors")
+    assert "turn 1 with tie. #total: 9, #agree: 3, ratio: 0.33" in with_authors.output.splitlines()
 
 
 def test_run_single_with_fastchat_prompts(bench: Path, oracle: OracleEngine) -> None:
