@@ -151,21 +151,31 @@ def _ucb(config: SelectorConfig, sampler: _Sampler, rng: random.Random) -> Selec
     stats = sampler.stats
     n_arms = len(stats)
     per_round = min(config.prompts_per_round, n_arms)
-    for t in range(1, config.eval_rounds + 1):
+    # t is the round's 0-based index, as in LMOps' UCBBanditEvaluator (round t=1 has ln 1 = 0: no bonus).
+    for t in range(config.eval_rounds):
         if all(s.pulls == 0 for s in stats):
             chosen = rng.sample(range(n_arms), per_round)
         else:
-            bounds = [_upper_bound(config, s, t) for s in stats]
+            bounds = [upper_bound(config, s.mean or 0.0, s.examples, t) for s in stats]
+            # Ties go to the lower index (LMOps leaves their order to numpy's sort).
             chosen = sorted(range(n_arms), key=lambda arm: (-bounds[arm], arm))[:per_round]
         sampler.pull_sampled(sorted(chosen))
     return Selection(stats, _by_mean(stats, range(n_arms)))
 
 
-def _upper_bound(config: SelectorConfig, s: ArmStats, t: int) -> float:
-    mean = s.mean or 0.0
+def upper_bound(config: SelectorConfig, mean: float, examples: int, t: int) -> float:
+    """An arm's index in bandit round ``t`` (0-based), on LMOps' scale (``UCBBandits.choose``).
+
+    ``ucb``: ``mean + c * sqrt(ln t / n)``; ``ucb-e``: ``mean + c * sqrt(c / n)``, where ``n`` is the
+    number of *examples* the arm was scored on (LMOps adds ``samples_per_eval`` per pull) plus 1e-3, and
+    ``mean`` is 0 for an arm never pulled. Raises ValueError for ``ucb`` with ``t < 1`` (ln 0).
+    """
+    n = examples + _EPSILON
     if config.method == "ucb-e":
-        return mean + config.c * math.sqrt(config.c / (s.pulls + _EPSILON))
-    return mean + config.c * math.sqrt(math.log(t) / (s.pulls + _EPSILON))
+        return mean + config.c * math.sqrt(config.c / n)
+    if t < 1:
+        raise ValueError(f"ucb needs round t >= 1 (got {t})")
+    return mean + config.c * math.sqrt(math.log(t) / n)
 
 
 def _rejects_schedule(n_arms: int, keep: int, budget: int) -> list[int]:

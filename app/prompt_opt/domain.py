@@ -48,9 +48,10 @@ class SelectorConfig:
 
     A *pull* scores one arm on one sample of ``samples_per_eval`` examples.
     ``ucb``/``ucb-e``: ``eval_rounds`` rounds, each pulling the ``prompts_per_round`` arms with the best
-    upper bound; ``c`` weighs exploration. ``successive-rejects`` / ``successive-halving`` spend the same
-    total number of pulls (``eval_rounds * prompts_per_round``). ``brute-force`` scores every arm on every
-    example given.
+    upper bound; ``c`` weighs exploration, on LMOps' scale: the bonus divides by the examples an arm was
+    scored on, not its pulls (see ``bandits.upper_bound``). ``successive-rejects`` /
+    ``successive-halving`` spend the same total number of pulls (``eval_rounds * prompts_per_round``).
+    ``brute-force`` scores every arm on every example given.
     """
 
     method: SelectorName = "ucb"

@@ -69,7 +69,14 @@ class SelectorIn(_Strict):
     eval_rounds: int = Field(default=8, ge=1, le=1000, description="Bandit rounds (budget of the bandit).")
     prompts_per_round: int = Field(default=8, ge=1, le=100, description="Arms pulled per bandit round.")
     samples_per_eval: int = Field(default=32, ge=1, le=10000, description="Examples per pull.")
-    c: float = Field(default=1.0, gt=0, le=100, description="UCB exploration weight.")
+    c: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="UCB exploration weight, on the reference's (LMOps') scale: the bonus is "
+        "`c * sqrt(ln t / n)` (`ucb-e`: `c * sqrt(c / n)`) with `t` the 0-based bandit round and `n` the "
+        "examples the candidate was scored on so far.",
+    )
 
 
 class HyperparamsIn(_Strict):

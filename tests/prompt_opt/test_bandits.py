@@ -2,10 +2,12 @@ import hashlib
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from app.prompt_opt.bandits import ArmStats, Selection, projected_evaluations, select
+from app.prompt_opt.bandits import ArmStats, Selection, projected_evaluations, select, upper_bound
 from app.prompt_opt.domain import Example, SelectorConfig, SelectorName
 
 EXAMPLES = [Example(id=f"e{i}", inputs={"text": str(i)}, label="x") for i in range(200)]
@@ -90,12 +92,81 @@ def test_ucb_focuses_pulls_on_the_best_arms_and_finds_them(method: SelectorName,
     assert arms.evaluations == projected_evaluations(config, 8, 2, len(EXAMPLES)) == 16 * 3 * 32
 
 
-def test_ucb_explores_unpulled_arms_before_exploiting() -> None:
+def test_ucb_round_one_has_no_bonus_then_explores_unpulled_arms() -> None:
+    # LMOps calls choose(n, t) with the 0-based round: round 0 is random, round 1 has ln 1 = 0 (the first
+    # round's arms again, greedily), then an unpulled arm's bonus sqrt(ln t / 1e-3) outranks any mean.
     arms = Arms(ACCURACIES, exact=True)
     config = SelectorConfig(method="ucb", eval_rounds=4, prompts_per_round=2)
     select(config, 8, 1, arms, EXAMPLES, random.Random(3))
-    first_four_rounds = [arm for called, _ in arms.calls for arm in called]
-    assert sorted(first_four_rounds) == list(range(8))
+    rounds = [called for called, _ in arms.calls]
+    assert rounds[1] == rounds[0]
+    later = [arm for called in rounds[2:] for arm in called]
+    assert len(set(later)) == 4 and not set(later) & set(rounds[0])
+
+
+def test_ucb_bonus_counts_examples_not_pulls_as_lmops_does() -> None:
+    # LMOps' UCBBandits: counts += samples_per_eval per pull; index = mean + c * sqrt(ln t / (counts + 1e-3)).
+    ucb = SelectorConfig(method="ucb", c=1.0, samples_per_eval=32)
+    two_pulls = 2 * 32
+    assert upper_bound(ucb, 0.5, two_pulls, 3) == pytest.approx(0.5 + math.sqrt(math.log(3) / 64.001))
+    # 0.131, where counting the 2 pulls instead (the old scale) gave sqrt(ln 3 / 2.001) = 0.741: sqrt(32) x.
+    assert upper_bound(ucb, 0.5, two_pulls, 3) - 0.5 == pytest.approx(0.131017, abs=1e-6)
+    assert upper_bound(replace(ucb, c=2.0), 0.25, 32, 7) == pytest.approx(
+        0.25 + 2 * math.sqrt(math.log(7) / 32.001)
+    )
+    assert upper_bound(ucb, 0.9, 32, 1) == 0.9  # ln 1 = 0
+    assert upper_bound(ucb, 0.0, 0, 2) == pytest.approx(math.sqrt(math.log(2) / 1e-3))
+    ucb_e = SelectorConfig(method="ucb-e", c=2.0)
+    assert upper_bound(ucb_e, 0.5, 64, 5) == pytest.approx(0.5 + 2 * math.sqrt(2 / 64.001))
+    with pytest.raises(ValueError, match="t >= 1"):
+        upper_bound(ucb, 0.5, 64, 0)
+
+
+def lmops_ucb(
+    n_prompts: int,
+    exs: Sequence[Example],
+    scorer: Arms,
+    rounds: int,
+    num_prompts_per_round: int,
+    samples_per_eval: int,
+    c: float,
+    mode: str,
+    rng: random.Random,
+) -> list[float]:
+    """LMOps' UCBBanditEvaluator.__call__ and UCBBandits (prompt_optimization/evaluators.py), verbatim
+    but for the module-level ``random`` (here ``rng``) and the order of tied arms, which LMOps leaves to
+    ``np.argsort`` (here: lower index first)."""
+    counts = np.zeros(n_prompts)
+    scores = np.zeros(n_prompts)
+    num_prompts_per_round = min(num_prompts_per_round, n_prompts)
+    for ri in range(rounds):
+        if np.sum(counts) == 0:
+            chosen = rng.sample(range(n_prompts), num_prompts_per_round)
+        else:
+            means = np.divide(scores, counts, out=np.zeros_like(scores), where=counts != 0)
+            n = counts + 1e-3
+            ucb_scores = means + c * (np.sqrt(np.log(ri) / n) if mode == "ucb" else np.sqrt(c / n))
+            chosen = list(np.argsort(-ucb_scores, kind="stable")[:num_prompts_per_round])
+        sampled_data = rng.sample(list(exs), samples_per_eval)
+        for i, score in zip(chosen, scorer(chosen, sampled_data), strict=True):
+            counts[i] += samples_per_eval
+            scores[i] += score * samples_per_eval
+    return list(np.divide(scores, counts, out=np.zeros_like(scores), where=counts != 0))
+
+
+@pytest.mark.parametrize("method", ["ucb", "ucb-e"])
+@pytest.mark.parametrize(("c", "seed"), [(1.0, 0), (1.0, 1), (0.3, 2), (2.0, 3)])
+def test_ucb_pulls_exactly_what_lmops_pulls(method: SelectorName, c: float, seed: int) -> None:
+    accuracies = [random.Random(seed * 100 + a).uniform(0.3, 0.8) for a in range(12)]
+    config = SelectorConfig(method=method, eval_rounds=10, prompts_per_round=4, samples_per_eval=16, c=c)
+    ours, theirs = Arms(accuracies), Arms(accuracies)
+    selection = select(config, 12, 4, ours, EXAMPLES, random.Random(seed))
+    reference = lmops_ucb(12, EXAMPLES, theirs, 10, 4, 16, c, method, random.Random(seed))
+    assert [(sorted(arms), sample) for arms, sample in ours.calls] == [
+        (sorted(arms), sample) for arms, sample in theirs.calls
+    ]
+    assert [s.mean or 0.0 for s in selection.stats] == pytest.approx(reference)
+    assert [s.examples for s in selection.stats] == [16 * n for n in theirs.pulls()]
 
 
 def test_ucb_ranks_never_pulled_arms_last_and_caps_arms_per_round() -> None:
