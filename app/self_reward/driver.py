@@ -41,7 +41,7 @@ from app.self_reward.machine import (
     Stop,
     Trained,
 )
-from app.self_reward.rubric import judge_conversation, parse_score
+from app.self_reward.rubric import STOP, judge_conversation, judgment_text, parse_score
 from app.self_reward.schemas import LoraIn, SelfRewardRequest
 from app.self_reward.service import SeedData
 from app.training.runner import TrainingFailed
@@ -253,6 +253,7 @@ class SelfRewardLoop:
             top_p=req.top_p,
             max_tokens=req.max_tokens,
             seed=self._seed(t, "judge"),
+            stop=STOP,
         )
         gens = self._generate(self.state.model, [r.conversation for r in requests], sampling)
         rows = stages.judgment_rows(requests, gens)
@@ -391,11 +392,10 @@ class SelfRewardLoop:
         judged = self._generate(
             new,
             [judge_conversation(ex.prompt, ex.response) for ex in heldout],
-            SamplingParams(temperature=0.0, max_tokens=self.request.judge.max_tokens),
+            SamplingParams(temperature=0.0, max_tokens=self.request.judge.max_tokens, stop=STOP),
         )
-        evaluation = heldout_evaluation(
-            [parse_score(g.text).value for g in judged], [float(ex.score) for ex in heldout], after, before
-        )
+        scores = [parse_score(judgment_text(g)).value for g in judged]
+        evaluation = heldout_evaluation(scores, [float(ex.score) for ex in heldout], after, before)
         if prompts:
             plans = head_to_head.plan(prompts, after, before)
             calls = [call.messages for calls in plans for call in calls]

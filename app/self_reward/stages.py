@@ -26,7 +26,7 @@ from app.self_reward.domain import (
 )
 from app.self_reward.instruct import few_shot_conversation, filter_prompt, parse_new_prompt, task_complete
 from app.self_reward.pairs import score_histogram, select_pair
-from app.self_reward.rubric import judge_conversation, parse_score
+from app.self_reward.rubric import judge_conversation, judgment_text, parse_score
 
 
 class StoredPrompt(Protocol):
@@ -239,7 +239,8 @@ def judgment_rows(
 ) -> list[JudgmentRow]:
     rows = []
     for req, gen in zip(requests, generations, strict=True):
-        score = parse_score(gen.text)
+        raw = judgment_text(gen)
+        score = parse_score(raw)
         error = score.error
         if score.value is None and gen.finish_reason == "length":
             error = f"{error} (the judgment hit the token limit)"
@@ -248,7 +249,7 @@ def judgment_rows(
                 prompt_index=req.prompt_index,
                 candidate_index=req.candidate_index,
                 sample=req.sample,
-                raw=gen.text,
+                raw=raw,
                 score=score.value,
                 error=error,
             )

@@ -16,12 +16,13 @@ from sqlalchemy import func, select, update
 
 from app.core.config import Settings
 from app.db.base import utcnow
-from app.db.tables import Job, SrCandidate, SrPrompt
+from app.db.tables import Job, SrCandidate, SrJudgment, SrPrompt
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
 from app.models import repository as models_repo
 from app.self_reward import service as sr_service
+from app.self_reward.rubric import STOP
 from app.self_reward.schemas import SelfRewardRequest, SelfRewardResults
 from app.training.specs import DPOSpec, SFTSpec, TrainResult
 from tests.conftest import RollbackDatabase
@@ -83,7 +84,7 @@ class World:
         if "=== Answer A ===" in text:
             return "A]]"
         if "<response>" in text:  # the rubric
-            return self.judge(text.split("<response>\n", 1)[1].split("\n</response>", 1)[0])
+            return self.judge(text.split("<response>", 1)[1].split("</response>", 1)[0])
         if "Task 1" in text:
             rng = random.Random(next(self.counter))
             return "Compare " + " ".join(rng.sample(WORDS, 6)) + "."
@@ -266,6 +267,30 @@ def test_a_guard_stops_the_loop_when_every_prompt_ties(
     assert out.stop_reason == job.error
     assert out.iterations[0].metrics["pairs"]["tie_dropped"] == 3
     assert trained == []  # nothing was trained on no data
+
+
+def test_judgments_stop_after_the_score_line_and_are_read_there(
+    db: RollbackDatabase,
+    engine: ScriptedEngine,
+    trained: list[SFTSpec | DPOSpec],
+    submit_sr: Callable[[dict[str, Any]], uuid.UUID],
+) -> None:
+    # What follows the score line used to be read as the score (5 here); the references read the line.
+    engine.reply = World(
+        judge=lambda answer: f"Relevant.\nScore: {len(answer) % 5}\nI would not award 5 points."
+    )
+    job_id = submit_sr(
+        body(iterations=1, sft={"enabled": False}, guards={"min_pairs": 1, "max_tie_rate": 1.0})
+    )
+    run_job(str(job_id))
+    judge_samplings = [s for s in engine.samplings if s.stop == STOP]
+    assert judge_samplings, "the rubric judgments were generated without the score-line stop"
+    with db.unit_of_work() as session:
+        rows = session.scalars(select(SrJudgment).where(SrJudgment.job_id == job_id)).all()
+        assert rows
+        for row in rows:
+            assert row.raw.endswith("\n") and "award 5" not in row.raw
+            assert row.score == float(row.raw.rstrip().rsplit("Score: ", 1)[1])
 
 
 def test_the_length_guard_stops_a_loop_whose_chosen_answers_keep_growing(
