@@ -174,11 +174,12 @@ def aggregate_distributions(mode: Mode, swap: SwapMode, outcomes: Sequence[Order
     order from :func:`app.judging.swap.orders_for`) into its outcome.
 
     Any failed order makes the item an error. Pairwise: ``probs`` is the order's distribution, or
-    with conservative swap the mean of both orders'; ``verdict`` is its most probable label (so,
-    unlike generated verdicts, a disagreement need not be a tie) and ``consistent`` says whether
-    both orders' own verdicts agreed. Single: ``score`` is the most probable score and
-    ``expected_score`` the probability-weighted mean. Raises ``ValueError`` if the orders do not
-    match ``mode`` and ``swap`` or an order has no distribution.
+    with conservative swap the mean of both orders'; ``verdict`` is its most probable label, except
+    that conservative swap, as with generated verdicts, declares a winner only when both orders' own
+    most probable labels agree (``consistent``) and a tie otherwise, whatever the mean favours.
+    Single: ``score`` is the most probable score and ``expected_score`` the probability-weighted mean.
+    Raises ``ValueError`` if the orders do not match ``mode`` and ``swap`` or an order has no
+    distribution.
     """
     _check_orders(mode, swap, outcomes)
     orders = tuple(outcomes)
@@ -204,11 +205,12 @@ def aggregate_distributions(mode: Mode, swap: SwapMode, outcomes: Sequence[Order
         mean: dict[str, float] = {
             verdict: (dists[0][verdict] + dists[1][verdict]) / 2 for verdict in _VERDICTS
         }
+        consistent = orders[0].verdict == orders[1].verdict
         return ItemOutcome(
             status="ok",
             orders=orders,
-            verdict=argmax_verdict(mean),
-            consistent=orders[0].verdict == orders[1].verdict,
+            verdict=orders[0].verdict if consistent else "tie",
+            consistent=consistent,
             probs=mean,
         )
     return ItemOutcome(status="ok", orders=orders, verdict=argmax_verdict(dists[0]), probs=dict(dists[0]))

@@ -192,8 +192,9 @@ class PairwiseRequest(_JudgeRequestBase):
     swap: Literal["none", "conservative", "random"] = Field(
         default="conservative",
         description="Position swap: `conservative` judges both orders and declares a winner only when both "
-        "agree (with `verdict_mode: logprobs`: the most likely label of both orders' averaged "
-        "probabilities); `random` picks one order per item from the recorded seed; `none` shows A first.",
+        "agree, else a tie (with `verdict_mode: logprobs`: when both orders' most likely labels agree; "
+        "`probabilities` is the mean of both orders'); `random` picks one order per item from the recorded "
+        "seed; `none` shows A first.",
     )
     items: list[PairwiseItem] = Field(
         min_length=1, description="Items to judge (1 to the configured maximum)."

@@ -245,15 +245,23 @@ def test_position_bias_cancels_out_in_the_average() -> None:
     assert (outcome.verdict, outcome.consistent) == ("tie", False)
 
 
-def test_disagreeing_orders_give_the_averages_argmax_not_a_forced_tie() -> None:
+def test_disagreeing_orders_give_a_tie_keeping_the_average() -> None:
+    # Conservative swap (MT-Bench paper, and the README's promise): a winner only when both orders'
+    # most likely labels agree. The mean here favours A (0.65), yet the orders disagree: a tie.
     ab = pair("AB", 0.9, 0.05, 0.05)  # A
     ba = pair("BA", 0.45, 0.55, 0.0)  # caller A 0.55, B 0.45: A
-    assert aggregate_distributions("pairwise", "conservative", [ab, ba]).consistent is True
+    agreeing = aggregate_distributions("pairwise", "conservative", [ab, ba])
+    assert (agreeing.verdict, agreeing.consistent) == ("A", True)
     ba_b = pair("BA", 0.6, 0.4, 0.0)  # caller B 0.6
     outcome = aggregate_distributions("pairwise", "conservative", [ab, ba_b])
     assert (ab.verdict, ba_b.verdict) == ("A", "B")
-    assert (outcome.verdict, outcome.consistent) == ("A", False)
+    assert (outcome.verdict, outcome.consistent) == ("tie", False)
     assert outcome.probs == pytest.approx({"A": 0.65, "B": 0.325, "tie": 0.025})
+    # One order calling it a tie is a disagreement too, even when the other is sure.
+    ba_tie = pair("BA", 0.1, 0.1, 0.8)
+    outcome = aggregate_distributions("pairwise", "conservative", [ab, ba_tie])
+    assert (outcome.verdict, outcome.consistent) == ("tie", False)
+    assert outcome.probs == pytest.approx({"A": 0.5, "B": 0.075, "tie": 0.425})
 
 
 def test_the_average_does_not_depend_on_the_order_outcomes_come_in() -> None:
