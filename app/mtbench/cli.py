@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.progress import Progress
 
+from app.commands.exits import ExitCode
 from app.commands.progress import items_progress
 from app.core.config import Settings, get_settings
 from app.engine.base import Engine
@@ -330,8 +331,17 @@ def show_command(
             )
         else:
             baseline = baseline_model if run_mode == "pairwise-baseline" else None
-            rows = tables.pairwise_table(formats.read_pair_judgments(path), baseline, models)
-            typer.echo(tables.format_pairwise(rows))
+            judgments = formats.read_pair_judgments(path)
+            present = tables.pair_models(judgments)
+            if baseline is not None and baseline not in present:
+                typer.echo(
+                    f"warning: the baseline model {baseline!r} plays in no judgment of {path} (models there: "
+                    f"{', '.join(sorted(present)) or 'none'}); give --baseline-model one of them, or "
+                    "--mode pairwise-all",
+                    err=True,
+                )
+                raise typer.Exit(ExitCode.USAGE)
+            typer.echo(tables.format_pairwise(tables.pairwise_table(judgments, baseline, models)))
     except FormatError as exc:
         raise _fail(str(exc)) from None
 

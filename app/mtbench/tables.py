@@ -64,14 +64,15 @@ def _by_score(rows: Iterable[ScoreRow]) -> tuple[ScoreRow, ...]:
 def single_tables(
     judgments: Iterable[SingleJudgment], models: Collection[str] | None = None
 ) -> list[ScoreTable]:
-    """One table per turn (``First turn``, ``Second turn``, ``Turn 3`` ...) and, with more than one
-    turn, ``Average`` over all grades; rows best first."""
+    """One table per turn and ``Average`` over all grades, rows best first. As FastChat's show_result.py
+    does for MT-Bench, ``First turn``, ``Second turn`` and ``Average`` are always there (a table with
+    no rows when no grade fits), followed by ``Turn 3`` ... when there are such grades."""
     scores: dict[tuple[str, int], list[float]] = defaultdict(list)
     for j in judgments:
         if j.score == ERROR_SCORE or (models is not None and j.model not in models):
             continue
         scores[(j.model, j.turn)].append(j.score)
-    turns = sorted({turn for _, turn in scores})
+    turns = sorted({*_TURN_TITLES, *(turn for _, turn in scores)})
     tables = [
         ScoreTable(
             _TURN_TITLES.get(turn, f"Turn {turn}"),
@@ -79,14 +80,16 @@ def single_tables(
         )
         for turn in turns
     ]
-    if len(turns) > 1:
-        pooled: dict[str, list[float]] = defaultdict(list)
-        for (model, _turn), values in scores.items():
-            pooled[model].extend(values)
-        tables.append(
-            ScoreTable("Average", _by_score(ScoreRow(m, fmean(v), len(v)) for m, v in pooled.items()))
-        )
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for (model, _turn), values in scores.items():
+        pooled[model].extend(values)
+    tables.append(ScoreTable("Average", _by_score(ScoreRow(m, fmean(v), len(v)) for m, v in pooled.items())))
     return tables
+
+
+def pair_models(judgments: Iterable[PairJudgment]) -> set[str]:
+    """Every model that plays in ``judgments`` (errors included)."""
+    return {model for j in judgments for model in (j.model_1, j.model_2)}
 
 
 def pairwise_table(
@@ -127,6 +130,8 @@ def format_single(tables: Sequence[ScoreTable]) -> str:
         else:
             lines.append(f"{'model':<{width}}  turn  {'score':>9}")
             lines += [f"{r.model:<{width}}  {r.turn:>4}  {r.score:>9.6f}" for r in table.rows]
+        if not table.rows:
+            lines.append("(no grades)")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
 
@@ -190,8 +195,6 @@ def leaderboard(judgments: Sequence[Judgment], baseline: str | None = None) -> l
                     overall[r.model] = r.score
                 else:
                     per_turn[r.model][r.turn] = r.score
-        for model, turn_scores in per_turn.items():
-            overall.setdefault(model, next(iter(turn_scores.values())))
         ranked = sorted(overall, key=lambda m: (-overall[m], m))
         rows = [
             LeaderboardRow(i + 1, m, counts[m][0], counts[m][1], score=overall[m], turn_scores=per_turn[m])

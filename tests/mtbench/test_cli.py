@@ -110,3 +110,28 @@ def test_dry_run_judges_nothing(bench: Path, oracle: OracleEngine) -> None:
     )
     assert result.exit_code == 0 and '"total_num_matches": 18' in result.output
     assert oracle.prompts == [] and not (bench / "model_judgment").exists()
+
+
+def test_show_refuses_a_baseline_missing_from_the_file() -> None:
+    pairs = JUDGMENTS / "judge-x_pair.jsonl"
+    shown = _judge("show", "--input-file", pairs, "--mode", "pairwise-baseline", "--baseline-model", "gpt-4")
+    assert shown.exit_code == 2
+    assert "warning: the baseline model 'gpt-4' plays in no judgment of" in shown.output
+    assert "(models there: alpha, beta, gpt-3.5-turbo)" in shown.output
+    assert "win_rate" not in shown.output
+    ok = _judge("show", "--input-file", pairs, "--mode", "pairwise-baseline")
+    assert ok.exit_code == 0 and "win_rate_adjusted" in ok.output
+
+
+def test_show_single_turn_one_only(tmp_path: Path) -> None:
+    lines = (JUDGMENTS / "judge-x_single.jsonl").read_text().splitlines()
+    first_turn = tmp_path / "j_single.jsonl"
+    first_turn.write_text("\n".join(line for line in lines if '"turn": 1' in line) + "\n")
+    shown = _judge("show", "--input-file", first_turn)
+    assert shown.exit_code == 0, shown.output
+    titles = [line for line in shown.output.splitlines() if line.startswith("##########")]
+    assert titles == [
+        "########## First turn ##########",
+        "########## Second turn ##########",
+        "########## Average ##########",
+    ]

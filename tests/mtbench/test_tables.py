@@ -28,6 +28,18 @@ def test_single_tables_leave_out_errors() -> None:
     assert [r.model for t in only_beta for r in t.rows] == ["beta", "beta", "beta"]
 
 
+def test_first_turn_only_still_shows_second_turn_and_average() -> None:
+    # show_result.py prints "Second turn" and "Average" for MT-Bench whatever turns the file holds.
+    first_turn = [j for j in SINGLE if j.turn == 1]
+    first, second, average = tables.single_tables(first_turn)
+    assert (first.title, second.title, average.title) == ("First turn", "Second turn", "Average")
+    assert second.rows == ()
+    assert _rows(average) == [("beta", 7.5, 3), ("alpha", 7.0, 2)]
+    text = tables.format_single([first, second, average])
+    assert "########## Second turn ##########\nmodel  turn      score\n(no grades)" in text
+    assert text.index("Second turn") < text.index("Average")
+
+
 def test_pairwise_against_the_baseline() -> None:
     rows = tables.pairwise_table(PAIRS, baseline="gpt-3.5-turbo")
     # beta: wins q2t1, q3t2; loses q1t1; tie q1t2 (game 1 said tie). alpha: win q1t1, loss q1t2, ties
