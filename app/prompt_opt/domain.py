@@ -78,6 +78,10 @@ class Hyperparams:
     steps_per_gradient: int = 1
     mc_samples: int = 2
     max_expansion: int = 8
+    # LMOps paraphrases each parent's own task section too, and draws one minibatch per round for the
+    # whole beam; False keeps the alternatives (paraphrase only the edits; one minibatch per parent).
+    paraphrase_parents: bool = True
+    shared_minibatch: bool = True
     # Stop when the best dev score has not improved for this many rounds (None: never early-stop).
     patience: int | None = None
     selector: SelectorConfig = field(default_factory=SelectorConfig)

@@ -44,7 +44,8 @@ def project(
     for _ in range(params.rounds):
         gradients = parents * params.n_gradients * params.gradients_per_error
         edits = gradients * params.steps_per_gradient
-        produced = edits + edits * params.mc_samples
+        paraphrased = edits + (parents if params.paraphrase_parents else 0)
+        produced = edits + paraphrased * params.mc_samples
         per_parent = min(params.max_expansion, produced // parents) if parents else 0
         arms = parents + parents * per_parent
         pool = sizes.dev if params.selector.method == "brute-force" and sizes.dev else sizes.train
@@ -53,7 +54,7 @@ def project(
             + projected_evaluations(params.selector, arms, params.beam_size, pool)
             + min(params.beam_size, arms) * sizes.dev
         )
-        round_optimizer = parents * params.n_gradients + gradients + edits * params.mc_samples
+        round_optimizer = parents * params.n_gradients + gradients + paraphrased * params.mc_samples
         per_round.append({"task_calls": round_task, "optimizer_calls": round_optimizer})
         task_calls += round_task
         optimizer_calls += round_optimizer

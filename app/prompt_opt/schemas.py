@@ -82,13 +82,30 @@ class SelectorIn(_Strict):
 class HyperparamsIn(_Strict):
     rounds: int = Field(default=6, ge=0, le=100, description="Search rounds.")
     beam_size: int = Field(default=4, ge=1, le=64, description="Prompts kept after each round.")
-    minibatch_size: int = Field(default=64, ge=1, le=10000, description="Training examples per parent.")
+    minibatch_size: int = Field(
+        default=64, ge=1, le=10000, description="Training examples a parent is scored on to find its errors."
+    )
     n_gradients: int = Field(default=4, ge=1, le=32, description="Gradient requests per parent.")
     errors_per_gradient: int = Field(default=4, ge=1, le=64, description="Errors shown per gradient request.")
     gradients_per_error: int = Field(default=1, ge=1, le=8, description="Reasons asked for per request.")
     steps_per_gradient: int = Field(default=1, ge=1, le=8, description="Edited prompts per gradient.")
-    mc_samples: int = Field(default=2, ge=0, le=16, description="Paraphrases per edited prompt.")
+    mc_samples: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="Paraphrases per edited prompt, and per parent when `paraphrase_parents`.",
+    )
     max_expansion: int = Field(default=8, ge=1, le=128, description="Successors kept per parent.")
+    paraphrase_parents: bool = Field(
+        default=True,
+        description="Also paraphrase each parent's own task section (`mc_samples` times), as the reference "
+        "(LMOps) does; `false`: paraphrase only the edited prompts.",
+    )
+    shared_minibatch: bool = Field(
+        default=True,
+        description="Draw one training minibatch per round and score every parent on it, as the reference "
+        "(LMOps) does; `false`: draw a minibatch for each parent.",
+    )
     patience: int | None = Field(
         default=None,
         ge=1,

@@ -2,10 +2,11 @@
 through ``SearchModels`` and every completed step is handed to ``SearchStore``.
 
 A round, for the prompts in the beam:
-1. ``expand``: score each prompt on a training minibatch; show the optimizer samples of its errors and
-   ask what is wrong (textual gradients); ask for edited prompts that fix each gradient; widen with
-   paraphrases of each edit. Candidates that lost the prompt's placeholders or output format are kept
-   in the record, rejected; at most ``max_expansion`` successors per parent survive.
+1. ``expand``: score each prompt on a training minibatch (as in LMOps, one per round shared by the
+   beam); show the optimizer samples of its errors and ask what is wrong (textual gradients); ask for
+   edited prompts that fix each gradient; widen with paraphrases of each edit and of the prompt's own
+   task section (Monte-Carlo successors). Candidates that lost the prompt's placeholders or output
+   format are kept in the record, rejected; at most ``max_expansion`` successors per parent survive.
 2. ``select``: a bandit (or brute force) picks the next beam among the old beam and the new candidates,
    on samples of the training data.
 3. ``dev``: the beam is scored on the dev split; the best dev score so far gives the answer, and
@@ -30,6 +31,7 @@ from app.prompt_opt.domain import (
     Example,
     Hyperparams,
     Metric,
+    Origin,
 )
 from app.prompt_opt.metrics import score
 from app.prompt_opt.tasks import Task
@@ -209,13 +211,10 @@ class ProTeGi:
         r = state.round + 1
         p = self.params
         beam = state.beam
-        minibatches = [self._sample(self.splits.train, p.minibatch_size, r, "minibatch", c.key) for c in beam]
         records: list[CandidateRecord] = []
-        # 1. each parent on its minibatch (one model batch per parent keeps predict's [prompt][example]
-        #    shape simple; the engine batches the examples)
+        # 1. each parent on a minibatch
         error_blocks: list[list[str]] = []
-        for parent, batch in zip(beam, minibatches, strict=True):
-            preds = self.models.predict([parent.text], batch)[0]
+        for parent, batch, preds in self._score_on_minibatches(beam, r):
             golds = [ex.label for ex in batch]
             records.append(CandidateRecord(parent, minibatch_score=self._score(golds, preds), in_beam=True))
             errors = [(ex, pred) for ex, pred in zip(batch, preds, strict=True) if pred != ex.label]
@@ -261,32 +260,38 @@ class ProTeGi:
             for new_task in meta_prompts.parse_prompts(reply, p.steps_per_gradient):
                 edits.append((i, reason, new_task))
 
-        # 4. paraphrases of each edit (Monte-Carlo widening)
+        # 4. Monte-Carlo successors: paraphrases of each edit and, as in LMOps, of each parent's own task
+        #    section (which have no gradient)
+        sources: list[tuple[int, str | None, str, str]] = [  # (parent index, gradient, task text, tag)
+            (i, gradient, new_task, str(n)) for n, (i, gradient, new_task) in enumerate(edits)
+        ]
+        if p.paraphrase_parents:
+            sources += [(i, None, sections.task_section(c.text), "parent") for i, c in enumerate(beam)]
         para_requests = [
-            (meta_prompts.paraphrase_conversation(new_task), f"r{r}:paraphrase:{beam[i].key}:{n}:{m}")
-            for n, (i, _, new_task) in enumerate(edits)
+            (meta_prompts.paraphrase_conversation(text), f"r{r}:paraphrase:{beam[i].key}:{tag}:{m}")
+            for i, _, text, tag in sources
             for m in range(p.mc_samples)
         ]
         para_replies = self.models.complete(para_requests)
-        paraphrases: list[tuple[int, str, str]] = []
-        for n, (i, reason, _) in enumerate(edits):
+        paraphrases: list[tuple[int, str | None, str]] = []
+        for n, (i, gradient, _, _) in enumerate(sources):
             for reply in para_replies[n * p.mc_samples : (n + 1) * p.mc_samples]:
                 for text in meta_prompts.parse_prompts(reply, 1):
-                    paraphrases.append((i, reason, text))
+                    paraphrases.append((i, gradient, text))
 
         # 5. assemble, validate, and cap each parent's successors
         seen = {c.text for c in beam}
         pending: list[Candidate] = []
         for i, parent in enumerate(beam):
             valid: list[Candidate] = []
-            produced = [(reason, t, "edit") for j, reason, t in edits if j == i] + [
-                (reason, t, "paraphrase") for j, reason, t in paraphrases if j == i
-            ]
-            for reason, new_task, origin in produced:
+            produced: list[tuple[str | None, str, Origin]] = [
+                (gradient, t, "edit") for j, gradient, t in edits if j == i
+            ] + [(gradient, t, "paraphrase") for j, gradient, t in paraphrases if j == i]
+            for gradient, new_task, origin in produced:
                 key = f"r{r}c{state.next_index}"
                 state.next_index += 1
                 text, problem = self._splice(parent.text, new_task)
-                candidate = Candidate(key, text, r, origin, parent.key, reason)  # type: ignore[arg-type]
+                candidate = Candidate(key, text, r, origin, parent.key, gradient)
                 if problem is None and text in seen:
                     problem = "duplicate of another candidate"
                 if problem is not None:
@@ -307,6 +312,22 @@ class ProTeGi:
         state.pending = pending
         state.phase = "select"
         self.store.save(f"round {r}: expand", state, records)
+
+    def _score_on_minibatches(
+        self, beam: Sequence[Candidate], r: int
+    ) -> list[tuple[Candidate, list[Example], list[str | None]]]:
+        """(parent, its minibatch, its predictions on it) for each parent: one minibatch drawn for the
+        round and shared, as LMOps' ``expand_candidates`` draws it, or one per parent."""
+        train, size = self.splits.train, self.params.minibatch_size
+        if self.params.shared_minibatch:
+            batch = self._sample(train, size, r, "minibatch")
+            preds = self.models.predict([c.text for c in beam], batch)
+            return [(c, batch, row) for c, row in zip(beam, preds, strict=True)]
+        out = []
+        for parent in beam:
+            batch = self._sample(train, size, r, "minibatch", parent.key)
+            out.append((parent, batch, self.models.predict([parent.text], batch)[0]))
+        return out
 
     def _splice(self, parent: str, new_task: str) -> tuple[str, str | None]:
         problem = sections.task_text_problem(new_task, self.allowed)

@@ -12,6 +12,7 @@ import pytest
 from app.engine.base import Conversation
 from app.prompt_opt.domain import (
     BudgetExhausted,
+    Candidate,
     Example,
     Hyperparams,
     Metric,
@@ -268,3 +269,95 @@ def test_every_selector_drives_the_search_to_a_better_prompt(method: str) -> Non
     params = replace(PARAMS, selector=replace(PARAMS.selector, method=method))  # type: ignore[arg-type]
     state = search(World(), MemoryStore(), params).run(SearchState())
     assert state.final["test"]["best"]["accuracy"] > state.final["test"]["initial"]["accuracy"]
+
+
+# Expansion as LMOps' ProTeGi.expand_candidates does it ----------------------------------------------
+
+OTHER = INITIAL.replace(BASE, f"{BASE} Pay attention to: sarcasm")
+EXPAND_PARAMS = replace(PARAMS, max_expansion=8)
+
+
+class Recording(World):
+    """Logs every predict call (prompts, example ids) and optimizer request (tag, text); paraphrases
+    reword their instruction recognisably."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.predicts: list[tuple[list[str], list[str]]] = []
+        self.requests: list[tuple[str, str]] = []
+
+    def predict(self, prompts: Sequence[str], examples: Sequence[Example]) -> list[list[str | None]]:
+        self.predicts.append((list(prompts), [ex.id for ex in examples]))
+        return super().predict(prompts, examples)
+
+    def complete(self, requests: Sequence[tuple[Conversation, str]]) -> list[str]:
+        self.requests += [(tag, "\n".join(m["content"] for m in conv)) for conv, tag in requests]
+        return super().complete(requests)
+
+    @staticmethod
+    def _reply(conv: Conversation, tag: str) -> str:
+        if tag.split(":")[1] == "paraphrase":
+            original = conv[-1]["content"].split('"""')[1].strip()
+            return f"<START>In other words ({tag.split(':')[-1]}): {original}<END>"
+        return World._reply(conv, tag)
+
+
+class StopAfterExpand(MemoryStore):
+    def save(self, step: str, state: SearchState, records: Sequence[CandidateRecord]) -> None:
+        super().save(step, state, records)
+        if step.endswith("expand"):
+            raise Killed
+
+
+def expand_round_one(
+    params: Hyperparams, beam: Sequence[str] = (INITIAL,)
+) -> tuple[Recording, StopAfterExpand]:
+    """Run only round 1's expand step, from a beam of the given prompts."""
+    world, store = Recording(), StopAfterExpand()
+    state = SearchState(phase="expand", beam=[Candidate(f"r0c{i}", t, 0) for i, t in enumerate(beam)])
+    state.next_index = len(beam)
+    with pytest.raises(Killed):
+        search(world, store, params).run(state)
+    return world, store
+
+
+def test_every_parent_is_scored_on_one_minibatch_drawn_per_round() -> None:
+    world, _ = expand_round_one(EXPAND_PARAMS, (INITIAL, OTHER))
+    assert len(world.predicts) == 1  # the expand step's only task-model calls
+    prompts, ids = world.predicts[0]
+    assert prompts == [INITIAL, OTHER]
+    assert len(ids) == len(set(ids)) == EXPAND_PARAMS.minibatch_size
+
+    per_parent, _ = expand_round_one(replace(EXPAND_PARAMS, shared_minibatch=False), (INITIAL, OTHER))
+    assert [prompts for prompts, _ in per_parent.predicts] == [[INITIAL], [OTHER]]
+    assert per_parent.predicts[0][1] != per_parent.predicts[1][1]
+
+
+def test_the_parents_own_task_section_is_paraphrased_among_the_candidates() -> None:
+    params = replace(EXPAND_PARAMS, mc_samples=2)
+    world, store = expand_round_one(params)
+    own = [(tag, text) for tag, text in world.requests if tag.startswith("r1:paraphrase:r0c0:parent:")]
+    assert [tag for tag, _ in own] == ["r1:paraphrase:r0c0:parent:0", "r1:paraphrase:r0c0:parent:1"]
+    assert all(BASE in text and "Pay attention to" not in text for _, text in own)
+    edits = [r for r in store.records.values() if r.candidate.origin == "edit"]
+    paraphrase_requests = [tag for tag, _ in world.requests if ":paraphrase:" in tag]
+    assert len(paraphrase_requests) == (len(edits) + 1) * params.mc_samples
+    of_parent = [
+        r
+        for r in store.records.values()
+        if r.candidate.origin == "paraphrase" and r.candidate.gradient is None
+    ]
+    assert [r.candidate.parent for r in of_parent] == ["r0c0", "r0c0"]
+    assert all(r.rejected is None for r in of_parent)
+    assert [r.candidate.text.split("\n\n")[0] for r in of_parent] == [
+        f"# Task\nIn other words (0): {BASE}",
+        f"# Task\nIn other words (1): {BASE}",
+    ]
+    pending = SearchState.from_json(store.states[-1]).pending
+    assert all(r.candidate in pending for r in of_parent)
+
+    edits_only, edits_only_store = expand_round_one(replace(params, paraphrase_parents=False))
+    assert not [tag for tag, _ in edits_only.requests if ":parent:" in tag]
+    assert all(
+        r.candidate.gradient for r in edits_only_store.records.values() if r.candidate.origin != "initial"
+    )
