@@ -28,7 +28,7 @@ from app.models import repository as models_repo
 from app.self_reward import head_to_head, machine, stages
 from app.self_reward import repository as sr_repo
 from app.self_reward import service as sr_service
-from app.self_reward.evaluation import heldout_evaluation
+from app.self_reward.evaluation import heldout_evaluation, judge_quality
 from app.self_reward.guards import check_iteration
 from app.self_reward.machine import (
     Finished,
@@ -394,8 +394,12 @@ class SelfRewardLoop:
             [judge_conversation(ex.prompt, ex.response) for ex in heldout],
             SamplingParams(temperature=0.0, max_tokens=self.request.judge.max_tokens, stop=STOP),
         )
-        scores = [parse_score(judgment_text(g)).value for g in judged]
-        evaluation = heldout_evaluation(scores, [float(ex.score) for ex in heldout], after, before)
+        quality = judge_quality(
+            [ex.prompt for ex in heldout],
+            [parse_score(judgment_text(g)).value for g in judged],
+            [float(ex.score) for ex in heldout],
+        )
+        evaluation = heldout_evaluation(quality, after, before)
         if prompts:
             plans = head_to_head.plan(prompts, after, before)
             calls = [call.messages for calls in plans for call in calls]

@@ -132,7 +132,7 @@ class EvaluationIn(_Strict):
         default=8,
         ge=0,
         le=1000,
-        description="Held-out prompts (from the held-out EFT data) for the win rate.",
+        description="Distinct prompts of the held-out EFT data answered by both models for the win rate.",
     )
     max_tokens: int = Field(default=256, ge=8, le=4096)
 
@@ -232,7 +232,8 @@ class IterationOut(BaseModel):
     metrics: dict[str, Any] = Field(
         description="Prompts kept and dropped, candidates, pairs kept, tie-drop rate, parse failures, score "
         "histogram, chosen vs rejected length, training metrics (loss, DPO reward margins), evaluation "
-        "(judge pairwise accuracy and Spearman correlation on held-out EFT, mean response length, "
+        "(the judge's ranking of each held-out EFT prompt's responses against gold, as the paper's Table 4: "
+        "pairwise accuracy, exact match, 5-best, Spearman and Kendall tau; mean response length; "
         "self-judged win rate against the previous model)."
     )
     flags: list[str] = Field(default_factory=list, description="Warnings the guards raised.")

@@ -253,10 +253,11 @@ def submit(
     check_sizes(settings, _seed_sizes(request, data))
     if len(data.ift) < 2:
         raise InvalidInput("self-instruct needs at least 2 IFT examples to show as shots", "ift")
-    if request.evaluation.heldout_prompts > len(data.heldout):
+    heldout_prompts = len({ex.prompt for ex in data.heldout})
+    if request.evaluation.heldout_prompts > heldout_prompts:
         raise InvalidInput(
             f"evaluation.heldout_prompts is {request.evaluation.heldout_prompts} but the held-out EFT data "
-            f"has {len(data.heldout)} examples",
+            f"has {heldout_prompts} distinct prompts",
             "evaluation.heldout_prompts",
         )
     cost = projection(settings, request, data)

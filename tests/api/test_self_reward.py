@@ -20,7 +20,7 @@ from app.self_reward import seed_data
 from tests.api.helpers import DEFAULT_MODEL, DEFAULT_QUEUE, assert_error
 
 URL = "/v1/jobs/self-reward"
-HELDOUT_SIZE = len(seed_data.eft_examples("heldout"))
+HELDOUT_PROMPTS = len({ex.prompt for ex in seed_data.eft_examples("heldout")})
 
 
 def ift(n: int) -> list[dict[str, str]]:
@@ -101,7 +101,7 @@ def test_inline_seed_data_is_recorded(client: TestClient) -> None:
     body = {
         "ift": {"rows": ift(3)},
         "eft": {"rows": [eft(4), eft(0)]},
-        "eft_heldout": {"rows": [eft(2), eft(5)]},
+        "eft_heldout": {"rows": [eft(2), eft(5), eft(1, prompt="Name a vegetable.")]},
         "evaluation": {"heldout_prompts": 2},
     }
     job = _submit(client, body)
@@ -117,7 +117,7 @@ def test_seed_data_from_datasets(client: TestClient) -> None:
         "ift": {"dataset_id": ift_id},
         "eft": {"dataset_id": eft_id},
         "eft_heldout": {"dataset_id": eft_id},
-        "evaluation": {"heldout_prompts": 6},
+        "evaluation": {"heldout_prompts": 1},  # six responses to one prompt
     }
     job = _submit(client, body)
     assert job["params"]["ift"] == {"dataset_id": ift_id, "rows": None}
@@ -175,21 +175,22 @@ def _reject(client: TestClient, redis: Redis, body: dict[str, Any], field: str |
         (
             {"eft": {"rows": [eft(4), eft(3, "2")]}},
             "eft.rows[1]",
-            "ends with score 2 but the example states 3",
+            "judgment's score is 2 but the example states 3",
         ),
         ({"eft": {"rows": [eft(3, "")]}}, "eft.rows[0]", "no usable score"),
         ({"eft": {"rows": [eft(3, "9")]}}, "eft.rows[0]", "outside 0-5"),
         ({"eft_heldout": {"rows": [eft(1, "4")]}}, "eft_heldout.rows[0]", "example states 1"),
         ({"ift": {"rows": ift(1)}}, "ift", "at least 2 IFT examples"),
         (
-            {"evaluation": {"heldout_prompts": HELDOUT_SIZE + 1}},
+            {"evaluation": {"heldout_prompts": HELDOUT_PROMPTS + 1}},
             "evaluation.heldout_prompts",
-            f"held-out EFT data has {HELDOUT_SIZE} examples",
+            f"held-out EFT data has {HELDOUT_PROMPTS} distinct prompts",
         ),
         (
-            {"eft_heldout": {"rows": [eft(1), eft(2)]}, "evaluation": {"heldout_prompts": 3}},
+            # Two responses to one prompt: one prompt to answer.
+            {"eft_heldout": {"rows": [eft(1), eft(2)]}, "evaluation": {"heldout_prompts": 2}},
             "evaluation.heldout_prompts",
-            "has 2 examples",
+            "has 1 distinct prompts",
         ),
         ({"ift": {"dataset_id": str(uuid.UUID(int=7))}}, "ift.dataset_id", "unknown dataset"),
         ({"eft": {"dataset_id": str(uuid.UUID(int=7))}}, "eft.dataset_id", "unknown dataset"),
@@ -305,5 +306,5 @@ def test_eft_dataset_row_whose_judgment_disagrees_with_its_label(client: TestCli
         redis,
         {"eft": {"dataset_id": dataset_id}},
         "eft.dataset_id",
-        "row 2: the judgment ends with score 2",
+        "row 2: the judgment's score is 2",
     )

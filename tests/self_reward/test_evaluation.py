@@ -1,36 +1,77 @@
 import pytest
 
-from app.self_reward.evaluation import pairwise_accuracy, spearman, win_rate
+from app.self_reward.evaluation import (
+    exact_match,
+    five_best,
+    group_by_prompt,
+    judge_quality,
+    kendall_tau,
+    pairwise_accuracy,
+    spearman,
+    win_rate,
+)
 
 
-def test_pairwise_accuracy_perfect_and_reversed() -> None:
-    assert pairwise_accuracy([1, 2, 3], [1, 2, 3]) == 1.0
-    assert pairwise_accuracy([3, 2, 1], [1, 2, 3]) == 0.0
-    # Only the order counts, not the scale.
-    assert pairwise_accuracy([0.1, 4.5, 5], [1, 2, 3]) == 1.0
+def test_pairwise_accuracy_compares_responses_to_the_same_prompt_only() -> None:
+    """The paper's Table 4 ranks the responses *to one prompt*. Across prompts, this judge would be
+    wrong (it scores prompt q1's worst answer above q2's best), within each prompt it is always right."""
+    groups = group_by_prompt(["q1", "q1", "q2", "q2"], [4, 5, 1, 2], [1, 2, 3, 4])
+    assert groups == [[(4, 1), (5, 2)], [(1, 3), (2, 4)]]
+    assert pairwise_accuracy(groups) == 1.0
+    assert pairwise_accuracy([[(3, 1), (2, 2), (1, 3)]]) == 0.0
 
 
-def test_pairwise_accuracy_judge_ties_count_half_and_gold_ties_are_skipped() -> None:
-    # Pairs (0,1): tie -> 0.5; (0,2): right; (1,2): right. Gold tie (2,3) and (0..1 vs 3) handled below.
-    assert pairwise_accuracy([2, 2, 5], [1, 2, 3]) == pytest.approx(2.5 / 3)
-    # Items 1 and 2 tie in gold: their pair is not compared whatever the judge says.
-    assert pairwise_accuracy([1, 5, 2], [1, 3, 3]) == 1.0
+def test_pairwise_accuracy_judge_ties_disagree_and_gold_ties_are_skipped() -> None:
+    # (0,1): judge tie -> disagrees; (0,2), (1,2): right. Gold-tied pairs are not compared.
+    assert pairwise_accuracy([[(2, 1), (2, 2), (5, 3)]]) == pytest.approx(2 / 3)
+    assert pairwise_accuracy([[(1, 1), (5, 3), (2, 3)]]) == 1.0
+    assert pairwise_accuracy([[(1, 1), (None, 2), (3, 3)]]) == 1.0
+    assert pairwise_accuracy([]) is None
+    assert pairwise_accuracy([[(1, 3), (2, 3)], [(None, 1), (2, 3)]]) is None
 
 
-def test_pairwise_accuracy_skips_missing_judge_scores() -> None:
-    assert pairwise_accuracy([1, None, 3], [1, 2, 3]) == 1.0
-    assert pairwise_accuracy([None, 5, 1], [1, 2, 3]) == 0.0
+def test_exact_match_needs_the_whole_order_of_a_prompt() -> None:
+    right = [(1, 0), (3, 2), (4, 5)]
+    one_swap = [(3, 0), (1, 2), (4, 5)]
+    unparsed = [(None, 0), (3, 2), (4, 5)]
+    judge_tie = [(3, 0), (3, 2), (4, 5)]
+    assert exact_match([right, one_swap, unparsed, judge_tie]) == 0.25
+    # A gold tie must be a judge tie too.
+    assert exact_match([[(2, 3), (2, 3)], [(2, 3), (4, 3)]]) == 0.5
+    assert exact_match([[(1, 1)]]) is None
 
 
-def test_pairwise_accuracy_none_without_comparable_pairs() -> None:
-    assert pairwise_accuracy([], []) is None
-    assert pairwise_accuracy([1, 2], [3, 3]) is None
-    assert pairwise_accuracy([None, 2], [1, 3]) is None
+def test_five_best_is_how_often_a_perfect_score_goes_to_the_best_response() -> None:
+    groups = [[(5, 4), (5, 2), (1, 0)], [(5, 5), (3, 1)], [(4, 5), (2, 1)]]
+    assert five_best(groups) == pytest.approx(2 / 3)
+    assert five_best([[(4, 5), (3, 1)]]) is None
 
 
-def test_pairwise_accuracy_rejects_unequal_lengths() -> None:
+def test_kendall_tau_matches_scipy() -> None:
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    # tau-b with a tie in x: scipy.stats.kendalltau gives 0.9128709.
+    assert kendall_tau([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9128709)
+    assert kendall_tau([2, 2], [1, 2]) is None
+    assert kendall_tau([1], [1]) is None
     with pytest.raises(ValueError):
-        pairwise_accuracy([1, 2], [1])
+        kendall_tau([1, 2], [1])
+
+
+def test_judge_quality_reports_the_papers_measures_per_prompt() -> None:
+    prompts = ["a", "a", "a", "b", "b", "b"]
+    judged = [1.0, 3.0, 5.0, 2.0, None, 1.0]
+    gold = [0.0, 2.0, 5.0, 4.0, 3.0, 1.0]
+    quality = judge_quality(prompts, judged, gold)
+    assert quality["n"] == 6 and quality["prompts"] == 2 and quality["parse_failures"] == 1
+    assert quality["pairwise_accuracy"] == 1.0  # 3 pairs of a, 1 of b
+    assert quality["exact_match"] == 0.5  # b has an unparsed judgment
+    assert quality["five_best"] == 1.0
+    assert quality["spearman"] == pytest.approx(1.0) and quality["spearman_prompts"] == 2
+    assert quality["kendall_tau"] == pytest.approx(1.0) and quality["kendall_tau_prompts"] == 2
+    # Ours, named apart: exact scores (the 5 and the 1; None counts as a miss), the pooled correlation.
+    assert quality["score_match"] == pytest.approx(2 / 6)
+    assert quality["pooled_spearman"] == pytest.approx(spearman([1, 3, 5, 2, 1], [0, 2, 5, 4, 1]))
 
 
 def test_spearman() -> None:

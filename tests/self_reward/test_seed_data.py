@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import cast
 
 import pytest
@@ -40,8 +40,25 @@ def test_eft_examples(split: EftSplit, minimum: int, per_score: int) -> None:
         assert "Score:" not in "\n".join(lines[:-1]), ex.prompt
         # The judge parser reads back the same score (no stray score-like phrase before the last line).
         assert eft_judgment_ok(ex) is None, ex.prompt
-    prompts = [ex.prompt for ex in examples]
+    pairs = [(ex.prompt, ex.response) for ex in examples]
+    assert len(set(pairs)) == len(pairs)
+
+
+def test_train_prompts_are_distinct() -> None:
+    prompts = [ex.prompt for ex in eft_examples("train")]
     assert len(set(prompts)) == len(prompts)
+
+
+def test_heldout_ranks_several_responses_per_prompt() -> None:
+    """The paper's judge measures (Table 4) rank the responses to one prompt against each other: every
+    held-out prompt has at least 3 responses, with distinct scores so that gold gives a strict order."""
+    scores: dict[str, list[int]] = defaultdict(list)
+    for ex in eft_examples("heldout"):
+        scores[ex.prompt].append(ex.score)
+    assert len(scores) >= 8
+    for prompt, given in scores.items():
+        assert len(given) >= 3, prompt
+        assert len(set(given)) == len(given), prompt
 
 
 def test_unknown_split() -> None:
