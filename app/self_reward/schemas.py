@@ -69,9 +69,11 @@ class LoraIn(_Strict):
 
 class SFTIn(_Strict):
     enabled: bool = Field(default=True, description="Train M1 from the base model on IFT + EFT data first.")
-    learning_rate: float = Field(default=2e-5, gt=0, le=1)
+    learning_rate: float = Field(default=5.5e-6, gt=0, le=1, description="The paper's SFT learning rate.")
     epochs: int = Field(default=1, ge=1, le=20)
-    batch_size: int = Field(default=4, ge=1, le=256)
+    batch_size: int = Field(
+        default=16, ge=1, le=256, description="Examples per optimizer step (the paper's 16)."
+    )
     max_length: int = Field(
         default=1024, ge=32, le=32768, description="Longest example in tokens; TRL drops longer ones."
     )
@@ -80,9 +82,11 @@ class SFTIn(_Strict):
 
 class DPOIn(_Strict):
     beta: float = Field(default=0.1, gt=0, le=10)
-    learning_rate: float = Field(default=5e-6, gt=0, le=1)
+    learning_rate: float = Field(default=1e-6, gt=0, le=1, description="The paper's DPO learning rate.")
     epochs: int = Field(default=1, ge=1, le=20)
-    batch_size: int = Field(default=2, ge=1, le=256)
+    batch_size: int = Field(
+        default=16, ge=1, le=256, description="Pairs per optimizer step (the paper's 16)."
+    )
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = Field(default="sigmoid")
     max_length: int = Field(
         default=1024, ge=32, le=32768, description="Longest example in tokens; TRL drops longer ones."

@@ -199,7 +199,7 @@ def test_a_self_reward_dry_run_projects_every_stage_and_records_nothing(
     assert [it["iteration"] for it in p["per_iteration"]] == [0, 1, 2]
     assert p["per_iteration"][0]["calls"] == p["evaluation"]["calls"] // 3
     assert p["training_steps"] == sum(it["training_steps"] for it in p["per_iteration"])
-    assert p["per_iteration"][1]["training_steps"] == 8  # 16 pairs at most, DPO batch size 2, 1 epoch
+    assert p["per_iteration"][1]["training_steps"] == 1  # 16 pairs at most, DPO batch size 16, 1 epoch
     assert p["fits_budget"] is True and all(c["ok"] for c in p["caps"])
     assert _jobs(client) == []
     assert Queue(DEFAULT_QUEUE, connection=redis).job_ids == []
