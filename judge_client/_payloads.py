@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode
+from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode, VerdictParser
 
 
 class JudgeOptions(TypedDict, total=False):
@@ -19,6 +19,7 @@ class JudgeOptions(TypedDict, total=False):
     max_tokens: int
     seed: int
     verdict_mode: VerdictMode
+    parser: VerdictParser  # how generated verdicts are read: strict or fastchat
     metadata: dict[str, str]  # your labels: on the job, and a filter of `jobs(metadata=...)`
     callback_url: str  # called once when the job ends (signed webhook)
 

@@ -15,6 +15,7 @@ JobKind = Literal["judge_pairwise", "judge_single", "prompt_opt", "self_reward"]
 Kind = Literal["pairwise", "single"]
 Swap = Literal["conservative", "random", "none"]
 VerdictMode = Literal["generate", "logprobs"]
+VerdictParser = Literal["strict", "fastchat"]
 Verdict = Literal["A", "B", "tie"]
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})

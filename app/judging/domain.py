@@ -15,6 +15,9 @@ ItemStatus = Literal["ok", "error"]
 # generate: the judge writes its verdict and we parse it; logprobs: one forward pass reads the
 # probabilities of the verdict labels as the judge's next text (non-CoT templates with a reply prefix).
 VerdictMode = Literal["generate", "logprobs"]
+# How a generated verdict is read: strict (the last well-formed marker, scores within the scale) or
+# fastchat (FastChat llm_judge's rules, see app/judging/fastchat_verdicts.py).
+VerdictParser = Literal["strict", "fastchat"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class JudgeOptions:
     scale: Scale = field(default_factory=Scale)
     seed: int = 0
     verdict_mode: VerdictMode = "generate"
+    parser: VerdictParser = "strict"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class TemplateSpec:
     literal braces). ``multi_turn`` templates show whole conversations; ``reference`` templates
     show a reference answer. ``response_prefix`` (plain text) opens the judge's reply, e.g.
     ``"Verdict: [["``, so even a small model answers in the verdict format; the raw output kept
-    is the prefix followed by what the model wrote.
+    is the prefix followed by what the model wrote. ``parser`` reads the judge's verdict when a
+    request does not choose one.
     """
 
     name: str
@@ -82,6 +87,7 @@ class TemplateSpec:
     version: int = 1
     description: str = ""
     response_prefix: str = ""
+    parser: VerdictParser = "strict"
 
 
 @dataclass(frozen=True)

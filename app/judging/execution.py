@@ -50,7 +50,7 @@ def generation_outcome(item: PlannedItem, generations: Sequence[Generation]) -> 
             CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms, queue_ms=gen.queue_ms)
         )
     options = item.options
-    return aggregate(options.mode, options.swap, results, options.scale)
+    return aggregate(options.mode, options.swap, results, options.scale, options.parser)
 
 
 def score_outcome(item: PlannedItem, distributions: Sequence[LabelDistribution]) -> ItemOutcome:

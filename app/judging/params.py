@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode
+from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode, VerdictParser
 
 Priority = Literal["interactive", "batch"]
 
@@ -38,6 +38,8 @@ class JudgingParams(BaseModel):
     templates: dict[str, TemplateSpec]
     scale: ScaleParams | None = None
     verdict_mode: VerdictMode = "generate"
+    # How generated verdicts are read (the request's choice, else its templates').
+    parser: VerdictParser = "strict"
     # "interactive": a client waits for the job (`?wait=`); workers schedule its calls first.
     priority: Priority = "batch"
 
@@ -58,6 +60,7 @@ class JudgingParams(BaseModel):
             scale=Scale(min=scale.min, max=scale.max),
             seed=self.seed,
             verdict_mode=self.verdict_mode,
+            parser=self.parser,
         )
 
     def verdict_only(self) -> bool:

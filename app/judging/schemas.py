@@ -187,6 +187,16 @@ class _JudgeRequestBase(JobOptionsIn):
         "most 100 scores.",
     )
 
+    parser: Literal["strict", "fastchat"] | None = Field(
+        default=None,
+        description="How a generated verdict is read. `strict`: the last well-formed `[[A]]` / `[[B]]` / "
+        "`[[C]]` marker, or the last `[[number]]` within the scale; no marker, or a score off the scale, is "
+        "an item error. `fastchat`: FastChat llm_judge's rules: `[[A]]` anywhere wins, else `[[B]]`, "
+        "else `[[C]]` (tie); a rating is the first `[[n]]`, else the first `[n]`, with no range check. "
+        "Default: the template's parser (`strict` for the built-in templates). Not used with "
+        "`verdict_mode: logprobs`.",
+    )
+
 
 class PairwiseRequest(_JudgeRequestBase):
     swap: Literal["none", "conservative", "random"] = Field(
@@ -239,6 +249,10 @@ class TemplateOut(BaseModel):
     system: str
     user: str
     response_prefix: str = Field(description="Text that opens the judge's reply (may be empty).")
+    parser: Literal["strict", "fastchat"] = Field(
+        description="How the judge's verdict is read when a request names no `parser` (see the judging "
+        "requests' `parser`)."
+    )
     placeholders: list[str] = Field(description="The placeholders the template uses.")
     description: str
 

@@ -29,6 +29,7 @@ from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpe
 from app.judging.execution import engine_labels
 from app.judging.lookups import RecentLookups
 from app.judging.params import JudgingParams, ScaleParams
+from app.judging.parsers import resolve_parser
 from app.judging.probabilities import verdict_labels
 from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
 from app.judging.template_catalog import resolve_template
@@ -204,6 +205,10 @@ def submit(
         templates[spec.name] = spec
         inputs.append(_item_inputs(item, item_in.id, spec.name))
 
+    try:
+        parser = resolve_parser(request.parser, templates.values())
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}; name one with `parser`", "parser") from None
     params = JudgingParams(
         mode=mode,
         swap=swap,
@@ -218,6 +223,7 @@ def submit(
         if isinstance(request, SingleRequest)
         else None,
         verdict_mode=request.verdict_mode,
+        parser=parser,
         priority="interactive" if interactive else "batch",
     )
 

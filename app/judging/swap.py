@@ -19,8 +19,10 @@ from app.judging.domain import (
     Scale,
     SwapMode,
     Verdict,
+    VerdictParser,
 )
-from app.judging.verdicts import VerdictParseError, parse_pairwise, parse_score
+from app.judging.parsers import PARSERS
+from app.judging.verdicts import VerdictParseError
 
 _SWAPPED: dict[Verdict, Verdict] = {"A": "B", "B": "A", "tie": "tie"}
 
@@ -65,15 +67,16 @@ def _check_orders(mode: Mode, swap: SwapMode, outputs: Sequence[CallOutput]) -> 
         raise ValueError(f"{mode} judging with swap {swap!r} cannot combine outputs for orders {got}")
 
 
-def _order_outcome(output: CallOutput, scale: Scale) -> OrderOutcome:
+def _order_outcome(output: CallOutput, scale: Scale, parser: VerdictParser) -> OrderOutcome:
     verdict: Verdict | None = None
     score: float | None = None
     error: str | None = None
+    rules = PARSERS[parser]
     try:
         if output.order == "single":
-            score = parse_score(output.raw, scale)
+            score = rules.score(output.raw, scale)
         else:
-            parsed = parse_pairwise(output.raw)
+            parsed = rules.pairwise(output.raw)
             verdict = _SWAPPED[parsed] if output.order == "BA" else parsed
     except VerdictParseError as exc:
         error = exc.message
@@ -90,8 +93,11 @@ def _order_outcome(output: CallOutput, scale: Scale) -> OrderOutcome:
     )
 
 
-def aggregate(mode: Mode, swap: SwapMode, outputs: Sequence[CallOutput], scale: Scale) -> ItemOutcome:
-    """Combine an item's judge outputs (one per order from :func:`orders_for`) into its outcome.
+def aggregate(
+    mode: Mode, swap: SwapMode, outputs: Sequence[CallOutput], scale: Scale, parser: VerdictParser = "strict"
+) -> ItemOutcome:
+    """Combine an item's judge outputs (one per order from :func:`orders_for`) into its outcome, each
+    output's verdict read with ``parser`` (see :mod:`app.judging.parsers`).
 
     Verdicts are in the caller's labels: ``A`` always means ``answer_a``, whatever order it was
     shown in. Any unparseable output makes the item an error (every order's raw text is kept).
@@ -100,7 +106,7 @@ def aggregate(mode: Mode, swap: SwapMode, outputs: Sequence[CallOutput], scale: 
     ``mode`` and ``swap``.
     """
     _check_orders(mode, swap, outputs)
-    orders = tuple(_order_outcome(output, scale) for output in outputs)
+    orders = tuple(_order_outcome(output, scale, parser) for output in outputs)
     failed = [outcome for outcome in orders if outcome.error is not None]
     if failed:
         reason = "; ".join(f"order {outcome.order}: {outcome.error}" for outcome in failed)

@@ -55,6 +55,7 @@ def _out(spec: TemplateSpec, builtin: bool) -> TemplateOut:
         system=spec.system,
         user=spec.user,
         response_prefix=spec.response_prefix,
+        parser=spec.parser,
         placeholders=sorted(template_placeholders(spec)),
         description=spec.description,
     )

@@ -17,12 +17,13 @@ from typing import Any, get_args
 import yaml
 
 from app.engine.base import ChatMessage, Conversation
-from app.judging.domain import JudgeItem, Mode, Order, Scale, TemplateSpec
+from app.judging.domain import JudgeItem, Mode, Order, Scale, TemplateSpec, VerdictParser
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_RESPONSE_PREFIX = 200
 
 _MODES: tuple[str, ...] = get_args(Mode)
+_PARSERS: tuple[str, ...] = get_args(VerdictParser)
 _SCALE_FIELDS = frozenset({"scale_min", "scale_max"})
 
 # The judge model writes its own answer with this instruction when references are {"auto": true}.
@@ -147,6 +148,8 @@ def validate_template(spec: TemplateSpec) -> None:
             )
         used |= names
 
+    if spec.parser not in _PARSERS:
+        raise TemplateError(f"parser {spec.parser!r} is not one of {', '.join(_PARSERS)}", "parser")
     if len(spec.response_prefix) > MAX_RESPONSE_PREFIX or "\n\n" in spec.response_prefix:
         raise TemplateError(
             f"response_prefix must be at most {MAX_RESPONSE_PREFIX} characters without blank lines",
@@ -187,6 +190,7 @@ def _spec_from_yaml(entry: dict[str, Any]) -> TemplateSpec:
         version=int(entry.get("version", 1)),
         description=str(entry.get("description", "")).strip(),
         response_prefix=str(entry.get("response_prefix", "")),
+        parser=entry.get("parser", "strict"),
     )
 
 

@@ -174,6 +174,12 @@ def run_command(
     ),
     key: str = typer.Option(None, envvar="JUDGE_API_KEY", help="API key for --service."),
     verdict_mode: str = typer.Option("generate", help="generate (the judge writes its verdict) or logprobs."),
+    parser: str = typer.Option(
+        "fastchat",
+        help="How a written verdict is read: fastchat (FastChat's rules: [[A]] anywhere wins, else [[B]], "
+        "else [[C]]; a rating is the first [[n]], else [n], unchecked) or strict (the service's default: the "
+        "last marker, ratings within 1-10).",
+    ),
     cot: bool = typer.Option(False, help="Built-in chain-of-thought templates (the judge reasons first)."),
     temperature: float = typer.Option(0.0, min=0.0, max=2.0),
     max_tokens: int = typer.Option(None, min=1, help="Most tokens per judge reply (default: the service's)."),
@@ -191,6 +197,8 @@ def run_command(
     run_mode = _mode(mode)
     if verdict_mode not in ("generate", "logprobs"):
         raise _fail(f"--verdict-mode must be generate or logprobs, got {verdict_mode!r}")
+    if parser not in ("fastchat", "strict"):
+        raise _fail(f"--parser must be fastchat or strict, got {parser!r}")
     settings = get_settings()
     judge = judge_model or settings.default_model
     try:
@@ -215,6 +223,7 @@ def run_command(
         judge_model=judge,
         run_name=run_name or f"{bench_dir.resolve().name}/{run_mode}/{judge}",
         verdict_mode=verdict_mode,  # type: ignore[arg-type]  # checked above
+        parser=parser,  # type: ignore[arg-type]  # checked above
         cot=cot,
         temperature=temperature,
         max_tokens=max_tokens,
@@ -232,6 +241,7 @@ def run_command(
         "to_judge": len(todo),
         "output_path": str(out),
         "judging": f"service {service}" if service else "in-process",
+        "parser": parser,
     }
     typer.echo("Stats:\n" + json.dumps(stats, indent=4))
     if dry_run or not todo:

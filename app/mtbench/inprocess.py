@@ -40,6 +40,7 @@ class InProcessSubmitter:
                 scale=options.scale,
                 seed=options.seed,
                 verdict_mode=options.verdict_mode,
+                parser=options.parser,
             )
             units = [
                 _Unit(task, plan_item(task.item(), batch.template, judge_options, index))

@@ -170,6 +170,8 @@ def template_from_prompt(prompt: JudgePrompt) -> TemplateSpec:
         cot=True,
         description=f"FastChat judge prompt '{prompt.name}'"
         + (f": {prompt.description}" if prompt.description else ""),
+        # FastChat's prompts come with FastChat's reading of their verdicts.
+        parser="fastchat",
     )
     try:
         validate_template(spec)

@@ -164,6 +164,7 @@ class ServiceSubmitter:
             "temperature": options.temperature,
             "seed": options.seed,
             "verdict_mode": options.verdict_mode,
+            "parser": options.parser,
         }
         if options.max_tokens is not None:
             opts["max_tokens"] = options.max_tokens

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from app.judging.domain import ItemOutcome, Mode, Scale, TemplateSpec, VerdictMode
+from app.judging.domain import ItemOutcome, Mode, Scale, TemplateSpec, VerdictMode, VerdictParser
 from app.mtbench.formats import (
     Judgment,
     JudgmentKind,
@@ -33,6 +33,8 @@ class RunOptions:
     judge_model: str
     run_name: str
     verdict_mode: VerdictMode = "generate"
+    # FastChat's reading of the judge's text, so a run makes the judgments FastChat would make.
+    parser: VerdictParser = "fastchat"
     cot: bool = False
     temperature: float = 0.0
     max_tokens: int | None = None

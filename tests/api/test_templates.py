@@ -71,6 +71,8 @@ def test_register_a_template(client: TestClient) -> None:
         "system": "You judge {question} fairly.",
         "user": PAIRWISE_USER,
         "response_prefix": "Winner: [[",
+        # A registered template reads verdicts strictly (no column keeps another parser yet).
+        "parser": "strict",
         "placeholders": ["answer_a", "answer_b", "question"],
         "description": "house style",
     }

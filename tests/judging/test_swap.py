@@ -208,3 +208,16 @@ def test_usage_figures_are_kept_per_order() -> None:
 def test_aggregate_rejects_orders_that_do_not_fit(mode: Mode, swap: SwapMode, orders: list[Order]) -> None:
     with pytest.raises(ValueError, match="cannot combine"):
         aggregate(mode, swap, [out(order, "[[A]] Rating: [[5]]") for order in orders], TEN)
+
+
+def test_the_fastchat_parser_reads_each_order_with_fastchats_rules() -> None:
+    # AB: "[[A]]" anywhere wins (strict: the last marker, B); BA's judge "[[B]]" is the caller's A.
+    outputs = [out("AB", "[[A]] or maybe [[B]]"), out("BA", "Verdict: [[B]]")]
+    outcome = aggregate("pairwise", "conservative", outputs, TEN, parser="fastchat")
+    assert (outcome.verdict, outcome.consistent) == ("A", True)
+    strict = aggregate("pairwise", "conservative", outputs, TEN)
+    assert (strict.verdict, strict.consistent) == ("tie", False)
+    # Grading: the first [[n]], no range check (strict: out of the scale is an error).
+    graded = aggregate("single", "none", [out("single", "Rating: [[11]] ... [[4]]")], TEN, parser="fastchat")
+    assert (graded.status, graded.score) == ("ok", 11.0)
+    assert aggregate("single", "none", [out("single", "Rating: [[11]]")], TEN).status == "error"

@@ -116,7 +116,7 @@ def test_batches_become_jobs_and_results_stream_back(tmp_path: Path) -> None:
     # Jobs are tagged with the run, for the service's leaderboard.
     assert options.pop("metadata") == {"mtbench_run": "tiny/pairwise-all/smol", "mtbench_judge": "smol"}
     assert options == {"model": "smol", "template": "pairwise", "cot": False, "temperature": 0.0, "seed": 3,
-                       "verdict_mode": "generate", "swap": "conservative"}  # fmt: skip
+                       "verdict_mode": "generate", "parser": "fastchat", "swap": "conservative"}  # fmt: skip
     outcome = got[0][1]
     assert [o.verdict for o in outcome.orders] == ["A", "A"] and outcome.orders[1].raw == "Verdict: [[B]]"
     # Every job is noted in the ledger with the ids of its items.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.base import Conversation, Generation, SamplingParams
 from app.judging.domain import ItemOutcome
 from app.mtbench import formats, prompts
 from app.mtbench.inprocess import InProcessSubmitter
@@ -89,6 +90,41 @@ def test_logprobs_verdicts(tmp_path: Path, engine: OracleEngine) -> None:
         pytest.raises(ValueError, match="reason first"),
     ):
         run(len(tasks), tasks, fastchat, InProcessSubmitter(engine), writer, options)
+
+
+class HedgingEngine(OracleEngine):
+    """Writes two markers in every reply: FastChat's rules and the strict parser read them differently."""
+
+    def generate(self, prompts: Sequence[Conversation], sampling: SamplingParams) -> list[Generation]:
+        self.prompts.extend(prompts)
+        replies = {True: "[[A]] at first sight; having read both, [[B]]", False: "Rating: [[3]], or [[8]]"}
+        return [Generation(replies[not self._verdict(conv).isdigit()], 10, 9, "stop") for conv in prompts]
+
+
+@pytest.mark.parametrize(
+    ("parser", "winners", "scores"),
+    [
+        # FastChat: [[A]] anywhere wins (g2 shows model_2 as A), a rating is the first [[n]].
+        ("fastchat", {("model_1", "model_2")}, {3}),
+        ("strict", {("model_2", "model_1")}, {8}),
+    ],
+)
+def test_runs_read_verdicts_with_fastchats_rules_by_default(
+    tmp_path: Path, parser: str, winners: set[tuple[str, str]], scores: set[float]
+) -> None:
+    assert RunOptions(judge_model="j", run_name="t").parser == "fastchat"
+    options = RunOptions(judge_model="j", run_name="t", parser=parser)  # type: ignore[arg-type]
+    fastchat = prompts.from_fastchat(formats.read_judge_prompts(JUDGE_PROMPTS))
+    for mode, out in (
+        ("pairwise-baseline", tmp_path / f"{parser}_pair.jsonl"),
+        ("single", tmp_path / "s.jsonl"),
+    ):
+        tasks = _tasks(mode)
+        with formats.JudgmentWriter(out) as writer:
+            run(len(tasks), tasks, fastchat, InProcessSubmitter(HedgingEngine()), writer, options)
+    pairs = formats.read_pair_judgments(tmp_path / f"{parser}_pair.jsonl")
+    assert {(j.g1_winner, j.g2_winner) for j in pairs} == winners
+    assert {j.score for j in formats.read_single_judgments(tmp_path / "s.jsonl")} == scores
 
 
 class Interrupting:
