@@ -18,6 +18,7 @@ from app.engine.factory import build_engine
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
 from app.training.runner import terminate_all
+from app.training.yielding import ServingBeacon
 from app.webhooks.deliverer import Deliverer
 from workers import context
 from workers.lease import LeaseKeeper
@@ -105,6 +106,10 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
         ctx.scheduler.limits.tokens,
         getattr(engine, "kv_bytes_per_token", "unknown"),
     )
+    # Trainings on this host pause while the scheduler holds serving work (app/training/yielding.py).
+    beacon = ServingBeacon(redis, ctx.scheduler.has_serving_work)
+    if settings.train_yield_to_serving != "never":
+        beacon.start()
     sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
     sweeper.start()
     deliverer = Deliverer(db, settings)
@@ -117,6 +122,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
             ctx.long_jobs.join(timeout=None)  # a burst run ends when its work has
     finally:
         stop_serving(ctx)
+        beacon.stop()
         sweeper.stop()
         deliverer.stop()
         lease.__exit__(None, None, None)

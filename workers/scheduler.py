@@ -138,6 +138,13 @@ class InferenceScheduler:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def has_serving_work(self) -> bool:
+        """Whether a client's or a judging job's request waits or runs (long jobs' own calls aside):
+        what trainings on this host pause for (app/training/yielding.py)."""
+        with self._cond:
+            requests = [*self._waiting.values(), *self._running.values()]
+        return any(r.priority != Priority.BACKGROUND for r in requests)
+
     @property
     def threaded(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -232,6 +232,12 @@ class Settings(BaseSettings):
         description="Run training processes in Linux's SCHED_IDLE class: on a machine that also serves, "
         "they get a CPU only when serving leaves one idle (serving first, training in the gaps).",
     )
+    train_yield_to_serving: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Pause (SIGSTOP) a training while a worker on the same host runs a waiting client's or "
+        "a judging job's calls, resuming it after (time paused does not count against its timeout). "
+        "`auto`: only on hosts without an NVIDIA device, where training and serving share the CPU.",
+    )
     train_devices: str | None = Field(
         default=None,
         description="CUDA_VISIBLE_DEVICES of training processes (e.g. `1` or `2,3`, apart from the serving "

@@ -23,6 +23,7 @@ from app.training.runner import (
     run_in_subprocess,
 )
 from app.training.specs import DPOSpec, SFTSpec, TrainResult, spec_to_json
+from app.training.yielding import ServingGate, yields
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def train(
     TrainerLost: the trainer died, or none runs (queue mode only). ``redis`` is required in queue mode.
     """
     if settings.trainer == "local":
-        return run_in_subprocess(kind, spec, timeout_s, cancel, launch=TrainLaunch.from_settings(settings))
+        gate = ServingGate(redis) if redis is not None and yields(settings.train_yield_to_serving) else None
+        launch = TrainLaunch.from_settings(settings)
+        return run_in_subprocess(kind, spec, timeout_s, cancel, launch=launch, yield_to=gate)
     if redis is None:
         raise ValueError("JUDGE_TRAINER=queue needs a Redis connection")
     client = TrainerClient(redis, settings)

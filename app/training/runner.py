@@ -44,6 +44,7 @@ child_log = logging.getLogger("app.training.child")
 
 _TAIL_LINES = 40
 _POLL_S = 0.2
+_YIELD_POLL_S = 0.1
 DEFAULT_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
@@ -127,6 +128,7 @@ def run_in_subprocess(
     launch: TrainLaunch | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     command: Sequence[str] | None = None,
+    yield_to: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Run a ``kind`` ("sft" or "dpo") training of ``spec`` in a child process and return its result.
     The child's output goes to the ``app.training.child`` logger line by line.
@@ -134,7 +136,9 @@ def run_in_subprocess(
     ``launch`` None reads :class:`TrainLaunch` from the process's settings. ``cancel`` is polled every
     0.2 s; once set, the child's process group gets SIGTERM, then SIGKILL after ``grace_s``.
     ``command`` replaces the ``python -m app.training`` command line (tests); the spec and result
-    paths are appended to it.
+    paths are appended to it. ``yield_to`` (see :mod:`app.training.yielding`), polled every 0.1 s:
+    while it says True the child's process group is stopped (SIGSTOP), and resumed (SIGCONT) after;
+    time paused does not count against ``timeout_s``.
 
     Call it from a thread that lives until it returns (it does not return before its child is
     gone): Linux kills the child when the thread that started it ends. Called from the main
@@ -179,7 +183,7 @@ def run_in_subprocess(
         training = _Training(proc)
         try:
             with _registered(training), _stop_on_signals(training):
-                returncode = _wait(training, cancel, timeout_s, grace_s)
+                returncode = _wait(training, cancel, timeout_s, grace_s, yield_to)
         finally:
             if proc.poll() is None:  # interrupted while waiting: leave no orphan behind
                 _end_group(proc, grace_s)
@@ -244,14 +248,22 @@ def _terminate_at_exit() -> None:
 
 
 def _wait(
-    training: _Training, cancel: threading.Event | None, timeout_s: float, grace_s: float
+    training: _Training,
+    cancel: threading.Event | None,
+    timeout_s: float,
+    grace_s: float,
+    yield_to: Callable[[], bool] | None = None,
 ) -> int | None:
-    """The child's exit code once it ends or is stopped (cancel, shutdown); None after a timeout."""
+    """The child's exit code once it ends or is stopped (cancel, shutdown); None after a timeout.
+    With ``yield_to``, the child's group is paused while it says so (the pause extends the deadline)."""
     proc = training.proc
     deadline = time.monotonic() + timeout_s
+    poll_s = _YIELD_POLL_S if yield_to is not None else _POLL_S
+    paused_at: float | None = None
     while True:
         try:
-            return proc.wait(timeout=max(0.0, min(_POLL_S, deadline - time.monotonic())))
+            left = poll_s if paused_at is not None else deadline - time.monotonic()
+            return proc.wait(timeout=max(0.0, min(poll_s, left)))
         except subprocess.TimeoutExpired:
             pass
         if training.reason is None and cancel is not None and cancel.is_set():
@@ -259,6 +271,17 @@ def _wait(
         if training.reason is not None:
             log.warning("stopping the training child %d (%s)", proc.pid, training.reason)
             return _end_group(proc, grace_s)
+        if yield_to is not None:
+            pause = yield_to()
+            if pause and paused_at is None:
+                _signal_group(proc, signal.SIGSTOP)
+                paused_at = time.monotonic()
+            elif not pause and paused_at is not None:
+                _signal_group(proc, signal.SIGCONT)
+                deadline += time.monotonic() - paused_at
+                paused_at = None
+            if paused_at is not None:
+                continue
         if time.monotonic() >= deadline:
             _end_group(proc, grace_s)
             return None
@@ -327,6 +350,9 @@ def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
     # The child leads its own session, so its process group id is its pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signum)
+        if signum == signal.SIGTERM:
+            # A group paused for serving (SIGSTOP) handles its SIGTERM only once it runs again.
+            os.killpg(proc.pid, signal.SIGCONT)
 
 
 _libc: Any = None

@@ -35,6 +35,7 @@ from app.training.runner import (
     run_in_subprocess,
     terminate_all,
 )
+from app.training.yielding import ServingGate, yields
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class Trainer:
         self.redis = redis
         self.keys = TrainerKeys(settings.trainer_queue)
         self.launch = TrainLaunch.from_settings(settings)
+        # Serving first: the training pauses while a worker on this host serves (app/training/yielding.py).
+        self.yield_to = ServingGate(redis) if yields(settings.train_yield_to_serving) else None
         self.heartbeat_ms = int(settings.trainer_heartbeat_seconds * 1000)
         self.trainer_id = trainer_id or f"{socket.gethostname()}:{os.getpid()}"
         self.command = command
@@ -138,6 +141,7 @@ class Trainer:
                 launch=self.launch,
                 grace_s=self.grace_s,
                 command=self.command,
+                yield_to=self.yield_to,
             )
         except TrainingCancelled as exc:
             status = "shutdown" if exc.reason == "shutdown" or self.stopping.is_set() else "cancelled"

@@ -259,3 +259,15 @@ def test_many_threads_share_batches(threaded: tuple[SteppingEngine, InferenceSch
         thread.join(10)
     assert sorted(results) == sorted(f"C{i} STEPS=3" for i in range(16))
     assert len(engine.batches) < 16  # calls from different threads were batched together
+
+
+def test_serving_work_is_a_clients_or_a_judging_jobs_request_not_a_long_jobs() -> None:
+    """What trainings on the host pause for (app/training/yielding.py)."""
+    scheduler = make(SteppingEngine())
+    assert not scheduler.has_serving_work()
+    background = submit(scheduler, ["long job"], Priority.BACKGROUND)
+    assert not scheduler.has_serving_work()
+    judging = submit(scheduler, ["judging"], Priority.BATCH)
+    assert scheduler.has_serving_work()
+    scheduler.results(background + judging)
+    assert not scheduler.has_serving_work()
