@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import app.kinds  # noqa: F401 - registers the job kinds
 from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
+from workers import outcome
 from workers.context import WorkerContext
 from workers.lease import LeaseKeeper
 
@@ -61,7 +62,13 @@ class LongJobs:
             if job is None:
                 return None
             kind, attempts = job.kind, job.attempts
-        self.start(kind, job_id, attempts)
+        try:
+            self.start(kind, job_id, attempts)
+        except Exception as exc:  # its runner cannot load (a broken deploy): the attempt fails, visibly
+            log.exception("%s job %s could not start", kind, job_id)
+            with self.ctx.db.unit_of_work() as session:
+                error = f"the job could not start on this worker: {type(exc).__name__}: {exc}"
+                outcome.retry_or_fail(self.ctx, session, job_id, attempts, error)
         return attempts
 
     def start(self, kind: str, job_id: uuid.UUID, attempts: int) -> None:

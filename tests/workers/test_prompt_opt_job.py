@@ -18,6 +18,7 @@ from app.db.base import utcnow
 from app.db.tables import Job, PoCandidate, PoRound, PredictionCache
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
+from app.jobs.kinds import JobKind
 from app.jobs.queue import JobQueue
 from app.models import repository as models_repo
 from app.prompt_opt import service as po_service
@@ -25,6 +26,8 @@ from app.prompt_opt.schemas import PromptOptimizationRequest, PromptOptimization
 from tests.conftest import RollbackDatabase
 from tests.workers.conftest import ScriptedEngine, install_scripted_worker
 from workers import context
+from workers.lease import LeaseKeeper
+from workers.long_jobs import LongJobs
 from workers.tasks import run_job
 
 CATS = ("sarcasm", "negation", "irony")
@@ -371,3 +374,28 @@ def test_shutdown_hands_the_job_back_and_the_next_worker_finishes_it_without_pay
     assert job.status == "succeeded" and job.attempts == 1
     # The calls made before the shutdown came from the prediction cache the second time.
     assert job.detail is not None and job.detail["usage"]["cache_hits"] >= calls_before - 1
+
+
+def test_a_long_job_whose_runner_cannot_load_fails_its_attempt_instead_of_hanging(
+    db: RollbackDatabase,
+    engine: ScriptedEngine,
+    submit_po: Callable[[dict[str, Any]], uuid.UUID],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken deploy (the kind's module does not import): the claimed job goes back to the queue with
+    the reason, then fails after its last attempt; it never stays `running` with no one running it."""
+
+    def broken(self: JobKind) -> Any:
+        raise ImportError("cannot import name 'STOP'")
+
+    monkeypatch.setattr(JobKind, "load_runner", broken)
+    ctx = context.current()
+    job_id = submit_po(body())
+    long_jobs = LongJobs(ctx, LeaseKeeper(db, ctx.worker_id, 600))
+    long_jobs._stop.set()  # no background starts: this test claims by hand
+    for attempt in (1, 2):
+        assert long_jobs.claim_and_start(job_id) == attempt
+        job, _ = results(db, job_id)
+        assert job.error is not None and "could not start" in job.error and "STOP" in job.error
+    assert job.status == "failed"  # job_max_attempts is 2 here
+    assert long_jobs.running() == []
