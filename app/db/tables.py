@@ -140,6 +140,8 @@ class Template(TimestampMixin, Base):
     placeholders: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     owner: Mapped[str | None] = mapped_column(String(128))
+    # How the judge's verdict is read when a request names no parser: "strict" or "fastchat".
+    parser: Mapped[str] = mapped_column(String(16), nullable=False, default="strict", server_default="strict")
 
     # Each tenant numbers its own versions (an operator template has no owner).
     __table_args__ = (UniqueConstraint("owner", "name", "version"),)

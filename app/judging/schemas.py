@@ -235,6 +235,12 @@ class TemplateIn(BaseModel):
         description='Plain text that opens the judge\'s reply (e.g. `"Verdict: [["`); the model continues '
         "it, which keeps small judges in the verdict format. Kept at the start of each raw output.",
     )
+    parser: Literal["strict", "fastchat"] = Field(
+        default="strict",
+        description="How the judge's verdict is read when a request names no `parser`: `strict` (the "
+        "service's rules) or `fastchat` (FastChat llm_judge's: `[[A]]` anywhere wins, else `[[B]]`, else "
+        "`[[C]]`; a rating is the first `[[n]]`, else the first `[n]`, unchecked).",
+    )
     description: str = Field(default="", max_length=2000)
 
 

@@ -261,6 +261,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         cot=body.cot,
         description=body.description,
         response_prefix=body.response_prefix,
+        parser=body.parser,
     )
     try:
         validate_template(spec)
@@ -280,6 +281,7 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         placeholders=sorted(template_placeholders(spec)),
         description=body.description,
         owner=owner,
+        parser=body.parser,
     )
     return judging_repo.add_template(session, row)
 

@@ -27,6 +27,7 @@ def spec_from_row(row: Template) -> TemplateSpec:
         version=row.version,
         description=row.description,
         response_prefix=row.response_prefix,
+        parser=row.parser,  # type: ignore[arg-type]
     )
 
 

@@ -35,3 +35,31 @@ def test_an_unknown_parser_is_refused(client: TestClient) -> None:
 def test_templates_show_their_parser(client: TestClient) -> None:
     templates = client.get("/v1/templates").json()["templates"]
     assert templates and all(t["parser"] == "strict" for t in templates)
+
+
+def test_a_registered_template_carries_its_parser_to_the_jobs_that_use_it(client: TestClient) -> None:
+    """A FastChat-style template registered with `parser: fastchat` is read with FastChat's rules
+    whenever a request names no parser (the request's own `parser` still wins)."""
+    user = "Question: {question}\nA: {answer_a}\nB: {answer_b}\nReply [[A]], [[B]] or [[C]]."
+    for name, parser in (("fc-judge", "fastchat"), ("plain-judge", None)):
+        body = {"name": name, "mode": "pairwise", "user": user} | ({"parser": parser} if parser else {})
+        registered = client.post("/v1/templates", json=body)
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["parser"] == (parser or "strict")
+    listed = {t["name"]: t["parser"] for t in client.get("/v1/templates").json()["templates"]}
+    assert listed["fc-judge"] == "fastchat" and listed["plain-judge"] == "strict"
+
+    def recorded(template: str, **extra: str) -> str:
+        response = client.post(PAIRWISE, json={"items": [PAIR], "template": template, **extra})
+        assert response.status_code == 202, response.text
+        return str(response.json()["params"].get("parser", "strict"))
+
+    assert recorded("fc-judge") == "fastchat"
+    assert recorded("plain-judge") == "strict"
+    assert recorded("fc-judge", parser="strict") == "strict"
+
+
+def test_an_unknown_template_parser_is_refused(client: TestClient) -> None:
+    user = "{question} {answer_a} {answer_b}"
+    body = {"name": "bad-judge", "mode": "pairwise", "user": user, "parser": "x"}
+    assert_error(client.post("/v1/templates", json=body), 422, "validation_error", "parser")
