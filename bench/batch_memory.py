@@ -20,6 +20,7 @@ The figure to reach: peak <= model + budget (the budget's key/value memory bound
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -37,6 +38,8 @@ from bench.worker_memory import memory_mib  # noqa: E402
 from tests.e2e.services import make_stack, wait_ready  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
+# Engine settings taken from this environment (the stack clears every other JUDGE_* variable).
+PASSED = ("JUDGE_BATCH_TOKENS", "JUDGE_BATCH_SIZE", "JUDGE_DTYPE", "JUDGE_DEVICE")
 SENTENCE = "The committee reviewed every clause of the agreement and noted its objections in detail. "
 
 
@@ -61,12 +64,26 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=8000)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--redis-url", default=REDIS_URL, help="Flushed first.")
+    parser.add_argument(
+        "--batch-tokens", type=int, default=None, help="the worker's JUDGE_BATCH_TOKENS (default: its own)"
+    )
+    parser.add_argument(
+        "--measure-items",
+        type=int,
+        default=0,
+        help="stop (cancel the job) once this many items are judged: every batch is bounded alike, so a "
+        "few batches show the peak (0: wait for the whole job)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     model_dir = pull_default_model(Settings().models_dir).parent
     logs = Path(tempfile.mkdtemp(prefix="judge-bm-"))
     stack = make_stack("judge_batch_memory", args.redis_url, model_dir, logs)
+    # The stack starts from a clean JUDGE_* environment: the engine settings given here pass through.
+    stack.env.update({k: v for k, v in os.environ.items() if k in PASSED})
+    if args.batch_tokens is not None:
+        stack.env["JUDGE_BATCH_TOKENS"] = str(args.batch_tokens)
     try:
         service = start(stack, ROOT)
         wait_ready(service)
@@ -89,25 +106,39 @@ def main() -> None:
         with service.client() as client:
             r = client.post(
                 "/v1/judgments/pairwise",
-                params={"wait": 3600},
                 json={"swap": "conservative", "max_tokens": args.max_tokens, "items": items},
-                timeout=3700,
+                timeout=600,
             )
-        elapsed = time.monotonic() - started
-        if r.status_code != 200:
-            raise SystemExit(f"request failed: {r.status_code} {r.text[:500]}")
-        job = r.json()
-        tokens_in = [o["tokens_in"] for res in job["results"] for o in res["orders"]]
+            if r.status_code != 202:
+                raise SystemExit(f"request failed: {r.status_code} {r.text[:500]}")
+            job = r.json()
+            wanted = args.measure_items or args.items
+            ended = ("succeeded", "failed", "cancelled")
+            while job["status"] not in ended and job["progress"]["done"] < wanted:
+                time.sleep(2)
+                job = client.get(f"/v1/jobs/{job['id']}").json()
+            elapsed = time.monotonic() - started
+            if job["status"] not in ended:
+                client.post(f"/v1/jobs/{job['id']}/cancel")
+                job = client.get(f"/v1/jobs/{job['id']}").json()
+        tokens_in = [o["tokens_in"] for res in job.get("results") or [] for o in res["orders"]]
+        judged = job["progress"]["done"]
         peak, resident = memory_mib(worker_pid)
     finally:
         stack.close()
 
     mib = 2**20
-    rows = len(tokens_in)
-    unbounded = sum(t + args.max_tokens for t in tokens_in) * per_token / mib
+    if not tokens_in:
+        raise SystemExit(f"no item was judged in {elapsed:.0f} s")
+    rows = 2 * args.items
+    mean_in = sum(tokens_in) / len(tokens_in)
+    unbounded = rows * (mean_in + args.max_tokens) * per_token / mib
     budget_mib = budget_tokens * per_token / mib
     shortest, longest = min(tokens_in), max(tokens_in)
-    print(f"job: {args.items} items, {rows} rows, prompts of {shortest}-{longest} tokens, {elapsed:.0f} s")
+    print(
+        f"job: {args.items} items ({rows} rows) submitted, prompts of {shortest}-{longest} tokens; "
+        f"{judged} items judged in {elapsed:.0f} s ({job['status']})"
+    )
     print(f"model alone (worker resident before the job): {model_only:8.0f} MiB")
     print(f"batch token budget: {budget_tokens} tokens x {per_token} B = {budget_mib:8.0f} MiB")
     print(f"one unbounded batch of this job would hold:     {unbounded:8.0f} MiB of keys/values")

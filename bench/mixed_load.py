@@ -175,14 +175,15 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
             "prompts_per_iteration": 4,
             "candidates": {"n": 3, "max_tokens": 192, "temperature": 1.0},
             "judge": {"samples": 2, "max_tokens": 128, "temperature": 1.0},
-            "dpo": {"epochs": 4},
+            "dpo": {"epochs": 4, "batch_size": 2},
             # The base model's rubric judgments rarely parse, leaving no pair to train on; a short SFT
-            # on the EFT examples teaches it the `Score: N` line.
-            "sft": {"enabled": True, "epochs": 1, "max_length": 512},
+            # on the EFT examples teaches it the `Score: N` line (at a learning rate and batch that
+            # move a 135M model in a few steps, not the paper's, made for 70B and 3,000+ examples).
+            "sft": {"enabled": True, "epochs": 2, "max_length": 512, "learning_rate": 2e-5, "batch_size": 4},
         },
     ),
     # The shipped seed data, cut to 16 IFT + 8 EFT examples: 12 SFT steps (batch 4, 2 epochs).
-    "sft train": ("sft: train", {"sft": {"enabled": True, "epochs": 2, "max_length": 512}}),
+    "sft train": ("sft: train", {"sft": {"enabled": True, "epochs": 2, "max_length": 512, "batch_size": 4}}),
 }
 
 
