@@ -9,7 +9,8 @@ every row and grow each layer's cache by concatenation at every step. Here:
   queries to that copy and to the row's own keys in one softmax, without materialising the prefix
   per row;
 - each row's own tokens (its part of the prompt, then what it generates) live in a key/value store
-  allocated per batch and grown in steps, written in place;
+  allocated once per batch for its prompt and every token it may generate (what the scheduler's token
+  budget counts), written in place; rows that finish are compacted in place, never copied;
 - prompts are prefilled in chunks of similar length (bounded padded tokens per chunk), and only the
   last positions go through the LM head;
 - rows that finish (end of turn, a stop string, their token budget) leave the batch, so the rest
@@ -33,10 +34,10 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "judge_shared_prefix"
 
-# Decoding grows each row's key/value store by this many positions at a time.
-_GROWTH = 64
-# Attention scores are computed for at most this many queries of a row at once.
-_QUERY_BLOCK = 1024
+# Attention scores are computed for at most this many queries of a row at once: a long prompt's prefill
+# holds block x keys scores per head (256 x 8k x 9 heads in float32: 75 MB), beside the batch's keys and
+# values, which the scheduler's token budget bounds.
+_QUERY_BLOCK = 256
 # Padded prompt tokens per prefill chunk. Chunks are the preemption points of a prefill: on two CPU
 # cores 2048 tokens of the default model take about 4 s, 512 about 1 s, at a few percent of throughput.
 PREFILL_TOKENS = 512
@@ -203,18 +204,15 @@ class _RowStore:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self._write
 
-    def reshape(self, keep: torch.Tensor | None, capacity: int) -> None:
-        """Keep only the rows ``keep`` (all when None), in a store of ``capacity`` columns."""
+    def keep_rows(self, keep: Sequence[int]) -> None:
+        """Keep only the rows ``keep`` (ascending), moved up in place: no second copy of the store is
+        ever held, so a batch's key/value memory stays what its token budget allowed."""
         for store in (self.keys, self.values):
-            for layer, old in enumerate(store):
-                kept = old if keep is None else old.index_select(0, keep)
-                if capacity == old.shape[2]:
-                    store[layer] = kept
-                    continue
-                new = self._empty(kept.shape[0], capacity)
-                width = min(capacity, old.shape[2])
-                new[:, :, :width] = kept[:, :, :width]
-                store[layer] = new
+            for layer, tensor in enumerate(store):
+                for dst, src in enumerate(keep):
+                    if dst != src:
+                        tensor[dst].copy_(tensor[src])
+                store[layer] = tensor[: len(keep)]
 
 
 @dataclass(frozen=True)
@@ -348,7 +346,9 @@ class Decoder:
         prefix = self.prefix_kv(sequences[0][:shared])
         suffixes = [list(s[shared:]) for s in sequences]
         end = max(len(s) for s in suffixes)
-        store = _RowStore(self._model, len(sequences), end + min(max_new_tokens, _GROWTH))
+        # Room for every token a row may generate, allocated once: the scheduler's token budget counts
+        # prompt + max new tokens, and a store grown by copying would hold two copies at once.
+        store = _RowStore(self._model, len(sequences), end + max_new_tokens)
         dropped: set[int] = set()
 
         def pause() -> None:
@@ -396,11 +396,7 @@ class Decoder:
             if len(keep) < len(new):
                 kept = torch.tensor(keep, device=device)
                 rows, picked, positions, real = rows[kept], picked[kept], positions[kept], real[kept]
-                store.reshape(kept, store.capacity)
-            if column >= store.capacity:
-                capacity = min(store.capacity + _GROWTH, end + max_new_tokens)
-                store.reshape(None, capacity)
-                real = torch.nn.functional.pad(real, (0, capacity - real.shape[1]), value=True)
+                store.keep_rows(keep)
             # Skip the columns that are padding for every remaining row.
             first_real = int((end - lengths[rows]).min())
             store.window(slice(0, len(keep)), write_at=column, read_from=first_real)

@@ -75,11 +75,23 @@ def test_the_model_runs_on_the_shared_prefix_attention(wide: TransformersEngine)
     assert wide._decoder is not None
 
 
-def test_greedy_equals_generate_one_by_one_with_rows_leaving_and_store_growing(
-    wide: TransformersEngine, prompts: list[list[int]], monkeypatch: pytest.MonkeyPatch
+def test_rows_that_leave_are_compacted_in_place_without_a_second_store(wide: TransformersEngine) -> None:
+    store = decoding._RowStore(wide._model, rows=4, capacity=5)
+    for layer in range(len(store.keys)):
+        for row in range(4):
+            store.keys[layer][row].fill_(row)
+            store.values[layer][row].fill_(10 + row)
+    before = [t.data_ptr() for t in store.keys + store.values]
+    store.keep_rows([0, 2, 3])
+    assert [t.data_ptr() for t in store.keys + store.values] == before  # the same memory, no copy
+    for layer in range(len(store.keys)):
+        assert [int(store.keys[layer][r, 0, 0, 0]) for r in range(3)] == [0, 2, 3]
+        assert [int(store.values[layer][r, 0, 0, 0]) for r in range(3)] == [10, 12, 13]
+
+
+def test_greedy_equals_generate_one_by_one_with_rows_leaving(
+    wide: TransformersEngine, prompts: list[list[int]]
 ) -> None:
-    # A small growth step makes the store grow several times within 30 tokens.
-    monkeypatch.setattr(decoding, "_GROWTH", 4)
     decoder = Decoder(wide._model, wide._pad_id)
     rows = greedy(decoder, wide, prompts, max_new_tokens=30)
     expected = [reference(wide, p, 30) for p in prompts]
