@@ -98,7 +98,10 @@ def test_probability_verdicts_with_the_real_model(production_service: Service) -
         [item] = r.json()["results"]
         assert item["status"] == "ok"
         assert sum(item["probabilities"].values()) == pytest.approx(1.0)
-        assert item["verdict"] == max(item["probabilities"], key=item["probabilities"].get)
+        # Conservative swap: a winner only when both orders' most likely labels agree, else a tie (the
+        # default model's first-position bias usually makes them disagree).
+        argmax = max(item["probabilities"], key=item["probabilities"].get)
+        assert item["verdict"] == (argmax if item["consistent"] else "tie")
         for order in item["orders"]:
             assert order["raw"].startswith("P(A)=")
             assert set(order["probabilities"]) == {"A", "B", "tie"}
