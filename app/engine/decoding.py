@@ -204,15 +204,25 @@ class _RowStore:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self._write
 
-    def keep_rows(self, keep: Sequence[int]) -> None:
-        """Keep only the rows ``keep`` (ascending), moved up in place: no second copy of the store is
-        ever held, so a batch's key/value memory stays what its token budget allowed."""
+    def keep_rows(self, keep: Sequence[int]) -> list[int]:
+        """Keep only the rows ``keep``, in place: each kept row past the new length moves into a hole
+        below it (one row copy per row that left), and no second copy of the store is ever held, so a
+        batch's key/value memory stays what its token budget allowed. Returns, for each row of the new
+        layout, its index before (what the caller's per-row state must follow)."""
+        n = len(keep)
+        kept = set(keep)
+        holes = [row for row in range(n) if row not in kept]
+        movers = [row for row in keep if row >= n]
+        order = list(range(n))
+        for hole, src in zip(holes, movers, strict=True):
+            for store in (self.keys, self.values):
+                for tensor in store:
+                    tensor[hole].copy_(tensor[src])
+            order[hole] = src
         for store in (self.keys, self.values):
             for layer, tensor in enumerate(store):
-                for dst, src in enumerate(keep):
-                    if dst != src:
-                        tensor[dst].copy_(tensor[src])
-                store[layer] = tensor[: len(keep)]
+                store[layer] = tensor[:n]
+        return order
 
 
 @dataclass(frozen=True)
@@ -394,9 +404,8 @@ class Decoder:
                 break
             column = end + step
             if len(keep) < len(new):
-                kept = torch.tensor(keep, device=device)
+                kept = torch.tensor(store.keep_rows(keep), device=device)
                 rows, picked, positions, real = rows[kept], picked[kept], positions[kept], real[kept]
-                store.keep_rows(keep)
             # Skip the columns that are padding for every remaining row.
             first_real = int((end - lengths[rows]).min())
             store.window(slice(0, len(keep)), write_at=column, read_from=first_real)

@@ -82,11 +82,13 @@ def test_rows_that_leave_are_compacted_in_place_without_a_second_store(wide: Tra
             store.keys[layer][row].fill_(row)
             store.values[layer][row].fill_(10 + row)
     before = [t.data_ptr() for t in store.keys + store.values]
-    store.keep_rows([0, 2, 3])
+    order = store.keep_rows([0, 2, 3])
+    assert order == [0, 3, 2]  # row 3 moved into the hole row 1 left
     assert [t.data_ptr() for t in store.keys + store.values] == before  # the same memory, no copy
     for layer in range(len(store.keys)):
-        assert [int(store.keys[layer][r, 0, 0, 0]) for r in range(3)] == [0, 2, 3]
-        assert [int(store.values[layer][r, 0, 0, 0]) for r in range(3)] == [10, 12, 13]
+        assert [int(store.keys[layer][r, 0, 0, 0]) for r in range(3)] == [0, 3, 2]
+        assert [int(store.values[layer][r, 0, 0, 0]) for r in range(3)] == [10, 13, 12]
+        assert store.keys[layer].shape[0] == 3
 
 
 def test_greedy_equals_generate_one_by_one_with_rows_leaving(
