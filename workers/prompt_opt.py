@@ -69,10 +69,14 @@ class CachedModels:
         task_engine: Engine,
         optimizer_engine: Engine,
         meter: Meter,
+        tenant: str,
     ) -> None:
         self.ctx = ctx
         self.lease = lease
         self.job_id = job_id
+        # Whose cached outputs the job may reuse: its tenant's only (another tenant's hit would tell it
+        # what that tenant ran), unless the operator shares the cache (None: every tenant's).
+        self.cache_tenant = None if ctx.settings.prediction_cache_scope == "operator" else tenant
         self.task = task
         self.task_engine = task_engine
         self.optimizer_engine = optimizer_engine
@@ -158,7 +162,7 @@ class CachedModels:
         call: Callable[[list[Conversation]], list[tuple[str, int, int]]],
     ) -> list[str]:
         model = engine.model_name
-        keys = [_hash([model, decoding, conv, tag]) for conv, tag in zip(convs, tags, strict=True)]
+        keys = [self._cache_key(model, decoding, conv, tag) for conv, tag in zip(convs, tags, strict=True)]
         with self.ctx.db.unit_of_work() as session:
             found = {k: v.raw for k, v in po_repo.cached_outputs(session, keys).items()}
         todo: dict[str, int] = {}  # key -> first position
@@ -178,7 +182,9 @@ class CachedModels:
                 batch = [convs[i] for _, i in run]
                 outputs = self._with_retries(model, functools.partial(call, batch))
                 entries = [
-                    po_repo.CacheEntry(key, model, meta[i][0], meta[i][1], decoding, raw, t_in, t_out)
+                    po_repo.CacheEntry(
+                        key, self.cache_tenant, model, meta[i][0], meta[i][1], decoding, raw, t_in, t_out
+                    )
                     for (key, i), (raw, t_in, t_out) in zip(run, outputs, strict=True)
                 ]
                 self.meter.charge(len(run), sum(t_in + t_out for _, t_in, t_out in outputs))
@@ -189,6 +195,11 @@ class CachedModels:
             if allowed < len(chunk):
                 raise BudgetExhausted
         return [found[k] for k in keys]
+
+    def _cache_key(self, model: str, decoding: dict[str, Any], conv: Conversation, tag: str | None) -> str:
+        # Shared entries keep the key they had before the cache was scoped, so they stay valid.
+        scoped = [model, decoding, conv, tag]
+        return _hash(scoped if self.cache_tenant is None else [self.cache_tenant, *scoped])
 
     def _with_retries(self, model: str, fn: Callable[[], T]) -> T:
         last: Exception | None = None
@@ -344,6 +355,7 @@ def _run(ctx: WorkerContext, lease: LeaseKeeper, job_id: uuid.UUID, attempts: in
         ctx.engine_for(task_model, Priority.BACKGROUND, job.tenant, job_id),
         ctx.engine_for(optimizer_model, Priority.BACKGROUND, job.tenant, job_id),
         meter,
+        job.tenant,
     )
     params = request.hyperparameters.domain()
     store = PgStore(models, params.rounds)

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="Prompt optimization: most examples in the dev split and in the test split (each is "
         "scored again every round or at the end; the train split is only sampled).",
     )
+    prediction_cache_scope: Literal["tenant", "operator"] = Field(
+        default="tenant",
+        description="Whose prompt-optimization model outputs a job may reuse from the prediction cache: "
+        "`tenant`, its own tenant's only (a hit on another tenant's rows would tell what that tenant ran); "
+        "`operator`, every tenant's (fewer model calls, for a service whose tenants trust each other).",
+    )
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(

@@ -195,15 +195,18 @@ class DatasetRow(Base):
 
 
 class PredictionCache(TimestampMixin, Base):
-    """A model's raw output for one prompt under one decoding: never computed twice, across jobs.
+    """A model's raw output for one prompt under one decoding: never computed twice, across a tenant's
+    jobs (or every tenant's, with ``prediction_cache_scope = operator``).
 
-    ``key`` hashes (model, decoding, the exact conversation); the other columns say what it was.
+    ``key`` hashes (scope, model, decoding, the exact conversation); the other columns say what it was.
     """
 
     __tablename__ = "prediction_cache"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # The tenant whose job computed it, which alone may read it; null: shared by every tenant.
+    tenant: Mapped[str | None] = mapped_column(String(128))
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     example_hash: Mapped[str | None] = mapped_column(String(64))

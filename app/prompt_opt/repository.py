@@ -25,6 +25,7 @@ class CachedOutput:
 @dataclass(frozen=True)
 class CacheEntry:
     key: str
+    tenant: str | None
     model: str
     prompt_hash: str
     example_hash: str | None

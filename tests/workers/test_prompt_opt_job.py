@@ -111,17 +111,22 @@ def engine(
 
 
 @pytest.fixture
-def submit_po(
+def submit_as(
     po_settings: Settings, db: RollbackDatabase, redis: Redis, registered_model: str
-) -> Callable[[dict[str, Any]], uuid.UUID]:
-    def _submit(payload: dict[str, Any]) -> uuid.UUID:
+) -> Callable[[str, dict[str, Any]], uuid.UUID]:
+    def _submit(tenant: str, payload: dict[str, Any]) -> uuid.UUID:
         request = PromptOptimizationRequest.model_validate(payload)
         with db.unit_of_work() as session:
-            job = po_service.submit(session, po_settings, JobQueue(redis, 60), request, "default")
+            job = po_service.submit(session, po_settings, JobQueue(redis, 60), request, tenant)
             assert isinstance(job, Job)
             return job.id
 
     return _submit
+
+
+@pytest.fixture
+def submit_po(submit_as: Callable[[str, dict[str, Any]], uuid.UUID]) -> Callable[[dict[str, Any]], uuid.UUID]:
+    return lambda payload: submit_as("default", payload)
 
 
 def results(db: RollbackDatabase, job_id: uuid.UUID) -> tuple[Job, PromptOptimizationResults]:
@@ -168,6 +173,43 @@ def test_no_prediction_is_computed_twice_across_jobs(
     _, out2 = results(db, second)
     assert out2.best_prompt == out1.best_prompt
     assert out2.usage["calls"] == 0 and out2.usage["cache_hits"] > 0
+
+
+def test_another_tenant_reusing_the_rows_gets_no_cache_hits(
+    db: RollbackDatabase, engine: ScriptedEngine, submit_as: Callable[[str, dict[str, Any]], uuid.UUID]
+) -> None:
+    """Issue 17 probe 4: a hit on tenant A's cached outputs would tell tenant B what A ran."""
+    first = submit_as("tenant-a", body())
+    run_job(str(first))
+    spent = prompts_run(engine)
+    second = submit_as("tenant-b", body())
+    run_job(str(second))
+    _, out1 = results(db, first)
+    _, out2 = results(db, second)
+    # B pays for every call A paid for, and hits only its own outputs, exactly as A did.
+    assert out2.usage == out1.usage and out2.usage["calls"] > 0
+    assert prompts_run(engine) == 2 * spent
+    with db.unit_of_work() as session:
+        tenants = set(session.scalars(select(PredictionCache.tenant)))
+    assert tenants == {"tenant-a", "tenant-b"}
+
+
+def test_an_operator_wide_cache_is_shared_only_when_the_setting_says_so(
+    db: RollbackDatabase,
+    po_settings: Settings,
+    redis: Redis,
+    registered_model: str,
+    submit_as: Callable[[str, dict[str, Any]], uuid.UUID],
+) -> None:
+    shared = po_settings.model_copy(update={"prediction_cache_scope": "operator"})
+    install_scripted_worker(shared, db, JobQueue(redis, 60), scripted, "po-worker")
+    run_job(str(submit_as("tenant-a", body())))
+    second = submit_as("tenant-b", body())
+    run_job(str(second))
+    _, out = results(db, second)
+    assert out.usage["calls"] == 0 and out.usage["cache_hits"] > 0
+    with db.unit_of_work() as session:
+        assert set(session.scalars(select(PredictionCache.tenant))) == {None}
 
 
 def test_budget_stops_the_job_exactly_at_its_limit(
