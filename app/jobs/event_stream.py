@@ -26,6 +26,9 @@ from app.jobs.events import ORIGIN, JobEvent, end_data, from_entry, stream_key, 
 
 RECONNECT_MILLISECONDS = 3000
 _READ_COUNT = 100
+# A blocking read waits at most this share of the client's socket timeout: redis-py ends any read that
+# takes longer than the timeout (5 s by default) with a TimeoutError, whatever block the command asked.
+_BLOCK_SHARE_OF_SOCKET_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,12 @@ async def _holds_everything_after(redis: AsyncRedis, key: str, last_id: str) -> 
     return added is not None and int(added) == int(info.get("length", -1))
 
 
+def _block_seconds(redis: AsyncRedis, wanted: float) -> float:
+    """How long one blocking read on ``redis`` may wait: ``wanted``, within the client's socket timeout."""
+    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+    return wanted if timeout is None else min(wanted, float(timeout) * _BLOCK_SHARE_OF_SOCKET_TIMEOUT)
+
+
 async def _events_after(redis: AsyncRedis, key: str, cursor: str, block_ms: int | None) -> list[JobEvent]:
     reply: Any = await redis.xread({key: cursor}, count=_READ_COUNT, block=block_ms)
     if not reply:
@@ -140,7 +149,10 @@ async def follow(
         return
     key = stream_key(job_id)
     cursor = opening.cursor
-    block_ms = max(1, int(keepalive_seconds * 1000))
+    # Reads block for at most the client's socket timeout allows, so a keep-alive may take several.
+    block_ms = max(1, int(_block_seconds(redis, keepalive_seconds) * 1000))
+    clock = asyncio.get_running_loop().time
+    quiet_since = clock()
     while True:
         events = await _events_after(redis, key, cursor, block_ms)
         for event in events:
@@ -149,7 +161,11 @@ async def follow(
             if event.name == "end":
                 return
         if events:
+            quiet_since = clock()
             continue
+        if clock() - quiet_since < keepalive_seconds:
+            continue
+        quiet_since = clock()
         yield sse.comment("keep-alive")
         # A quiet while: make sure the job did not end unannounced (its end event lost, e.g. Redis
         # restarted between the commit and the announcement).

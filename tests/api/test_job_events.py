@@ -205,11 +205,22 @@ class Live:
 
 @pytest.fixture
 def live(
-    committing_url: str, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    committing_url: str,
+    settings: Settings,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Live]:
-    """The app served by uvicorn on a free port, on a database whose commits every connection sees."""
+    """The app served by uvicorn on a free port, on a database whose commits every connection sees.
+    Indirect parameters: ``keepalive`` (seconds, 0.3 unless given) and the async Redis client's
+    ``socket_timeout`` (redis-py's default unless given)."""
+    options: dict[str, float] = getattr(request, "param", {})
     settings = settings.model_copy(
-        update={"database_url": committing_url, "events_keepalive_seconds": 0.3, "batch_size": 4}
+        update={
+            "database_url": committing_url,
+            "events_keepalive_seconds": options.get("keepalive", 0.3),
+            "batch_size": 4,
+        }
     )
     db = Database(committing_url)
     with db.unit_of_work() as session:
@@ -219,7 +230,10 @@ def live(
         settings=settings,
         db=db,
         redis=redis,
-        async_redis=AsyncRedis.from_url(TEST_REDIS_URL),
+        async_redis=AsyncRedis.from_url(
+            TEST_REDIS_URL,
+            **({"socket_timeout": options["socket_timeout"]} if "socket_timeout" in options else {}),
+        ),
         queue=JobQueue.from_settings(redis, settings),
     )
     sock = socket.socket()
@@ -290,6 +304,28 @@ def test_an_idle_stream_keeps_alive_and_still_ends_when_the_end_was_never_announ
         assert time.monotonic() - started < 5
         assert _names(rest) == ["state", "end"]
         assert rest[-1].data == {**rest[-1].data, "status": "failed", "error": "lost in transit"}
+
+
+# Keep-alives further apart than the Redis client's socket timeout: a read blocking for a whole
+# interval would outlive the timeout (redis-py's 5 s against a 15 s interval, scaled down; Redis itself
+# ends a block up to 0.1 s late, so the timeout is not scaled below 0.5 s).
+@pytest.mark.parametrize("live", [{"keepalive": 0.75, "socket_timeout": 0.5}], indirect=True)
+def test_a_quiet_stream_stays_open_past_the_redis_socket_timeout(live: Live) -> None:
+    with live.client() as client:
+        job_id = _create(client)
+        with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+            lines = response.iter_lines()
+            reader = EventReader(lines)
+            assert reader.next() is not None  # the state
+            started, keepalives = time.monotonic(), 0
+            while keepalives < 3:
+                line = next(lines)  # the stream must not end meanwhile
+                keepalives += line == ": keep-alive"
+            # Three intervals passed with nothing happening, and the stream still delivers the end.
+            assert time.monotonic() - started >= 3 * 0.75 - 0.1
+            assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+            rest = reader.rest()
+        assert [(e.name, e.data["status"]) for e in rest] == [("end", "cancelled")]
 
 
 def test_a_live_stream_ends_when_the_job_is_cancelled(live: Live) -> None:
