@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import app.kinds  # noqa: F401 - registers the job kinds
 from app import health
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
+from app.core.nul_bytes import refuse_nul_bytes
 from app.core.state import AppState
 from app.dashboard.router import router as dashboard_router
 from app.datasets.router import router as datasets_router
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         description="LLM-as-a-judge over HTTP: pairwise and single-answer grading, reference-guided and "
         "chain-of-thought judging, position swap; jobs queued to model workers.",
         lifespan=lifespan,
+        # Before every route's own validation: Postgres cannot store a NUL character.
+        dependencies=[Depends(refuse_nul_bytes)],
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.core.errors import ApiError, InvalidInput, format_loc
+from app.core.nul_bytes import find_nul
 from app.datasets.schemas import DatasetIn, DatasetRowIn
 
 JSON_TYPES = ("application/json",)
@@ -95,6 +96,10 @@ def _parse_jsonl(body: bytes, name: str | None, description: str | None) -> Uplo
             raise InvalidInput(f"line {number}: invalid JSON ({exc.msg}, column {exc.colno})") from exc
         if not isinstance(value, dict):
             raise InvalidInput(f"line {number}: expected a JSON object, got {type(value).__name__}")
+        nul = find_nul(value)
+        if nul is not None:
+            field = format_loc(nul[0])
+            raise InvalidInput(f"line {number}: " + (f"{field}: {nul[1]}" if field else nul[1]))
         try:
             rows.append(DatasetRowIn.model_validate(value))
         except ValidationError as exc:
