@@ -14,6 +14,7 @@ from app.core.errors import NotFound
 from app.core.state import AppState, get_state
 from app.dashboard import service, session
 from app.dashboard.rendering import HtmlRoute, page, redirect
+from app.jobs import access
 from app.jobs import kinds as job_kinds
 
 router = APIRouter(prefix=session.PATH, include_in_schema=False, route_class=HtmlRoute)
@@ -85,7 +86,9 @@ def jobs(
     caller: Principal = Depends(session.viewer),
 ) -> Response:
     with state.db.unit_of_work() as db_session:
-        listing = service.jobs_page(db_session, caller.tenant, status, kind, cursor)
+        listing = service.jobs_page(
+            db_session, caller.tenant, status, kind, cursor, access.visible_kinds(caller.scopes)
+        )
     active = any(job.status in ("queued", "running") for job in listing.jobs)
     filters = {k: v for k, v in (("status", status), ("kind", kind)) if v}
     context = {
@@ -114,7 +117,9 @@ def job(
     caller: Principal = Depends(session.viewer),
 ) -> Response:
     with state.db.unit_of_work() as db_session:
-        detail = service.job_detail(db_session, job_id, caller.tenant, page_number)
+        detail = service.job_detail(
+            db_session, job_id, caller.tenant, page_number, access.visible_kinds(caller.scopes)
+        )
     context = {
         "tenant": caller.tenant,
         "job": detail.job,

@@ -40,8 +40,14 @@ def _choice(value: str | None, allowed: tuple[str, ...], field: str) -> str | No
 
 
 def jobs_page(
-    session: Session, tenant: str, status: str | None, kind: str | None, cursor: str | None
+    session: Session,
+    tenant: str,
+    status: str | None,
+    kind: str | None,
+    cursor: str | None,
+    visible: tuple[str, ...],
 ) -> JobPage:
+    """A page of the tenant's jobs of the ``visible`` kinds (those the viewer's key may read)."""
     return jobs_service.list_jobs(
         session,
         tenant,
@@ -50,6 +56,7 @@ def jobs_page(
         _choice(status, STATUSES, "status"),
         _choice(kind, job_kinds.names(), "kind"),
         None,
+        visible=visible,
     )
 
 
@@ -89,10 +96,14 @@ def _shown(inputs: dict[str, Any], result: ItemResult) -> ShownItem:
     )
 
 
-def job_detail(session: Session, job_id: uuid.UUID, tenant: str, page: int) -> JobDetail:
-    """The job (404 for another tenant's), with its judging items (one page of them, and the figures of
-    all of them) or a long job's results."""
+def job_detail(
+    session: Session, job_id: uuid.UUID, tenant: str, page: int, visible: tuple[str, ...]
+) -> JobDetail:
+    """The job (404 for another tenant's, and for a kind not ``visible`` to the viewer's key), with its
+    judging items (one page of them, and the figures of all of them) or a long job's results."""
     job = jobs_service.get_job(session, job_id, tenant)
+    if job.kind not in visible:
+        raise NotFound(f"no job {job_id}")
     shown = jobs_service.job_out(job)
     if job.kind in job_kinds.long_kinds():
         outcome = jobs_service.results_page(session, job.id, tenant, 1, None)

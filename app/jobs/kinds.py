@@ -40,6 +40,8 @@ class JobKind:
     results_model: type[BaseModel]
     # "module:function" of the worker-side runner.
     runner: str
+    # The API key scope that creates jobs of this kind, and alone may read, follow and cancel them.
+    scope: str
     long: bool = False
 
     def validate_params(self, params: dict[str, Any]) -> BaseModel:

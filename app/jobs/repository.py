@@ -47,6 +47,11 @@ def create_job(
     return job
 
 
+def kind_of(session: Session, job_id: uuid.UUID, tenant: str) -> str | None:
+    """The kind of the tenant's job ``job_id`` (None: it has no such job)."""
+    return session.scalars(select(Job.kind).where(Job.id == job_id, Job.tenant == tenant)).one_or_none()
+
+
 def get_job(session: Session, job_id: uuid.UUID, tenant: str | None = None) -> Job | None:
     stmt = select(Job).where(Job.id == job_id)
     if tenant is not None:
@@ -64,10 +69,14 @@ def list_jobs(
     kind: str | None = None,
     model: str | None = None,
     metadata: dict[str, str] | None = None,
+    kinds: tuple[str, ...] | None = None,
 ) -> list[Job]:
     """Newest first; ``after`` is the (created_at, id) of the last job of the previous page;
-    ``metadata``: only jobs whose metadata holds every one of these keys with these values."""
+    ``metadata``: only jobs whose metadata holds every one of these keys with these values; ``kinds``:
+    only jobs of these kinds."""
     stmt = select(Job).where(Job.tenant == tenant)
+    if kinds is not None:
+        stmt = stmt.where(Job.kind.in_(kinds))
     for key, value in (metadata or {}).items():
         stmt = stmt.where(Job.job_metadata[key].as_string() == value)
     if status:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from app.auth.dependencies import get_tenant, require
+from app.auth.dependencies import get_tenant, principal, require
+from app.auth.service import Principal
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
-from app.jobs import event_stream, service, sse
+from app.jobs import access, event_stream, service, sse
 from app.jobs.events import EventName
 from app.jobs.schemas import JobKind, JobOut, JobPage, JobStatus
 
@@ -20,12 +21,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(requi
 
 LIMIT = Query(default=100, ge=1, le=1000, description="Page size.")
 CURSOR = Query(default=None, max_length=500, description="`next_cursor` of the previous page.")
+# The routes that take a job id: a key reaches only the jobs of the kinds its scopes create.
+IN_SCOPE = [Depends(access.job_in_scope)]
 
 
 @router.get(
     "",
     operation_id="list_jobs",
     summary="List jobs, newest first",
+    description="Only jobs of the kinds the key's scopes create: judging jobs with `judge`, "
+    "prompt-optimization and self-reward jobs with `jobs` (`admin`: every kind).",
     response_model=JobPage,
     responses=ERROR_RESPONSES,
 )
@@ -45,10 +50,13 @@ def list_jobs(
     limit: int = LIMIT,
     cursor: str | None = CURSOR,
     state: AppState = Depends(get_state),
-    tenant: str = Depends(get_tenant),
+    caller: Principal = Depends(principal),
 ) -> JobPage:
+    visible = access.visible_kinds(caller.scopes)
     with state.db.unit_of_work() as session:
-        return service.list_jobs(session, tenant, limit, cursor, status, kind, model, metadata)
+        return service.list_jobs(
+            session, caller.tenant, limit, cursor, status, kind, model, metadata, visible
+        )
 
 
 @router.get(
@@ -57,6 +65,7 @@ def list_jobs(
     summary="A job's status and progress",
     response_model=JobOut,
     responses=ERROR_RESPONSES,
+    dependencies=IN_SCOPE,
 )
 def get_job(
     job_id: uuid.UUID, state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)
@@ -94,6 +103,7 @@ def add_results_route(results_models: tuple[type[BaseModel], ...]) -> None:
         response_model=Union[results_models],  # noqa: UP007 - a union built from the registry
         responses=ERROR_RESPONSES,
         name="get_results",
+        dependencies=IN_SCOPE,
     )
 
 
@@ -108,6 +118,7 @@ def add_results_route(results_models: tuple[type[BaseModel], ...]) -> None:
     "cancelled job changes nothing; an ended one is a conflict (409).",
     response_model=JobOut,
     responses=ERROR_RESPONSES,
+    dependencies=IN_SCOPE,
 )
 def cancel_job(
     job_id: uuid.UUID, state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)
@@ -162,6 +173,7 @@ Data is JSON. Every event has an `id:`; reconnecting with `Last-Event-ID` resume
         },
         **ERROR_RESPONSES,
     },
+    dependencies=IN_SCOPE,
 )
 async def stream_job_events(
     job_id: uuid.UUID,

@@ -85,8 +85,10 @@ def list_jobs(
     kind: str | None,
     model: str | None,
     metadata: list[str] | None = None,
+    visible: tuple[str, ...] | None = None,
 ) -> JobPage:
-    """A page of the tenant's jobs; ``metadata`` holds `key:value` filters (all must match)."""
+    """A page of the tenant's jobs; ``metadata`` holds `key:value` filters (all must match); ``visible``:
+    only jobs of these kinds (those the caller's key may read)."""
     if kind is not None and kind not in kinds.names():
         raise InvalidInput(f"unknown job kind {kind!r}; one of {', '.join(kinds.names())}", "kind")
     wanted = parse_metadata_filters(metadata or [])
@@ -106,6 +108,7 @@ def list_jobs(
         kind=kind,
         model=model,
         metadata=wanted,
+        kinds=visible,
     )
     next_cursor = None
     if len(jobs) > limit:

@@ -40,6 +40,7 @@ KINDS = tuple(
         results_model=ResultPage,
         # Judging jobs are fused into the worker's judging loop.
         runner="workers.tasks:run_judging",
+        scope="judge",
     )
     for name in NAMES
 )

@@ -21,5 +21,6 @@ KIND = JobKind(
     results=read_results,
     results_model=PromptOptimizationResults,
     runner="workers.prompt_opt:run_prompt_opt",
+    scope="jobs",
     long=True,
 )

@@ -21,5 +21,6 @@ KIND = JobKind(
     results=read_results,
     results_model=SelfRewardResults,
     runner="workers.self_reward:run_self_reward",
+    scope="jobs",
     long=True,
 )

@@ -14,6 +14,7 @@ from app.auth.cache import PrincipalCache
 from app.auth.service import Principal, create_key, revoke
 from app.core.state import AppState
 from tests.api.helpers import assert_error
+from tests.api.test_prompt_opt import body as po_body
 
 PAIR = {"question": "2 + 2?", "answer_a": "4", "answer_b": "5"}
 
@@ -140,6 +141,29 @@ def test_scopes_gate_routes(client: TestClient, state: AppState) -> None:
     )
     # Both may read their jobs.
     assert judge.get("/v1/jobs").status_code == 200 and jobs.get("/v1/jobs").status_code == 200
+
+
+def test_a_jobs_kind_is_reached_only_with_the_scope_that_creates_it(
+    client: TestClient, state: AppState
+) -> None:
+    """Issue 17 probe 10: a `judge`-only key could read and cancel prompt-optimization jobs, a `jobs`-only
+    key could cancel judging jobs."""
+    judging = client.post("/v1/judgments/pairwise", json={"items": [PAIR]}).json()["id"]
+    long_job = client.post("/v1/jobs/prompt-optimization", json=po_body()).json()["id"]
+    _, judge_only = _key(state, "default", ["judge"])
+    _, jobs_only = _key(state, "default", ["jobs"])
+    judge, jobs = _as(client, judge_only), _as(client, jobs_only)
+
+    for caller, theirs, other in ((judge, judging, long_job), (jobs, long_job, judging)):
+        for path in (f"/v1/jobs/{other}", f"/v1/jobs/{other}/results", f"/v1/jobs/{other}/events"):
+            assert_error(caller.get(path), 403, "forbidden", None)
+        assert_error(caller.post(f"/v1/jobs/{other}/cancel"), 403, "forbidden", None)
+        assert [job["id"] for job in caller.get("/v1/jobs").json()["jobs"]] == [theirs]
+        assert caller.get(f"/v1/jobs/{theirs}").status_code == 200
+    assert client.get(f"/v1/jobs/{judging}").json()["status"] == "queued"
+    assert client.get(f"/v1/jobs/{long_job}").json()["status"] == "queued"
+    assert judge.post(f"/v1/jobs/{judging}/cancel").json()["status"] == "cancelled"
+    assert len(client.get("/v1/jobs").json()["jobs"]) == 2  # admin: every kind
 
 
 def test_a_tenant_never_sees_another_tenants_objects(client: TestClient, state: AppState) -> None:
