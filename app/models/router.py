@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path
 
-from app.auth.dependencies import get_tenant, require
+from app.auth import keys
+from app.auth.dependencies import get_tenant, principal, require
+from app.auth.service import Principal
 from app.core.errors import ERROR_RESPONSES
 from app.core.state import AppState, get_state
 from app.models import service
@@ -35,7 +37,8 @@ def list_models(state: AppState = Depends(get_state), tenant: str = Depends(get_
 def get_model(
     model: str = Path(max_length=200, description="The model's id or name."),
     state: AppState = Depends(get_state),
-    tenant: str = Depends(get_tenant),
+    caller: Principal = Depends(principal),
 ) -> ModelDetail:
+    operator = keys.allows(caller.scopes, ("admin",))
     with state.db.unit_of_work() as session:
-        return service.model_detail(session, model, state.settings.default_model, tenant)
+        return service.model_detail(session, model, state.settings.default_model, caller.tenant, operator)

@@ -34,7 +34,9 @@ class ModelRef(BaseModel):
 
 class ModelDetail(ModelOut):
     artifact_path: str | None = Field(
-        default=None, description="Where the weights are (a local folder on the workers' storage)."
+        default=None,
+        description="Where the weights are (a local folder on the workers' storage); shown to keys with "
+        "the `admin` scope only, null for the others.",
     )
     lineage: list[ModelRef] = Field(
         default_factory=list, description="Parent, grandparent, ... up to the model nothing was trained from."

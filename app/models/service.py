@@ -113,13 +113,17 @@ def list_models(session: Session, default_model: str, tenant: str) -> ModelList:
     )
 
 
-def model_detail(session: Session, ref: str, default_model: str, tenant: str) -> ModelDetail:
+def model_detail(
+    session: Session, ref: str, default_model: str, tenant: str, operator: bool = False
+) -> ModelDetail:
+    """The model's detail; its folder on the workers' storage only for an ``operator`` (an admin key):
+    a server path tells a tenant about the machine, and is of no use to it."""
     record = repository.resolve(session, ref)
     if record is None or not _visible(record, tenant):
         raise NotFound(f"no model {ref!r}")
     return ModelDetail(
         **_out(record, default_model).model_dump(),
-        artifact_path=record.artifact_path,
+        artifact_path=record.artifact_path if operator else None,
         lineage=[_ref(m) for m in repository.ancestors(session, record)],
         children=[_ref(m) for m in repository.children(session, record) if _visible(m, tenant)],
     )

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 from rq import Queue
 
+from app.auth.service import create_key
 from app.core.state import AppState
 from app.jobs import repository as jobs_repo
 from app.models import repository as models_repo
@@ -131,6 +132,18 @@ def test_operator_models_are_visible(client: TestClient, state: AppState) -> Non
     response = client.get("/v1/models/operator-judge")
     assert response.status_code == 200, response.text
     assert response.json()["artifact_path"] == "/models/operator-judge"
+
+
+def test_a_models_folder_is_shown_to_operators_only(client: TestClient, state: AppState) -> None:
+    """Issue 17 probe 10: every key read the server's `artifact_path`."""
+    with state.db.unit_of_work() as session:
+        models_repo.upsert(session, "operator-judge", "vllm", "/models/operator-judge")
+        _, token = create_key(session, "default", ["judge", "jobs"], "tenant key")
+    tenant = TestClient(client.app, headers={"Authorization": f"Bearer {token}"})
+    response = tenant.get("/v1/models/operator-judge")
+    assert response.status_code == 200, response.text
+    assert response.json()["artifact_path"] is None
+    assert "/models/" not in response.text
 
 
 # Judging with a trained model --------------------------------------------------------------------
