@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Stage = Literal["sft", "prompts", "candidates", "judgments", "pairs", "train", "register", "evaluate"]
+# Which model writes new prompts: one fixed model for the whole run (the paper's), or M_t.
+PromptGeneration = Literal["fixed", "current"]
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ from app.self_reward.machine import (
     Trained,
 )
 from app.self_reward.rubric import STOP, judge_conversation, judgment_text, parse_score
-from app.self_reward.schemas import LoraIn, SelfRewardRequest
+from app.self_reward.schemas import SelfRewardRequest
 from app.self_reward.service import SeedData
 from app.training.runner import TrainingFailed
-from app.training.specs import DPOSpec, LoraSpec, SFTSpec, TrainResult
+from app.training.specs import DPOSpec, SFTSpec, TrainResult
 
 
 class Runtime(Protocol):
@@ -66,10 +66,6 @@ class Runtime(Protocol):
         """Run a training to its end. TrainingFailed when it fails; Interrupted when a cancel or a
         shutdown stopped it."""
         ...
-
-
-def _lora(spec: LoraIn | None) -> LoraSpec | None:
-    return None if spec is None else LoraSpec(r=spec.r, alpha=spec.alpha, dropout=spec.dropout)
 
 
 @dataclass(frozen=True)
@@ -206,7 +202,9 @@ class SelfRewardLoop:
             max_tokens=instruct.max_tokens,
             seed=self._seed(t, "prompts", "sampling"),
         )
-        generator = req.prompt_generator or self.state.model
+        generator = machine.prompt_generator(
+            req.prompt_generation, req.prompt_generator, self.base_name, self.state
+        )
         while convs := collector.next_batch(self.settings.batch_size):
             collector.add(self._generate(generator, convs, sampling))
 
@@ -296,39 +294,16 @@ class SelfRewardLoop:
         base_path = str(self._model_path(self.state.model))
         output = str(self.settings.models_dir / name)
         if t == 0:
-            sft = self.request.sft
-            spec = SFTSpec(
-                base_path=base_path,
-                output_path=output,
-                examples=stages.sft_examples(self.data.ift, self.data.eft),
-                learning_rate=sft.learning_rate,
-                epochs=sft.epochs,
-                batch_size=sft.batch_size,
-                max_length=sft.max_length,
-                seed=self._seed(t, "sft"),
-                lora=_lora(sft.lora),
-            )
+            examples = stages.sft_examples(self.data.ift, self.data.eft)
+            spec = self.request.sft.spec(base_path, output, examples, self._seed(t, "sft"))
             return "sft", spec, {"ift_examples": len(self.data.ift), "eft_examples": len(self.data.eft)}
-        dpo = self.request.dpo
         with self.db.unit_of_work() as session:
             pairs = stages.dpo_pairs(
                 sr_repo.prompts(session, self.job_id, t),
                 sr_repo.candidates(session, self.job_id, t),
                 sr_repo.pairs(session, self.job_id, t),
             )
-        spec_dpo = DPOSpec(
-            base_path=base_path,
-            output_path=output,
-            pairs=pairs,
-            beta=dpo.beta,
-            learning_rate=dpo.learning_rate,
-            epochs=dpo.epochs,
-            batch_size=dpo.batch_size,
-            loss_type=dpo.loss_type,
-            max_length=dpo.max_length,
-            seed=self._seed(t, "dpo"),
-            lora=_lora(dpo.lora),
-        )
+        spec_dpo = self.request.dpo.spec(base_path, output, pairs, self._seed(t, "dpo"))
         return "dpo", spec_dpo, {"pairs": len(pairs)}
 
     def _train(self, t: int) -> None:

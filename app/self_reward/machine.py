@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
-from app.self_reward.domain import IterationStats
+from app.self_reward.domain import IterationStats, PromptGeneration
 
 
 class Step(StrEnum):
@@ -215,6 +215,17 @@ def stage(work: Work, plan: RunPlan) -> str:
 def iterations_done(state: RunState, plan: RunPlan) -> int:
     """The job's progress: iterations completed."""
     return max(0, state.iteration - plan.first_iteration)
+
+
+def prompt_generator(
+    generation: PromptGeneration, named: str | None, base_model: str, state: RunState
+) -> str:
+    """The model that writes the new prompts of ``state``'s iteration: with ``fixed``, the same model
+    every iteration, ``named`` or else the run's base model (the paper's fixed generator); with
+    ``current``, M_t, the model the iteration starts from."""
+    if generation == "current":
+        return state.model
+    return named or base_model
 
 
 def model_name(base: str, job_id: uuid.UUID, iteration: int) -> str:

@@ -14,7 +14,9 @@ from app.self_reward.domain import (
     InstructSettings,
     JudgeSettings,
     PairSettings,
+    PromptGeneration,
 )
+from app.training.specs import DPOSpec, LoraSpec, SFTSpec
 
 
 class _Strict(BaseModel):
@@ -66,10 +68,25 @@ class LoraIn(_Strict):
     alpha: int = Field(default=16, ge=1, le=512)
     dropout: float = Field(default=0.05, ge=0, lt=1)
 
+    def spec(self) -> LoraSpec:
+        return LoraSpec(r=self.r, alpha=self.alpha, dropout=self.dropout)
+
+
+_SCHEDULE = (
+    "The learning rate decays along a cosine from `learning_rate` to this at the last step (the "
+    "paper's {}); equal to `learning_rate` for a constant rate, at most `learning_rate`."
+)
+_DROPOUT = (
+    "Dropout while training (the paper's 0.1), set on every dropout probability of the model's config "
+    "(Llama-style models such as SmolLM2 have attention dropout only); 0 for none."
+)
+
 
 class SFTIn(_Strict):
     enabled: bool = Field(default=True, description="Train M1 from the base model on IFT + EFT data first.")
     learning_rate: float = Field(default=5.5e-6, gt=0, le=1, description="The paper's SFT learning rate.")
+    min_learning_rate: float = Field(default=1.1e-6, ge=0, le=1, description=_SCHEDULE.format("1.1e-6"))
+    dropout: float = Field(default=0.1, ge=0, lt=1, description=_DROPOUT)
     epochs: int = Field(default=1, ge=1, le=20)
     batch_size: int = Field(
         default=16, ge=1, le=256, description="Examples per optimizer step (the paper's 16)."
@@ -79,10 +96,28 @@ class SFTIn(_Strict):
     )
     lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
 
+    def spec(self, base_path: str, output_path: str, examples: list[dict[str, str]], seed: int) -> SFTSpec:
+        """The training run these settings ask for, on ``examples`` ({"prompt", "completion"})."""
+        return SFTSpec(
+            base_path=base_path,
+            output_path=output_path,
+            examples=examples,
+            learning_rate=self.learning_rate,
+            min_learning_rate=self.min_learning_rate,
+            dropout=self.dropout,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=seed,
+            lora=self.lora.spec() if self.lora is not None else None,
+        )
+
 
 class DPOIn(_Strict):
     beta: float = Field(default=0.1, gt=0, le=10)
     learning_rate: float = Field(default=1e-6, gt=0, le=1, description="The paper's DPO learning rate.")
+    min_learning_rate: float = Field(default=1e-7, ge=0, le=1, description=_SCHEDULE.format("1e-7"))
+    dropout: float = Field(default=0.1, ge=0, lt=1, description=_DROPOUT)
     epochs: int = Field(default=1, ge=1, le=20)
     batch_size: int = Field(
         default=16, ge=1, le=256, description="Pairs per optimizer step (the paper's 16)."
@@ -92,6 +127,24 @@ class DPOIn(_Strict):
         default=1024, ge=32, le=32768, description="Longest example in tokens; TRL drops longer ones."
     )
     lora: LoraIn | None = Field(default=None, description="Train a LoRA adapter (merged when saved).")
+
+    def spec(self, base_path: str, output_path: str, pairs: list[dict[str, str]], seed: int) -> DPOSpec:
+        """The training run these settings ask for, on ``pairs`` ({"prompt", "chosen", "rejected"})."""
+        return DPOSpec(
+            base_path=base_path,
+            output_path=output_path,
+            pairs=pairs,
+            beta=self.beta,
+            learning_rate=self.learning_rate,
+            min_learning_rate=self.min_learning_rate,
+            dropout=self.dropout,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            loss_type=self.loss_type,
+            max_length=self.max_length,
+            seed=seed,
+            lora=self.lora.spec() if self.lora is not None else None,
+        )
 
 
 class InstructIn(_Strict):
@@ -163,10 +216,17 @@ class SelfRewardRequest(_Strict, JobOptionsIn):
     )
     iterations: int = Field(default=2, ge=1, le=20, description="DPO iterations (M1 -> M2 -> ...).")
     prompts_per_iteration: int = Field(default=16, ge=1, le=100000)
+    prompt_generation: PromptGeneration = Field(
+        default="fixed",
+        description="Which model writes each iteration's new prompts: `fixed`, one model for every "
+        "iteration, as the paper's fixed generator (`prompt_generator`, or the base model when unset); "
+        "`current`, M_t, the model the iteration trains.",
+    )
     prompt_generator: str | None = Field(
         default=None,
         max_length=200,
-        description="A fixed registered model writes new prompts; M_t by default.",
+        description="The registered model that writes every iteration's new prompts with `prompt_generation` "
+        "`fixed`; the base model by default. Not allowed with `current`.",
     )
     instruct: InstructIn = Field(default_factory=InstructIn)
     candidates: CandidatesIn = Field(default_factory=CandidatesIn)

@@ -244,7 +244,18 @@ def submit(
         )
     generator = None
     if request.prompt_generator is not None:
+        if request.prompt_generation == "current":
+            raise InvalidInput(
+                "prompt_generator names a fixed generator, but prompt_generation 'current' has M_t write "
+                "the prompts",
+                "prompt_generator",
+            )
         generator = models_service.serving(session, request.prompt_generator, "prompt_generator", tenant).name
+    for name, training in (("sft", request.sft), ("dpo", request.dpo)):
+        if training.min_learning_rate > training.learning_rate:
+            raise InvalidInput(
+                f"{name}.min_learning_rate cannot exceed {name}.learning_rate", f"{name}.min_learning_rate"
+            )
     if request.instruct.seed_shots > request.instruct.shots:
         raise InvalidInput("instruct.seed_shots cannot exceed instruct.shots", "instruct.seed_shots")
     if request.instruct.min_words > request.instruct.max_words:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -30,27 +31,15 @@ def run_dpo(spec: DPOSpec) -> TrainResult:
     set_seed(spec.seed)
     with staging_for(spec.output_path) as staging:
         tokenizer = load_tokenizer(spec.base_path)
-        model = load_model(spec.base_path)
+        model = load_model(spec.base_path, dropout=spec.dropout)
         peft_config = lora_config(spec.lora)
         # The reference is the parent checkpoint on disk. With LoRA the policy with its adapter
         # disabled is that same checkpoint, so TRL uses it and no second copy is loaded.
         ref_model = load_model(spec.base_path) if peft_config is None else None
-        config = DPOConfig(
-            **trainer_arguments(
-                staging.work,
-                learning_rate=spec.learning_rate,
-                epochs=spec.epochs,
-                batch_size=spec.batch_size,
-                max_length=spec.max_length,
-                seed=spec.seed,
-            ),
-            beta=spec.beta,
-            loss_type=[spec.loss_type],
-        )
         trainer = DPOTrainer(
             model=model,
             ref_model=ref_model,
-            args=config,
+            args=dpo_config(spec, staging.work),
             train_dataset=preference_pairs(spec.pairs),
             processing_class=tokenizer,
             peft_config=peft_config,
@@ -62,6 +51,19 @@ def run_dpo(spec: DPOSpec) -> TrainResult:
         metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step, dpo=True)
     metrics["total_seconds"] = time.perf_counter() - started
     return TrainResult(output_path=spec.output_path, metrics=metrics)
+
+
+def dpo_config(spec: DPOSpec, work_dir: Path) -> DPOConfig:
+    """TRL's configuration of ``spec``'s run, writing its scratch files under ``work_dir``."""
+    return DPOConfig(
+        **trainer_arguments(work_dir, spec),
+        beta=spec.beta,
+        loss_type=[spec.loss_type],
+        # TRL zeroes every dropout module by default: keep the policy's when the spec asks for dropout.
+        # A separate reference model runs in eval mode, without dropout; with LoRA the reference is the
+        # policy with its adapter off, in training mode, so it drops out too.
+        disable_dropout=spec.dropout == 0,
+    )
 
 
 def preference_pairs(pairs: list[dict[str, str]]) -> Dataset:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from peft import LoraConfig
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -23,7 +24,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from app.training.specs import LoraSpec
+from app.training.specs import DPOSpec, LoraSpec, SFTSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,45 @@ _CHECKPOINTING_ARG = (
 )
 
 
-def load_model(path: str) -> PreTrainedModel:
+# Where architectures keep their dropout probabilities (Llama-style models such as SmolLM2 have only
+# `attention_dropout`; GPT-2 style the `*_pdrop` ones; Falcon `hidden_dropout`; BERT style `*_prob`).
+DROPOUT_ATTRIBUTES = (
+    "attention_dropout",
+    "hidden_dropout",
+    "dropout",
+    "attn_pdrop",
+    "resid_pdrop",
+    "embd_pdrop",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
+
+
+def load_model(path: str, dropout: float | None = None) -> PreTrainedModel:
     """The causal LM at ``path`` in float32 on CPU; the trainer moves it to the training device.
 
+    ``dropout``, when given, replaces every dropout probability of the model's config (see
+    :func:`dropout_attributes`); it must be set before the model is built, since modules copy it then.
+    It acts in training mode only, so the saved config that keeps it changes no inference.
     Raises FileNotFoundError when ``path`` is not a folder.
     """
     _require_folder(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(path)
+    if dropout is not None:
+        names = dropout_attributes(config)
+        for name in names:
+            setattr(config, name, dropout)
+        if dropout and not names:
+            log.warning("%s: its config has no dropout probability to set; training without dropout", path)
+    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
     model.config.use_cache = False  # a KV cache is only wasted memory in a training forward pass
     return model
+
+
+def dropout_attributes(config: object) -> list[str]:
+    """The dropout probabilities ``config`` has, of :data:`DROPOUT_ATTRIBUTES` (none: the architecture
+    has no dropout a job can set)."""
+    return [name for name in DROPOUT_ATTRIBUTES if isinstance(getattr(config, name, None), int | float)]
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
@@ -73,33 +104,28 @@ def lora_config(spec: LoraSpec | None) -> LoraConfig | None:
     )
 
 
-def trainer_arguments(
-    output_dir: Path,
-    *,
-    learning_rate: float,
-    epochs: int,
-    batch_size: int,
-    max_length: int,
-    seed: int,
-) -> dict[str, Any]:
-    """Keyword arguments shared by SFTConfig and DPOConfig.
+def trainer_arguments(output_dir: Path, spec: SFTSpec | DPOSpec) -> dict[str, Any]:
+    """Keyword arguments shared by SFTConfig and DPOConfig for ``spec``'s run.
 
-    Every optimizer step is logged (the metrics are the loss history), nothing is saved or reported
-    along the way (the caller saves the final model once), and TRL's GPU-minded defaults
+    The learning rate decays along a cosine to ``spec.min_learning_rate`` (the paper's schedule), with
+    no warmup. Every optimizer step is logged (the metrics are the loss history), nothing is saved or
+    reported along the way (the caller saves the final model once), and TRL's GPU-minded defaults
     (bf16, gradient checkpointing) are overridden so that a CPU run works and stays in float32.
     """
     cuda = torch.cuda.is_available()
     return {
         "output_dir": str(output_dir),
-        "learning_rate": learning_rate,
-        "num_train_epochs": epochs,
-        "per_device_train_batch_size": batch_size,
+        "learning_rate": spec.learning_rate,
+        "lr_scheduler_type": "cosine_with_min_lr",
+        "lr_scheduler_kwargs": {"min_lr": spec.min_learning_rate},
+        "num_train_epochs": spec.epochs,
+        "per_device_train_batch_size": spec.batch_size,
         "gradient_accumulation_steps": 1,
         # The default foreach AdamW is ~20x slower on CPU (denormal second moments); fused also suits CUDA.
         "optim": "adamw_torch_fused",
-        "max_length": max_length,
-        "seed": seed,
-        "data_seed": seed,
+        "max_length": spec.max_length,
+        "seed": spec.seed,
+        "data_seed": spec.seed,
         "use_cpu": not cuda,
         # Mixed precision on a GPU that has bf16; the weights themselves stay float32.
         "bf16": cuda and torch.cuda.is_bf16_supported(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -30,22 +31,10 @@ def run_sft(spec: SFTSpec) -> TrainResult:
     set_seed(spec.seed)
     with staging_for(spec.output_path) as staging:
         tokenizer = load_tokenizer(spec.base_path)
-        model = load_model(spec.base_path)
-        config = SFTConfig(
-            **trainer_arguments(
-                staging.work,
-                learning_rate=spec.learning_rate,
-                epochs=spec.epochs,
-                batch_size=spec.batch_size,
-                max_length=spec.max_length,
-                seed=spec.seed,
-            ),
-            completion_only_loss=True,
-            packing=False,
-        )
+        model = load_model(spec.base_path, dropout=spec.dropout)
         trainer = SFTTrainer(
             model=model,
-            args=config,
+            args=sft_config(spec, staging.work),
             train_dataset=conversations(spec.examples),
             processing_class=tokenizer,
             peft_config=lora_config(spec.lora),
@@ -59,6 +48,11 @@ def run_sft(spec: SFTSpec) -> TrainResult:
         metrics = training_metrics(trainer.state.log_history, steps=trainer.state.global_step)
     metrics["total_seconds"] = time.perf_counter() - started
     return TrainResult(output_path=spec.output_path, metrics=metrics)
+
+
+def sft_config(spec: SFTSpec, work_dir: Path) -> SFTConfig:
+    """TRL's configuration of ``spec``'s run, writing its scratch files under ``work_dir``."""
+    return SFTConfig(**trainer_arguments(work_dir, spec), completion_only_loss=True, packing=False)
 
 
 def conversations(examples: list[dict[str, str]]) -> Dataset:

@@ -54,12 +54,18 @@ class LoraSpec:
 class SFTSpec:
     """Supervised fine-tuning of ``base_path`` on ``examples`` ({"prompt", "completion"}), saved as a
     full model folder at ``output_path``. The prompt is one user message; the loss covers the
-    completion (the assistant turn) only."""
+    completion (the assistant turn) only.
+
+    The learning rate decays along a cosine from ``learning_rate`` to ``min_learning_rate`` at the last
+    step (equal values: a constant rate); ``dropout`` is set on every dropout probability the model's
+    config has, for the training only."""
 
     base_path: str
     output_path: str
     examples: list[dict[str, str]]
     learning_rate: float = 2e-5
+    min_learning_rate: float = 0.0
+    dropout: float = 0.0
     epochs: int = 1
     batch_size: int = 4
     max_length: int = 512
@@ -68,20 +74,23 @@ class SFTSpec:
 
     def __post_init__(self) -> None:
         _check_rows(self.examples, ("prompt", "completion"), "examples")
-        _check_common(self.learning_rate, self.epochs, self.batch_size, self.max_length)
+        _check_common(self)
 
 
 @dataclass
 class DPOSpec:
     """Direct preference optimisation of ``base_path`` on ``pairs`` ({"prompt", "chosen", "rejected"}),
     against ``base_path`` itself as the frozen reference, saved as a full model folder at
-    ``output_path``. ``loss_type`` is a TRL DPO loss ("sigmoid" is the paper's)."""
+    ``output_path``. ``loss_type`` is a TRL DPO loss ("sigmoid" is the paper's). The learning rate and
+    ``dropout`` work as in :class:`SFTSpec`; the reference model never drops out."""
 
     base_path: str
     output_path: str
     pairs: list[dict[str, str]]
     beta: float = 0.1
     learning_rate: float = 5e-6
+    min_learning_rate: float = 0.0
+    dropout: float = 0.0
     epochs: int = 1
     batch_size: int = 2
     loss_type: str = "sigmoid"
@@ -91,7 +100,7 @@ class DPOSpec:
 
     def __post_init__(self) -> None:
         _check_rows(self.pairs, ("prompt", "chosen", "rejected"), "pairs")
-        _check_common(self.learning_rate, self.epochs, self.batch_size, self.max_length)
+        _check_common(self)
         if self.beta <= 0:
             raise ValueError("beta must be > 0")
         if self.loss_type not in DPO_LOSS_TYPES:
@@ -144,10 +153,14 @@ def _check_rows(rows: list[dict[str, str]], keys: tuple[str, ...], name: str) ->
                 raise ValueError(f"{name}[{i}].{key} must be a non-empty string")
 
 
-def _check_common(learning_rate: float, epochs: int, batch_size: int, max_length: int) -> None:
-    if learning_rate <= 0:
+def _check_common(spec: SFTSpec | DPOSpec) -> None:
+    if spec.learning_rate <= 0:
         raise ValueError("learning_rate must be > 0")
-    if epochs < 1 or batch_size < 1:
+    if not 0.0 <= spec.min_learning_rate <= spec.learning_rate:
+        raise ValueError("min_learning_rate must lie in [0, learning_rate]")
+    if not 0.0 <= spec.dropout < 1.0:
+        raise ValueError("dropout must lie in [0, 1)")
+    if spec.epochs < 1 or spec.batch_size < 1:
         raise ValueError("epochs and batch_size must be >= 1")
-    if max_length < 16:
+    if spec.max_length < 16:
         raise ValueError("max_length must be >= 16")

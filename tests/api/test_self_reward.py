@@ -74,7 +74,7 @@ def test_default_submission_uses_the_shipped_data_and_queues_a_job(client: TestC
     assert job["model"] == DEFAULT_MODEL
     assert job["progress"] == {"done": 0, "total": 3, "failed": 0}  # SFT, then 2 DPO iterations
     assert job["params"]["base_model"] == DEFAULT_MODEL
-    assert job["params"]["prompt_generator"] is None
+    assert (job["params"]["prompt_generation"], job["params"]["prompt_generator"]) == ("fixed", None)
     assert (
         job["params"]["ift"] is None and job["params"]["eft"] is None
     )  # the shipped data, read by the worker
@@ -90,6 +90,11 @@ def test_default_submission_uses_the_shipped_data_and_queues_a_job(client: TestC
         "final_model": None,
         "iterations": [],
     }
+
+
+def test_mt_may_write_the_prompts_instead_of_the_fixed_generator(client: TestClient) -> None:
+    job = _submit(client, {"prompt_generation": "current"})
+    assert (job["params"]["prompt_generation"], job["params"]["prompt_generator"]) == ("current", None)
 
 
 def test_progress_counts_one_step_per_iteration_without_sft(client: TestClient) -> None:
@@ -170,6 +175,16 @@ def _reject(client: TestClient, redis: Redis, body: dict[str, Any], field: str |
         ({"base_model": "nope"}, "base_model", "unknown model 'nope'"),
         ({"base_model": str(uuid.UUID(int=0))}, "base_model", "unknown model"),
         ({"prompt_generator": "nope"}, "prompt_generator", "unknown model 'nope'"),
+        (
+            {"prompt_generation": "current", "prompt_generator": DEFAULT_MODEL},
+            "prompt_generator",
+            "prompt_generation 'current' has M_t write",
+        ),
+        (
+            {"dpo": {"learning_rate": 1e-7, "min_learning_rate": 2e-7}},
+            "dpo.min_learning_rate",
+            "cannot exceed dpo.learning_rate",
+        ),
         ({"instruct": {"shots": 4, "seed_shots": 5}}, "instruct.seed_shots", "cannot exceed instruct.shots"),
         ({"instruct": {"min_words": 20, "max_words": 10}}, "instruct.min_words", "cannot exceed"),
         (
@@ -209,6 +224,8 @@ def _reject(client: TestClient, redis: Redis, body: dict[str, Any], field: str |
         "unknown-base-model",
         "unknown-base-model-id",
         "unknown-prompt-generator",
+        "prompt-generator-with-current",
+        "min-learning-rate-above-learning-rate",
         "seed-shots-above-shots",
         "min-words-above-max-words",
         "eft-judgment-score-differs",

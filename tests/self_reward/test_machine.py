@@ -194,3 +194,12 @@ def test_seeds_are_the_same_on_a_resumed_run_and_differ_by_use() -> None:
     assert machine.derive_seed(5, 1, "cand") == machine.derive_seed(5, 1, "cand")
     assert machine.derive_seed(5, 1, "cand") != machine.derive_seed(5, 1, "judge")
     assert machine.derive_seed(5, 1, "cand") != machine.derive_seed(6, 1, "cand")
+
+
+def test_a_fixed_model_writes_the_prompts_of_every_iteration_unless_mt_is_asked_for() -> None:
+    steps, _ = walk(machine.start(SFT_THEN_TWO, "base"), SFT_THEN_TWO)
+    second = next(after for work, after in steps if after.iteration == 2 and after.step is Step.PROMPTS)
+    assert second.model == "m2"  # M_t of iteration 2
+    assert machine.prompt_generator("fixed", None, "base", second) == "base"  # the paper's fixed generator
+    assert machine.prompt_generator("fixed", "writer", "base", second) == "writer"
+    assert machine.prompt_generator("current", None, "base", second) == "m2"

@@ -39,6 +39,12 @@ def test_results_round_trip_through_json() -> None:
         ("dpo", {**PATHS, "pairs": [{**PAIR, "chosen": " "}]}, r"pairs\[0\].chosen"),
         ("dpo", {**PATHS, "pairs": [PAIR], "loss_type": "exo_pair"}, "loss_type"),
         ("dpo", {**PATHS, "pairs": [PAIR], "beta": 0}, "beta"),
+        (
+            "dpo",
+            {**PATHS, "pairs": [PAIR], "learning_rate": 1e-6, "min_learning_rate": 2e-6},
+            "min_learning_rate",
+        ),
+        ("sft", {**PATHS, "examples": [{"prompt": "Q?", "completion": "A."}], "dropout": 1.0}, "dropout"),
         ("sft", {**PATHS, "examples": [{"prompt": "Q?"}]}, "completion"),
         (
             "sft",
