@@ -319,8 +319,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one webhook call.")
     webhook_private_addresses: bool = Field(
         default=False,
-        description="Whether webhooks may call private, loopback and link-local addresses (off: a tenant "
-        "cannot make the service probe its internal network; the embedded mode turns it on).",
+        description="Whether webhooks may call non-global addresses: private, loopback, link-local, shared "
+        "(100.64.0.0/10) ... (off: a tenant cannot make the service probe its internal network; the embedded "
+        "mode turns it on).",
     )
 
     embedded_worker: bool = Field(

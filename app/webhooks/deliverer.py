@@ -45,10 +45,11 @@ class CallResult:
     error: str | None = None
 
 
-def call(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> CallResult:
-    """POST one delivery; only a 2xx answer delivers it (redirects are not followed)."""
+def call(client: httpx.Client, target: addresses.Target, body: bytes, headers: dict[str, str]) -> CallResult:
+    """POST one delivery to its checked address; only a 2xx answer delivers it (redirects are not
+    followed)."""
     try:
-        response = client.post(url, content=body, headers=headers)
+        response = client.send(target.request(client, body, headers))
     except httpx.HTTPError as exc:
         return CallResult(False, None, f"{type(exc).__name__}: {exc}"[:1000])
     if 200 <= response.status_code < 300:
@@ -56,10 +57,31 @@ def call(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -
     return CallResult(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}")
 
 
+def _send(
+    client: httpx.Client,
+    settings: Settings,
+    resolve: addresses.Resolver,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> CallResult:
+    try:
+        target = addresses.target(url, allow_internal=settings.webhook_private_addresses, resolve=resolve)
+    except addresses.Refused as refused:
+        return CallResult(False, None, str(refused))
+    return call(client, target, body, headers)
+
+
 def deliver_due(
-    db: Database, settings: Settings, client: httpx.Client, now: datetime | None = None, limit: int = BATCH
+    db: Database,
+    settings: Settings,
+    client: httpx.Client,
+    now: datetime | None = None,
+    limit: int = BATCH,
+    resolve: addresses.Resolver = addresses.system_resolver,
 ) -> int:
-    """One pass over the due deliveries; returns how many were attempted."""
+    """One pass over the due deliveries; returns how many were attempted. Each URL's host is resolved
+    once, with ``resolve``, and called at the address that was checked."""
     if settings.webhook_secret is None:
         return 0
     secret = settings.webhook_secret.get_secret_value()
@@ -76,8 +98,7 @@ def deliver_due(
             EVENT_ID_HEADER: str(delivery.id),
             "X-Judge-Delivery-Attempt": str(delivery.attempts),
         }
-        refused = None if settings.webhook_private_addresses else addresses.refusal(delivery.url)
-        result = CallResult(False, None, refused) if refused else call(client, delivery.url, body, headers)
+        result = _send(client, settings, resolve, delivery.url, body, headers)
         if result.ok:
             status, next_at = "delivered", None
         elif delivery.attempts >= settings.webhook_max_attempts:

@@ -34,7 +34,8 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver() -> Iterator[Receiver]:
+def running_receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
+    """A receiver listening on ``host`` (a loopback address), on a free port."""
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):
@@ -53,9 +54,9 @@ def running_receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
-    receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks/judge")
+    receiver = Receiver(url=f"http://{host}:{server.server_address[1]}/hooks/judge")
     thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
     thread.start()
     try:

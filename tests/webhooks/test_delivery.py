@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from ipaddress import ip_address
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
 from app.webhooks import repository as webhooks_repo
+from app.webhooks.addresses import IPAddress
 from app.webhooks.deliverer import deliver_due, retry_delay
 from app.webhooks.signing import sign, verify
 from tests.conftest import RollbackDatabase
@@ -345,21 +347,6 @@ def test_two_concurrent_deliverers_send_each_delivery_exactly_once(
         db.dispose()
 
 
-def test_an_internal_receiver_is_refused_unless_allowed(hook_settings: Settings) -> None:
-    from app.webhooks.addresses import refusal
-
-    for url in (
-        "http://127.0.0.1:9/hook",
-        "http://10.1.2.3/x",
-        "http://[::1]:80/",
-        "http://169.254.169.254/",
-    ):
-        reason = refusal(url)
-        assert reason is not None and "internal address" in reason, url
-    assert refusal("http://93.184.216.34/hook") is None  # a public address (not called here)
-    assert refusal("http:///nohost") == "the callback URL has no host"
-
-
 def test_a_delivery_to_an_internal_address_is_not_sent_and_says_why(
     db: RollbackDatabase, redis: Redis, receiver: Receiver, hook_settings: Settings, http: httpx.Client
 ) -> None:
@@ -371,3 +358,74 @@ def test_a_delivery_to_an_internal_address_is_not_sent_and_says_why(
     delivery = _delivery(db, job_id)
     assert delivery is not None and delivery.status == "pending" and delivery.attempts == 1
     assert delivery.last_error is not None and "internal address 127.0.0.1" in delivery.last_error
+
+
+class StubResolver:
+    """Answers each lookup of a name with the next of its scripted addresses (the last one again once
+    they run out), and counts the lookups: no DNS server is asked."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.lookups.append(host)
+        scripted = self.answers[host]
+        return [ip_address(scripted[min(len(self.lookups), len(scripted)) - 1])]
+
+
+def test_the_call_goes_to_the_address_that_was_checked_under_the_urls_name(
+    db: RollbackDatabase, redis: Redis, hook_settings: Settings, http: httpx.Client
+) -> None:
+    # `localhost` resolves to 127.0.0.2 for the guard, then to 127.0.0.3 (where nothing listens) for
+    # any later lookup, as a rebinding name would; the call must reach 127.0.0.2.
+    with running_receiver("127.0.0.2") as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        resolver = StubResolver({"localhost": ["127.0.0.2", "127.0.0.3"]})
+        job_id = _job(db, f"http://localhost:{port}/hooks/judge")
+        assert _end(db, redis, job_id)
+        assert deliver_due(db, hook_settings, http, resolve=resolver) == 1
+    assert resolver.lookups == ["localhost"]
+    [received] = receiver.calls
+    assert received.headers["host"] == f"localhost:{port}"
+    delivery = _delivery(db, job_id)
+    assert delivery is not None and delivery.status == "delivered"
+
+
+def test_a_pinned_https_call_names_the_host_for_tls_and_in_the_host_header(
+    db: RollbackDatabase, redis: Redis, hook_settings: Settings
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    # No traffic: the transport answers in process; the public address is only what the stub says.
+    strict = hook_settings.model_copy(update={"webhook_private_addresses": False})
+    job_id = _job(db, "https://hooks.example.com/judge?x=1")
+    assert _end(db, redis, job_id)
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        resolver = StubResolver({"hooks.example.com": ["93.184.216.34"]})
+        assert deliver_due(db, strict, client, resolve=resolver) == 1
+    [request] = sent
+    assert str(request.url) == "https://93.184.216.34/judge?x=1"
+    assert request.headers["host"] == "hooks.example.com"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+
+
+def test_a_name_resolving_to_a_metadata_address_is_refused_before_any_connection(
+    db: RollbackDatabase, redis: Redis, hook_settings: Settings
+) -> None:
+    def never(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no call may be made: {request.url}")
+
+    strict = hook_settings.model_copy(update={"webhook_private_addresses": False})
+    job_id = _job(db, "http://metadata.example.com/latest")
+    assert _end(db, redis, job_id)
+    with httpx.Client(transport=httpx.MockTransport(never)) as client:
+        resolver = StubResolver({"metadata.example.com": ["100.100.100.200"]})
+        assert deliver_due(db, strict, client, resolve=resolver) == 1
+    delivery = _delivery(db, job_id)
+    assert delivery is not None and delivery.status == "pending"
+    assert delivery.last_error is not None and "internal address 100.100.100.200" in delivery.last_error
