@@ -227,7 +227,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 @keys_cli.command("create")
 def keys_create(
     tenant: str = typer.Option(..., help="The tenant the key acts for."),
-    scopes: str = typer.Option("judge,jobs", help="Comma-separated: judge, jobs, models:write, admin."),
+    scopes: str = typer.Option("judge,jobs", help="Comma-separated: judge, jobs, admin."),
     name: str = typer.Option("", help="A label for the key (who or what uses it)."),
 ) -> None:
     """Create a key and print it (the only time it is shown)."""

@@ -3,9 +3,11 @@ match the SQLAlchemy models exactly."""
 
 from __future__ import annotations
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from app.core.migrate import downgrade, upgrade
 from app.db import Base
@@ -70,3 +72,22 @@ def test_sqlite_embedded_database_migrates(tmp_path) -> None:  # type: ignore[no
     assert _tables(url) == TABLES
     downgrade(url, "base")
     assert _tables(url) == set()
+
+
+def test_the_dropped_models_write_scope_leaves_stored_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 probe 10: `models:write` guarded no route; keys that carried it keep their other scopes."""
+    url = f"sqlite:///{tmp_path / 'judge.sqlite3'}"
+    upgrade(url, "20261207_0011")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant, name, prefix, digest, scopes, created_at, updated_at) "
+                "VALUES ('00000000000000000000000000000001', 't', '', 'abcdefgh', 'x', "
+                "'[\"judge\", \"models:write\"]', '2026-12-07 00:00:00', '2026-12-07 00:00:00')"
+            )
+        )
+    upgrade(url)
+    with engine.connect() as conn:
+        assert json.loads(conn.execute(text("SELECT scopes FROM api_keys")).scalar_one()) == ["judge"]
+    engine.dispose()

@@ -9,8 +9,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["judge", "jobs", "models:write", "admin"]
-SCOPES: tuple[Scope, ...] = ("judge", "jobs", "models:write", "admin")
+# (`models:write` was dropped: it guarded no route; models are registered by the operator's CLI.)
+Scope = Literal["judge", "jobs", "admin"]
+SCOPES: tuple[Scope, ...] = ("judge", "jobs", "admin")
 _KEY = re.compile(r"^jk_(?P<prefix>[A-Za-z0-9]{8})_(?P<secret>[A-Za-z0-9_-]{32,64})$")
 
 

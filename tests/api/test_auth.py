@@ -49,6 +49,13 @@ def test_admin_holds_every_scope() -> None:
     assert not keys.allows(frozenset({"judge"}), ("jobs",))
 
 
+def test_models_write_is_no_scope_any_more(state: AppState) -> None:
+    """Issue 17 probe 10: `models:write` was granted but guarded no route."""
+    assert "models:write" not in keys.SCOPES
+    with state.db.unit_of_work() as session, pytest.raises(ValueError, match="scopes must be among"):
+        create_key(session, "default", ["models:write"], "model uploader")
+
+
 def test_health_needs_no_key(client: TestClient) -> None:
     anonymous = _as(client, None)
     assert anonymous.get("/healthz").status_code == 200

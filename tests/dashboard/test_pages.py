@@ -107,8 +107,10 @@ def test_sign_in_refuses_bad_keys_forged_forms_and_unsafe_redirects(
     response = browser.post("/dashboard/sign-in", data={"api_key": "jk_nope"})
     assert response.status_code == 401 and "invalid API key" in response.text
     assert "set-cookie" not in response.headers
-    models_only = make_key(state, "default", "models:write")
-    response = browser.post("/dashboard/sign-in", data={"api_key": models_only})
+    with state.db.unit_of_work() as session:  # (a key whose only scope was the dropped `models:write`)
+        record, no_scopes = create_key(session, "default", ["judge"], "dashboard")
+        record.scopes = []
+    response = browser.post("/dashboard/sign-in", data={"api_key": no_scopes})
     assert (
         response.status_code == 403 and "lacks the &#39;judge&#39; or &#39;jobs&#39; scope" in response.text
     )
