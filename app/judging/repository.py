@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.tables import JudgeCall, JudgmentItem, Template
@@ -141,10 +142,15 @@ def list_templates(session: Session, tenant: str) -> list[Template]:
     return list(session.scalars(stmt))
 
 
-def add_template(session: Session, template: Template) -> Template:
-    session.add(template)
-    session.flush()
-    return template
+def add_template(session: Session, template: Template) -> bool:
+    """Add the template; False (and nothing added) when its owner, name and version are taken: a
+    concurrent registration of the name numbered its version the same."""
+    try:
+        with session.begin_nested():
+            session.add(template)
+    except IntegrityError:
+        return False
+    return True
 
 
 def items_by_id(session: Session, ids: Sequence[int]) -> list[JudgmentItem]:

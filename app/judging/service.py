@@ -247,8 +247,13 @@ def submit(
     return job
 
 
+# How often a registration renumbers its version after concurrent ones took it, before it gives up (409).
+_VERSION_ATTEMPTS = 50
+
+
 def register_template(session: Session, body: TemplateIn, owner: str | None = None) -> Template:
-    """Validate and store a client template; re-registering a name adds a new version."""
+    """Validate and store a client template; re-registering a name adds a new version (concurrent
+    registrations get one version each). Conflict (409) for a built-in's name."""
     if body.name in builtin_templates():
         raise Conflict(f"'{body.name}' is a built-in template; choose another name", "name")
     spec = TemplateSpec(
@@ -267,23 +272,30 @@ def register_template(session: Session, body: TemplateIn, owner: str | None = No
         validate_template(spec)
     except TemplateError as exc:
         raise InvalidInput(str(exc), exc.field) from exc
-    latest = judging_repo.own_latest_template(session, body.name, owner)
-    row = Template(
-        name=body.name,
-        version=(latest.version + 1) if latest is not None else 1,
-        mode=body.mode,
-        multi_turn=body.multi_turn,
-        reference=body.reference,
-        cot=body.cot,
-        system=body.system,
-        user=body.user,
-        response_prefix=body.response_prefix,
-        placeholders=sorted(template_placeholders(spec)),
-        description=body.description,
-        owner=owner,
-        parser=body.parser,
+    # Concurrent registrations of one name may number the same version: the losers renumber.
+    for _ in range(_VERSION_ATTEMPTS):
+        latest = judging_repo.own_latest_template(session, body.name, owner)
+        row = Template(
+            name=body.name,
+            version=(latest.version + 1) if latest is not None else 1,
+            mode=body.mode,
+            multi_turn=body.multi_turn,
+            reference=body.reference,
+            cot=body.cot,
+            system=body.system,
+            user=body.user,
+            response_prefix=body.response_prefix,
+            placeholders=sorted(template_placeholders(spec)),
+            description=body.description,
+            owner=owner,
+            parser=body.parser,
+        )
+        if judging_repo.add_template(session, row):
+            return row
+    raise Conflict(
+        f"template '{body.name}' is being registered by too many requests at once; retry",
+        "name",
     )
-    return judging_repo.add_template(session, row)
 
 
 async def submit_and_wait(
