@@ -15,12 +15,32 @@ from app.jobs import kinds
 from app.jobs import repository as jobs_repo
 
 
+def _too_many(active: int, limit: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_jobs",
+        f"this tenant has {active} queued or running jobs (at most {limit}); wait for some to end",
+        headers={"Retry-After": "10"},
+    )
+
+
+def _too_many_long(active: int, limit: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_jobs",
+        f"this tenant has {active} queued or running long jobs (prompt optimization, self-reward), "
+        f"the quota JUDGE_MAX_ACTIVE_LONG_JOBS_PER_TENANT={limit}; wait for one to end",
+        headers={"Retry-After": "60"},
+    )
+
+
 def check_capacity(
     session: Session, settings: Settings, tenant: str, recent: ActiveJobCounts | None = None
 ) -> None:
     """429 when the tenant already has ``settings.max_active_jobs_per_tenant`` queued or running jobs.
     With ``recent``, a tenant this process counted a moment ago, far below its cap, is not counted
-    again."""
+    again. A first check, so that a refused request costs little: :func:`confirm_capacity` is the
+    exact one."""
     limit = settings.max_active_jobs_per_tenant
     if recent is not None and recent.surely_below(tenant, limit):
         return
@@ -28,27 +48,34 @@ def check_capacity(
     if recent is not None:
         recent.counted(tenant, active)
     if active >= limit:
-        raise ApiError(
-            429,
-            "too_many_jobs",
-            f"this tenant has {active} queued or running jobs (at most {limit}); wait for some to end",
-            headers={"Retry-After": "10"},
-        )
+        raise _too_many(active, limit)
 
 
 def check_long_job_capacity(session: Session, settings: Settings, tenant: str) -> None:
     """429 when the tenant already has ``settings.max_active_long_jobs_per_tenant`` queued or running
-    long jobs (prompt optimization, self-reward)."""
+    long jobs (prompt optimization, self-reward). A first check, like :func:`check_capacity`."""
     limit = settings.max_active_long_jobs_per_tenant
     active = jobs_repo.count_active(session, tenant, kinds.long_kinds())
     if active >= limit:
-        raise ApiError(
-            429,
-            "too_many_jobs",
-            f"this tenant has {active} queued or running long jobs (prompt optimization, self-reward), "
-            f"the quota JUDGE_MAX_ACTIVE_LONG_JOBS_PER_TENANT={limit}; wait for one to end",
-            headers={"Retry-After": "60"},
-        )
+        raise _too_many_long(active, limit)
+
+
+def confirm_capacity(session: Session, settings: Settings, tenant: str, kind: str) -> None:
+    """429 when the job of ``kind`` just added (flushed, not committed) takes the tenant over its cap of
+    active jobs, or of active long jobs. Exact however many submissions race: the tenant's admissions
+    take turns from here to their commit, each counting the jobs of the turns before it and its own.
+    Call it last before the commit: the turn is held until then."""
+    jobs_repo.lock_admissions(session, tenant)
+    limit = settings.max_active_jobs_per_tenant
+    active = jobs_repo.count_active(session, tenant)
+    if active > limit:
+        raise _too_many(active - 1, limit)
+    long_kinds = kinds.long_kinds()
+    if kind in long_kinds:
+        limit = settings.max_active_long_jobs_per_tenant
+        active = jobs_repo.count_active(session, tenant, long_kinds)
+        if active > limit:
+            raise _too_many_long(active - 1, limit)
 
 
 @dataclass
@@ -62,7 +89,8 @@ class ActiveJobCounts:
     """A process's recent count of each tenant's active jobs (the database count, at most
     ``ttl_seconds`` old, plus the submissions it let through since). While that stays a tenth of the
     cap below it, a submission is let through without counting again; near the cap every submission
-    is counted. Other API processes' submissions within ``ttl_seconds`` are the only slack."""
+    is counted. Other API processes' submissions within ``ttl_seconds`` are the only slack of this first
+    check (:func:`confirm_capacity`, after it, has none)."""
 
     def __init__(self, ttl_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_seconds = ttl_seconds

@@ -14,7 +14,7 @@ from app.core.errors import InvalidInput
 from app.core.idempotency import Idempotency
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
-from app.jobs.capacity import check_capacity, check_long_job_capacity
+from app.jobs.capacity import check_capacity, check_long_job_capacity, confirm_capacity
 from app.jobs.caps import SizeCap, check_sizes
 from app.jobs.schemas import JobOptionsIn
 
@@ -33,14 +33,16 @@ def record_job(
     job_id: uuid.UUID | None = None,
 ) -> Job:
     """Add the job (queued) with the request's metadata and callback URL, under ``job_id`` if given; the
-    caller enqueues it after the commit. 422 for a callback the service cannot sign."""
+    caller enqueues it after the commit. 422 for a callback the service cannot sign; 429 when the job
+    would take the tenant over a cap of active jobs (exact: the tenant's admissions take turns from here
+    to their commit, so add little after it)."""
     if options.callback_url is not None and settings.webhook_secret is None:
         raise InvalidInput(
             "callback_url cannot be used: this service has no webhook signing secret configured "
             "(JUDGE_WEBHOOK_SECRET)",
             "callback_url",
         )
-    return jobs_repo.create_job(
+    job = jobs_repo.create_job(
         session,
         kind=kind,
         model=model,
@@ -52,6 +54,8 @@ def record_job(
         callback_url=options.callback_url,
         job_id=job_id,
     )
+    confirm_capacity(session, settings, tenant, kind)
+    return job
 
 
 def admit_long_job(

@@ -278,6 +278,18 @@ def queued_heads(session: Session, queue: str, kinds: tuple[str, ...], per_tenan
     return list(session.scalars(stmt))
 
 
+# The advisory-lock space of the per-tenant admission lock (its other key is the tenant's hash).
+_ADMISSION_LOCKS = 17_007
+
+
+def lock_admissions(session: Session, tenant: str) -> None:
+    """Make the tenant's job admissions take turns until this transaction ends (Postgres: an advisory
+    transaction lock; SQLite lets one writer at a time anyway). A count of active jobs made after it
+    sees every job that an earlier turn admitted."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_ADMISSION_LOCKS, func.hashtext(tenant))))
+
+
 def count_active(session: Session, tenant: str, kinds: tuple[str, ...] | None = None) -> int:
     """The tenant's queued and running jobs (of ``kinds`` only, if given)."""
     stmt = (

@@ -23,6 +23,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
 from app.main import create_app
 from app.models import repository as models_repo
+from tests.api.helpers import PAIR, PAIRWISE
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -75,3 +76,22 @@ def test_concurrent_registrations_of_one_template_name_get_one_version_each(comm
     assert sorted(r.json()["version"] for r in responses) == list(range(1, 21))
     listed = committing.client.get("/v1/templates").json()["templates"]
     assert sorted(t["version"] for t in listed if t["name"] == "raced") == list(range(1, 21))
+
+
+def test_concurrent_submissions_never_pass_the_active_job_cap(committing: Committing) -> None:
+    """Probe 7 of issue 17: 120 submissions at once against a cap of 30 admitted 32."""
+    committing.limit(max_active_jobs_per_tenant=30)
+    responses = committing.at_once(120, lambda _: committing.client.post(PAIRWISE, json={"items": [PAIR]}))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {202: 30, 429: 90}, statuses
+    assert committing.active_jobs() == 30
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["type"] == "too_many_jobs"
+
+
+def test_concurrent_long_jobs_never_pass_the_long_job_cap(committing: Committing) -> None:
+    committing.limit(max_active_long_jobs_per_tenant=3)
+    responses = committing.at_once(12, lambda _: committing.client.post("/v1/jobs/self-reward", json={}))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {202: 3, 429: 9}, statuses
+    assert committing.active_jobs() == 3
