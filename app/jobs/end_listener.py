@@ -64,6 +64,8 @@ class JobEndListener:
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Unsubscriptions of cancelled watches, sent behind their requests' backs.
+        self._leaving: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def watch(self, job_id: uuid.UUID) -> AsyncIterator[EndWatch]:
@@ -74,17 +76,35 @@ class JobEndListener:
         watch = EndWatch()
         watches = self._watches.setdefault(channel, set())
         watches.add(watch)
+        cancelled = False
         try:
             if len(watches) == 1:
                 await pubsub.subscribe(channel)
                 self._subscribed.set()
             yield watch
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             watches.discard(watch)
             if not watches and self._watches.get(channel) is watches:
                 del self._watches[channel]
-                with contextlib.suppress(Exception):  # a dropped connection forgets it anyway
-                    await pubsub.unsubscribe(channel)
+                if cancelled:
+                    # The request is being cut short (the server is stopping): it must not wait on
+                    # Redis before it answers.
+                    self._unsubscribe_later(pubsub, channel)
+                else:
+                    await self._unsubscribe(pubsub, channel)
+
+    @staticmethod
+    async def _unsubscribe(pubsub: PubSub, channel: str) -> None:
+        with contextlib.suppress(Exception):  # a dropped connection forgets it anyway
+            await pubsub.unsubscribe(channel)
+
+    def _unsubscribe_later(self, pubsub: PubSub, channel: str) -> None:
+        task = asyncio.create_task(self._unsubscribe(pubsub, channel), name="job-end-unsubscribe")
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     async def stop(self) -> None:
         """Stop the reader and close the connection (the app is shutting down)."""

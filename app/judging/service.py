@@ -21,6 +21,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.jobs.capacity import check_capacity
 from app.jobs.creation import record_job
+from app.jobs.drain import ends_on_shutdown
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import JobOut
 from app.judging import repository as judging_repo
@@ -328,8 +329,8 @@ async def submit_and_wait(
             return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
 
     if not wait:
-        _, ended, recorded = await asyncio.to_thread(record)
-        return ended, recorded
+        _, ended, job = await asyncio.to_thread(record)
+        return ended, job
 
     def read(session: Session) -> tuple[bool, JobOut]:
         job = jobs_service.get_job(session, job_id, tenant)
@@ -352,21 +353,33 @@ async def submit_and_wait(
     # The new job's id is chosen here, so its end is listened for before the job exists: no end can
     # come before the watch, and nothing needs reading until the end is announced.
     new_id = uuid.uuid4()
-    async with state.job_ends.watch(new_id) as watch:
-        job_id, ended, recorded = await asyncio.to_thread(record, new_id)
-        if ended:
-            return ended, recorded
-        done = None
-        if job_id == new_id:
-            done = await jobs_service.wait_until_ended(
-                state.db, watch, timeout, read_if_ended, look_first=False, from_announcement=from_announcement
-            )
-    if job_id != new_id:
-        # An Idempotency-Key retry: the first request's job, which may have ended already.
-        async with state.job_ends.watch(job_id) as watch:
-            done = await jobs_service.wait_until_ended(
-                state.db, watch, timeout, read_if_ended, from_announcement=from_announcement
-            )
+    recorded: JobOut | None = None
+    done: JobOut | None = None
+    with ends_on_shutdown() as waited:
+        async with state.job_ends.watch(new_id) as watch:
+            job_id, ended, job = await asyncio.to_thread(record, new_id)
+            if ended:
+                return ended, job
+            recorded = job
+            if job_id == new_id:
+                done = await jobs_service.wait_until_ended(
+                    state.db,
+                    watch,
+                    timeout,
+                    read_if_ended,
+                    look_first=False,
+                    from_announcement=from_announcement,
+                )
+        if job_id != new_id:
+            # An Idempotency-Key retry: the first request's job, which may have ended already.
+            async with state.job_ends.watch(job_id) as watch:
+                done = await jobs_service.wait_until_ended(
+                    state.db, watch, timeout, read_if_ended, from_announcement=from_announcement
+                )
+    if waited.cut_short:
+        if recorded is None:
+            raise asyncio.CancelledError  # cut short before the job was recorded: nothing to answer with
+        return False, recorded  # the server is stopping: the job, to poll
     if done is not None:
         return True, done
 

@@ -3,8 +3,6 @@ Server-Sent Events; resuming with Last-Event-ID; tenant isolation."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -29,6 +26,7 @@ from app.jobs.queue import JobQueue
 from app.main import create_app
 from app.models import repository as models_repo
 from tests.api.helpers import PAIR, PAIRWISE, assert_error
+from tests.api.serving import serving
 from tests.conftest import TEST_REDIS_URL
 from tests.jobs.sse_client import Event, EventReader, parse
 from tests.workers.conftest import ScriptedEngine, first_position_judge, install_scripted_worker
@@ -236,15 +234,6 @@ def live(
         ),
         queue=JobQueue.from_settings(redis, settings),
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(state=state), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
     monkeypatch.setattr(context, "_current", None)
     install_scripted_worker(
         settings.model_copy(update={"job_lease_seconds": 600.0}),
@@ -254,11 +243,9 @@ def live(
         "live",
     )
     try:
-        yield Live(f"http://127.0.0.1:{sock.getsockname()[1]}", token, state)
+        with serving(create_app(state=state)) as served:
+            yield Live(served.url, token, state)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         db.dispose()
 
 
