@@ -32,6 +32,7 @@ TABLES = {
     "sr_pairs",
     "sr_iterations",
     "api_keys",
+    "dashboard_sessions",
     "idempotency_keys",
     "webhook_deliveries",
 }

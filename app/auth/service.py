@@ -57,6 +57,7 @@ def revoke(session: Session, key_id: uuid.UUID) -> ApiKey | None:
     record = keys_repo.get(session, key_id)
     if record is not None and record.revoked_at is None:
         record.revoked_at = utcnow()
+        keys_repo.revoke_sessions(session, record.revoked_at, key_id=record.id)
         session.flush()
     return record
 
@@ -78,6 +79,10 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     now = utcnow()
     if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
         keys_repo.touch(session, record.id)
+    return principal_of(record)
+
+
+def principal_of(record: ApiKey) -> Principal:
     return Principal(record.id, record.tenant, frozenset(record.scopes))
 
 

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
         description="How long an API process trusts an API key it has checked without looking it up "
         "again; a revoked key stops working within this time. 0 looks every request up.",
     )
+    auth_failures_per_second: float = Field(
+        default=1.0,
+        ge=0,
+        description="Failed API key lookups (a well-formed key that is unknown or revoked) per second per "
+        "client address (a token bucket); past it the address gets 429 without a lookup. 0 turns it off.",
+    )
+    auth_failures_burst: int = Field(
+        default=20, ge=1, description="Failed API key lookups a client address may make at once."
+    )
     max_active_jobs_per_tenant: int = Field(
         default=10_000, ge=1, description="Queued plus running jobs a tenant may have at once."
     )
@@ -280,6 +289,12 @@ class Settings(BaseSettings):
     )
     metrics_jobs_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long `/metrics` reuses its count of jobs by state and kind."
+    )
+    dashboard_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="How long a dashboard sign-in lasts (a browser then signs in again); signing out or "
+        "revoking the key ends it at once.",
     )
     dashboard_refresh_seconds: int = Field(
         default=5,

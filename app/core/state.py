@@ -30,12 +30,20 @@ class AppState:
     job_ends: JobEndListener = field(init=False)
     # API keys this process checked lately (settings.auth_cache_seconds).
     principals: PrincipalCache = field(init=False)
+    # Failed key lookups per client address (None: settings.auth_failures_per_second == 0).
+    failed_lookups: RateLimiter | None = field(init=False)
     # Resolved models and tenants' active-job counts, for judging submissions.
     lookups: RecentLookups = field(init=False)
 
     def __post_init__(self) -> None:
         self.job_ends = JobEndListener(self.async_redis)
         self.principals = PrincipalCache(self.settings.auth_cache_seconds)
+        rate = self.settings.auth_failures_per_second
+        self.failed_lookups = (
+            RateLimiter(self.redis, rate, self.settings.auth_failures_burst, "judge:authfail:")
+            if rate > 0
+            else None
+        )
         self.lookups = RecentLookups()
 
     @classmethod

@@ -60,19 +60,19 @@ def sign_in(
     state: AppState = Depends(get_state),
 ) -> Response:
     try:
-        session.check_key(state, api_key)
+        caller = session.check_key(state, request, api_key)
     except (Unauthorized, Forbidden) as exc:
         context = {"next": _safe_next(next), "error": exc.message}
         return page(request, "sign_in.html", context, status=exc.status)
     response = redirect(_safe_next(next))
-    session.remember(request, response, api_key)
+    session.sign_in(state, request, response, caller)
     return response
 
 
 @router.post("/sign-out", dependencies=[Depends(session.same_origin)])
-def sign_out() -> Response:
+def sign_out(request: Request, state: AppState = Depends(get_state)) -> Response:
     response = redirect(f"{session.PATH}/sign-in")
-    session.forget(response)
+    session.sign_out(state, request, response)
     return response
 
 

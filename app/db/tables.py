@@ -383,6 +383,21 @@ class ApiKey(TimestampMixin, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class DashboardSession(TimestampMixin, Base):
+    """A browser signed in to the dashboard with an API key: the browser holds a random session id, of
+    which only the SHA-256 is stored. Ends at ``expires_at``, on sign-out, or when its key is revoked."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_dashboard_sessions_key_id", "key_id"),)
+
+
 class IdempotencyKey(TimestampMixin, Base):
     """A client's ``Idempotency-Key``: the request it first came with, and what that request created."""
 

@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from app.auth.cache import PrincipalCache
 from app.auth.service import create_key, revoke
 from app.core.state import AppState
 from app.dashboard import service as dashboard_service
+from app.db.tables import DashboardSession
 from app.engine.base import Conversation
 from app.jobs.queue import JobQueue
 from app.judging import service as judging_service
@@ -28,8 +30,10 @@ Worker = Callable[[Callable[[Conversation], str]], ScriptedEngine]
 
 @pytest.fixture
 def browser(client: TestClient) -> TestClient:
-    """The app as a browser sees it: no Authorization header, only what the sign-in cookie gives."""
+    """The app as a browser sees it: no Authorization header, only what the sign-in cookie gives; its
+    forms say where they come from (``Origin``), as browsers' do."""
     client.headers.pop("Authorization")
+    client.headers["Origin"] = "http://testserver"
     return client
 
 
@@ -79,7 +83,7 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_sign_out_clears_it(
     response = browser.post("/dashboard/sign-in", data={"api_key": api_key}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/dashboard"
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith("judge_dashboard_key=")
+    assert cookie.startswith("judge_dashboard_session=")
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/dashboard" in cookie
     assert "Secure" not in cookie  # plain http here
     page = browser.get("/dashboard")
@@ -89,14 +93,16 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_sign_out_clears_it(
 
     out = browser.post("/dashboard/sign-out", follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/dashboard/sign-in"
-    assert 'judge_dashboard_key=""' in out.headers["set-cookie"]
+    assert 'judge_dashboard_session=""' in out.headers["set-cookie"]
     assert browser.get("/dashboard", follow_redirects=False).status_code == 303
 
 
 def test_the_cookie_is_secure_over_https(state: AppState, api_key: str) -> None:
     from app.main import create_app
 
-    with TestClient(create_app(state=state), base_url="https://testserver") as c:
+    with TestClient(
+        create_app(state=state), base_url="https://testserver", headers={"Origin": "https://testserver"}
+    ) as c:
         response = c.post("/dashboard/sign-in", data={"api_key": api_key}, follow_redirects=False)
     assert "Secure" in response.headers["set-cookie"]
 
@@ -137,8 +143,61 @@ def test_a_revoked_key_signs_the_browser_out(browser: TestClient, state: AppStat
     response = browser.get("/dashboard", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard/sign-in?next=%2Fdashboard&expired=1"
-    assert 'judge_dashboard_key=""' in response.headers["set-cookie"]
+    assert 'judge_dashboard_session=""' in response.headers["set-cookie"]
     assert "no longer works" in browser.get(response.headers["location"]).text
+
+
+def test_the_cookie_holds_a_revocable_session_id_not_the_key(browser: TestClient, state: AppState) -> None:
+    """Issue 17 probe 10: the dashboard cookie held the raw API key."""
+    with state.db.unit_of_work() as session:
+        record, key = create_key(session, "default", ["judge"], "dashboard")
+    sign_in(browser, key)
+    stolen = browser.cookies["judge_dashboard_session"]
+    assert key not in browser.cookies.values() and record.prefix not in stolen
+    with state.db.unit_of_work() as session:
+        stored = session.scalars(select(DashboardSession.digest)).all()
+    assert stolen not in stored and len(stored) == 1  # only a digest is kept
+    thief = TestClient(browser.app, cookies={"judge_dashboard_session": stolen})
+    assert thief.get("/dashboard").status_code == 200
+    # The API takes no session id for a key.
+    assert thief.get("/v1/jobs", headers={"Authorization": f"Bearer {stolen}"}).status_code == 401
+    # Signing out ends the session everywhere, not only in this browser; the key itself works on.
+    assert browser.post("/dashboard/sign-out", follow_redirects=False).status_code == 303
+    assert thief.get("/dashboard", follow_redirects=False).status_code == 303
+    sign_in(browser, key)
+    again = TestClient(
+        browser.app, cookies={"judge_dashboard_session": browser.cookies["judge_dashboard_session"]}
+    )
+    assert again.get("/dashboard").status_code == 200
+    # Revoking the key ends its sessions at once (no cache grace).
+    with state.db.unit_of_work() as session:
+        revoke(session, record.id)
+        ended = session.scalars(select(DashboardSession.revoked_at)).all()
+    assert all(when is not None for when in ended)
+    assert again.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_a_form_that_does_not_say_where_it_comes_from_is_refused(
+    browser: TestClient, state: AppState
+) -> None:
+    """Issue 17 probe 10: sign-in's CSRF check trusted a request without `Sec-Fetch-Site`."""
+    key = make_key(state, "default", "judge")
+    browser.headers.pop("Origin")
+    for headers in (
+        {},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        forged = browser.post(
+            "/dashboard/sign-in", data={"api_key": key}, headers=headers, follow_redirects=False
+        )
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers, headers
+    for headers in ({"Origin": "http://testserver"}, {"Sec-Fetch-Site": "same-origin"}):
+        signed = browser.post(
+            "/dashboard/sign-in", data={"api_key": key}, headers=headers, follow_redirects=False
+        )
+        assert signed.status_code == 303, headers
 
 
 def test_jobs_list_filters_pages_and_shows_only_the_tenants_jobs(
