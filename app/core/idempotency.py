@@ -1,12 +1,14 @@
 """``Idempotency-Key`` on the POSTs that create work: a retry with the same key and body returns what
-the first request created; the same key with another body is a 409."""
+the first request created (a 404 when that was deleted since); the same key with another body is a 409."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Header
 from pydantic import BaseModel
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict
+from app.core.errors import Conflict, NotFound
 from app.db.tables import IdempotencyKey
 
 HEADER = Header(
@@ -25,6 +27,9 @@ HEADER = Header(
     description="Makes a retry safe: the same key with the same body returns the work the first request "
     "created (nothing is created twice); the same key with another body is a 409.",
 )
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,31 @@ def replay(session: Session, tenant: str, idem: Idempotency | None) -> uuid.UUID
             "use a new key for a new request"
         )
     return row.resource_id
+
+
+def replay_resource(
+    session: Session,
+    tenant: str,
+    idem: Idempotency | None,
+    load: Callable[[uuid.UUID], T | None],
+    noun: str,
+) -> T | None:
+    """What an earlier request with this key created (read by ``load``), or None when the key is new.
+
+    Conflict (409) when the key came with another request; NotFound (404) when what it created was
+    deleted since: a retry never re-creates what its client deleted, and the key stays spent.
+    """
+    earlier = replay(session, tenant, idem)
+    if earlier is None:
+        return None
+    found = load(earlier)
+    if found is None:
+        assert idem is not None
+        raise NotFound(
+            f"the {noun} that Idempotency-Key '{idem.key}' created ({earlier}) was deleted; "
+            "use a new key to create another"
+        )
+    return found
 
 
 def remember(session: Session, tenant: str, idem: Idempotency | None, resource_id: uuid.UUID) -> None:

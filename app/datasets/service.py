@@ -34,12 +34,12 @@ def create_dataset(
     session: Session, tenant: str, upload: Upload, max_rows: int, idem: Idempotency | None = None
 ) -> Dataset:
     """Check the rows as a whole (size, one set of input fields) and record the dataset (or, for a retry
-    with the same Idempotency-Key, return the one the first request recorded)."""
-    earlier = idempotency.replay(session, tenant, idem)
-    if earlier is not None:
-        replayed = repository.get_dataset(session, earlier, tenant)
-        if replayed is not None:
-            return replayed
+    with the same Idempotency-Key, return the one the first request recorded: a 404 if it was deleted)."""
+    replayed = idempotency.replay_resource(
+        session, tenant, idem, lambda id_: repository.get_dataset(session, id_, tenant), "dataset"
+    )
+    if replayed is not None:
+        return replayed
     body = upload.dataset
     if len(body.rows) > max_rows:
         raise upload.problem(None, f"too many rows: {len(body.rows)} given, at most {max_rows} per dataset")

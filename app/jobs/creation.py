@@ -70,8 +70,9 @@ def admit_long_job(
     the first request's job when this is a retry with the same Idempotency-Key. 422 for a size over
     its cap; 429 for a tenant at its quota of jobs or of long jobs."""
     if not dry_run:
-        earlier = idempotency.replay(session, tenant, idem)
-        replayed = jobs_repo.get_job(session, earlier, tenant) if earlier is not None else None
+        replayed = idempotency.replay_resource(
+            session, tenant, idem, lambda id_: jobs_repo.get_job(session, id_, tenant), "job"
+        )
         if replayed is not None:
             return replayed
     check_sizes(settings, sizes)

@@ -140,11 +140,11 @@ def submit(
     caller's commit. A retry with the same Idempotency-Key returns the first request's job. ``recent``
     spares the lookups a stream of submissions would repeat (the API process's). ``interactive``: a
     client waits for the job (``?wait=``), so workers schedule its calls before batch work."""
-    earlier = idempotency.replay(session, tenant, idem)
-    if earlier is not None:
-        replayed = jobs_repo.get_job(session, earlier, tenant)
-        if replayed is not None:
-            return replayed
+    replayed = idempotency.replay_resource(
+        session, tenant, idem, lambda id_: jobs_repo.get_job(session, id_, tenant), "job"
+    )
+    if replayed is not None:
+        return replayed
     if len(request.items) > settings.max_items:
         raise InvalidInput(
             f"too many items: {len(request.items)} given, at most {settings.max_items} per request", "items"

@@ -55,6 +55,24 @@ def test_idempotency_keys_are_per_tenant(client: TestClient, state: AppState) ->
     assert mine != theirs
 
 
+def test_a_retry_after_its_dataset_was_deleted_is_the_deleted_datasets_404(
+    client: TestClient, state: AppState
+) -> None:
+    """Probe 8 of issue 17: the retry was a 409 "in progress; retry it", forever."""
+    headers = {"Idempotency-Key": "upload-then-delete"}
+    body = {"name": "d", "rows": [{"text": "x", "label": "a"}, {"text": "y", "label": "b"}]}
+    created = client.post("/v1/datasets", json=body, headers=headers).json()["id"]
+    assert client.delete(f"/v1/datasets/{created}").status_code == 204
+    for _ in range(2):
+        error = assert_error(client.post("/v1/datasets", json=body, headers=headers), 404, "not_found", None)
+        assert created in error["message"] and "deleted" in error["message"], error
+    with state.db.unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(Dataset)) == 0
+    # a new key creates it again
+    again = client.post("/v1/datasets", json=body, headers={"Idempotency-Key": "upload-again"})
+    assert again.status_code == 201 and again.json()["id"] != created
+
+
 def test_dataset_uploads_and_long_jobs_are_idempotent(client: TestClient, state: AppState) -> None:
     headers = {"Idempotency-Key": "upload-1"}
     body = {"name": "d", "rows": [{"text": "x", "label": "a"}, {"text": "y", "label": "b"}]}
