@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.engine.base import Engine
 from app.jobs.queue import JobQueue
+from app.metrics.model_labels import ModelLabels
 from app.metrics.recorder import WorkerMetrics
 from app.scheduling.policy import Limits, Priority
 from workers.engines import EnginePool, default_batch_tokens
@@ -57,7 +58,7 @@ class WorkerContext:
     lease: LeaseKeeper | None = None
 
     def __post_init__(self) -> None:
-        self.metrics = WorkerMetrics(self.queue.redis)
+        self.metrics = WorkerMetrics(self.queue.redis, ModelLabels(self.db))
         self.engines = EnginePool(
             self.engine,
             self.model,

@@ -17,13 +17,21 @@ log = logging.getLogger(__name__)
 
 
 class WorkerMetrics:
-    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+    """``label_of`` turns a model's name into its ``model`` label (see :mod:`app.metrics.model_labels`)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        label_of: Callable[[str], str] = str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.redis = redis
+        self.label_of = label_of
         self.clock = clock
 
     def record_engine_call(self, model: str, operation: str, prompts: int, seconds: float) -> None:
         """One engine call: its batch size and wall time."""
-        labels = {"model": model, "operation": operation}
+        labels = {"model": self.label_of(model), "operation": operation}
         self._add(
             fam.merge(
                 fam.increments(fam.BATCH_SIZE, labels, prompts),
@@ -35,7 +43,7 @@ class WorkerMetrics:
         self, model: str, mode: str, judgments: int, parse_errors: int, items: Mapping[str, int]
     ) -> None:
         """A judged batch of one mode: judge outputs, how many were unparseable, items by status."""
-        labels = {"model": model, "mode": mode}
+        labels = {"model": self.label_of(model), "mode": mode}
         self._add(
             fam.merge(
                 fam.increments(fam.JUDGMENTS, labels, judgments),

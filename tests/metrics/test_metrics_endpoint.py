@@ -15,10 +15,13 @@ from redis import Redis
 from app.auth.service import create_key
 from app.core.state import AppState
 from app.engine.base import Conversation
+from app.jobs import repository as jobs_repo
 from app.main import create_app
 from app.metrics import families as fam
+from app.models import repository as models_repo
 from tests.api.helpers import DEFAULT_MODEL, DEFAULT_QUEUE, PAIR, PAIRWISE, with_
 from tests.workers.conftest import ScriptedEngine, user_text
+from workers import context
 from workers.tasks import run_job
 
 REQUIRED = {
@@ -117,6 +120,47 @@ def test_figures_move_with_requests_and_a_worker_job(
     assert after.value("judge_http_requests_total", route="unmatched", status="404") == 1
     assert after.value("judge_metrics_source_up", source="redis") == 1
     assert after.value("judge_metrics_source_up", source="database") == 1
+
+
+def test_tenants_trained_models_are_not_named(
+    client: TestClient, state: AppState, worker: Callable[[Callable[[Conversation], str]], ScriptedEngine]
+) -> None:
+    """Issue 17 probe 10: the public /metrics showed the names of models trained for tenants."""
+    with state.db.unit_of_work() as session:
+        root = models_repo.get_by_name(session, DEFAULT_MODEL)
+        assert root is not None
+        job = jobs_repo.create_job(
+            session,
+            kind="self_reward",
+            model=DEFAULT_MODEL,
+            queue=DEFAULT_QUEUE,
+            params={},
+            total=1,
+            tenant="acme",
+        )
+        models_repo.register_trained(
+            session,
+            name="acme-secret-project-sr-1",
+            backend="transformers",
+            artifact_path="/models/acme-secret-project-sr-1",
+            parent_id=root.id,
+            job_id=job.id,
+            iteration=1,
+            metrics={},
+            owner="acme",
+        )
+    worker(lambda conv: "[[A]]")
+    metrics = context.current().metrics
+    metrics.record_engine_call("acme-secret-project-sr-1", "generate", 2, 0.1)
+    metrics.record_judgments("acme-secret-project-sr-1", "pairwise", 2, 0, {"ok": 1})
+    metrics.record_engine_call(DEFAULT_MODEL, "generate", 3, 0.1)
+    client.headers.pop("Authorization")
+    text = client.get("/metrics").text
+    assert "acme-secret-project" not in text
+    result = Scrape(text)
+    assert result.value("judge_batch_size_sum", model="tenant-model", operation="generate") == 2
+    assert result.value("judge_judgments_total", model="tenant-model", mode="pairwise") == 2
+    assert result.value("judge_batch_size_sum", model=DEFAULT_MODEL, operation="generate") == 3
 
 
 def test_judgments_per_second_over_the_last_minute(metered: TestClient, redis: Redis) -> None:
