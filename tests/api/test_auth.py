@@ -3,6 +3,7 @@ another tenant's objects (404, as if they did not exist)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -12,9 +13,9 @@ from fastapi.testclient import TestClient
 from app.auth import keys
 from app.auth import repository as keys_repo
 from app.auth.cache import PrincipalCache
-from app.auth.ratelimit import RateLimiter
 from app.auth.service import Principal, create_key, revoke
 from app.core.state import AppState
+from app.main import create_app
 from tests.api.helpers import assert_error
 from tests.api.test_prompt_opt import body as po_body
 
@@ -128,28 +129,33 @@ def test_a_key_refused_once_works_as_soon_as_it_exists(client: TestClient, state
 
 
 def test_invalid_keys_are_limited_by_client_address(
-    client: TestClient, state: AppState, monkeypatch: pytest.MonkeyPatch
+    state: AppState, api_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 17 probe 10: invalid keys were not rate-limited, and each cost a database lookup."""
-    state.failed_lookups = RateLimiter(state.redis, rate=0.01, burst=3, prefix="judge:authfail:")
+    limited = dataclasses.replace(
+        state,
+        settings=state.settings.model_copy(
+            update={"auth_failures_per_second": 0.01, "auth_failures_burst": 3}
+        ),
+    )
     lookups: list[str] = []
     by_prefix = keys_repo.by_prefix
     monkeypatch.setattr(keys_repo, "by_prefix", lambda s, p: lookups.append(p) or by_prefix(s, p))
-    assert client.get("/v1/jobs").status_code == 200  # (this key is now checked lately)
-    lookups.clear()
-    forger = _as(client, None)
-    for _ in range(3):
-        assert_error(
-            forger.get("/v1/jobs", headers=_bearer(keys.make_key().token)), 401, "unauthorized", None
-        )
-    assert len(lookups) == 3
-    refused = forger.get("/v1/jobs", headers=_bearer(keys.make_key().token))
-    assert_error(refused, 429, "rate_limited", None)
-    assert int(refused.headers["Retry-After"]) > 1
-    assert len(lookups) == 3  # refused without a lookup
-    # Missing or malformed headers cost no lookup and do not count; a key checked lately still works.
-    assert_error(forger.get("/v1/jobs"), 401, "unauthorized", None)
-    assert client.get("/v1/jobs").status_code == 200
+    with TestClient(create_app(state=limited)) as forger:
+        owner = _bearer(api_key)
+        assert forger.get("/v1/jobs", headers=owner).status_code == 200  # (this key is now checked lately)
+        lookups.clear()
+        for _ in range(3):
+            response = forger.get("/v1/jobs", headers=_bearer(keys.make_key().token))
+            assert_error(response, 401, "unauthorized", None)
+        assert len(lookups) == 3
+        refused = forger.get("/v1/jobs", headers=_bearer(keys.make_key().token))
+        assert_error(refused, 429, "rate_limited", None)
+        assert int(refused.headers["Retry-After"]) > 1
+        assert len(lookups) == 3  # refused without a lookup
+        # Missing or malformed headers cost no lookup and do not count; a key checked lately still works.
+        assert_error(forger.get("/v1/jobs"), 401, "unauthorized", None)
+        assert forger.get("/v1/jobs", headers=owner).status_code == 200
 
 
 def _bearer(token: str) -> dict[str, str]:
