@@ -102,7 +102,8 @@ def reconcile(
 ) -> None:
     """Repair delivery for every model's queue: re-enqueue jobs that are queued in the database but not
     held by Redis (Redis restarted or flushed), re-queue jobs whose worker died (lease expired), and fail
-    jobs that ran out of attempts; also send due webhooks. Workers run the same passes for their own
+    jobs that ran out of attempts or waited past `JUDGE_JOB_QUEUED_TIMEOUT_SECONDS`; also send due
+    webhooks. Workers run the same passes for their own
     queue; this covers queues whose workers are all down and makes recovery explicit."""
     _logging()
     import time
@@ -113,7 +114,7 @@ def reconcile(
     from app.core.db import Database
     from app.jobs.queue import JobQueue
     from app.webhooks.deliverer import deliver_due
-    from workers.sweeper import sweep
+    from workers.sweeper import fail_overdue, sweep
 
     settings = get_settings()
     if not settings.database_url or not settings.redis_url:
@@ -124,6 +125,7 @@ def reconcile(
     try:
         while True:
             fixed = sweep(db, queue, None, settings.job_lease_seconds, settings.job_max_attempts)
+            fixed += fail_overdue(db, queue, settings.job_queued_timeout_seconds)
             sent = deliver_due(db, settings, http)
             typer.echo(f"reconciled {fixed} job(s)" + (f"; {sent} webhook(s) attempted" if sent else ""))
             if once:

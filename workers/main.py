@@ -14,9 +14,11 @@ from rq import Queue, SimpleWorker
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.engine.base import Engine
 from app.engine.factory import build_engine
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
+from app.models.availability import clear_load_failure, report_load_failure
 from app.training.runner import terminate_all
 from app.training.yielding import ServingBeacon
 from app.webhooks.deliverer import Deliverer
@@ -69,19 +71,33 @@ def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | N
     return registry.ensure_local_model(settings, db, model)
 
 
+def load_own_engine(settings: Settings, db: Database, redis: Redis, model: str, worker_id: str) -> Engine:
+    """The engine of the model this worker serves. When it cannot be loaded, the reason is reported
+    for the model's queue (the API then refuses the model's jobs, saying why, and `/readyz` shows it)
+    before the error ends the worker; a load clears earlier reports."""
+    queue = queue_name(model)
+    try:
+        path = resolve_model_path(settings, db, model)
+        log.info("loading model %s (%s backend) from %s", model, settings.backend, path)
+        engine = build_engine(settings, model, path)
+    except Exception as exc:
+        report_load_failure(redis, queue, model, f"{type(exc).__name__}: {exc}", worker_id)
+        raise
+    clear_load_failure(redis, queue)
+    return engine
+
+
 def run_worker(settings: Settings, model: str | None = None, burst: bool = False) -> None:
     """Serve ``model``'s queue until stopped (or, with ``burst``, until the queue is empty)."""
     if not settings.redis_url:
         raise RuntimeError("the worker needs REDIS_URL (embedded mode passes its own)")
     model = model or settings.default_model
     db = Database(settings.sqlalchemy_url)
-    path = resolve_model_path(settings, db, model)
-    log.info("loading model %s (%s backend) from %s", model, settings.backend, path)
-    engine = build_engine(settings, model, path)
     redis = Redis.from_url(settings.redis_url)
-    job_queue = JobQueue.from_settings(redis, settings)
     name = queue_name(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
+    engine = load_own_engine(settings, db, redis, model, worker_id)
+    job_queue = JobQueue.from_settings(redis, settings)
     ctx = context.WorkerContext(
         settings=settings,
         db=db,
@@ -110,7 +126,14 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     beacon = ServingBeacon(redis, ctx.scheduler.has_serving_work)
     if settings.train_yield_to_serving != "never":
         beacon.start()
-    sweeper = Sweeper(db, job_queue, name, settings.job_lease_seconds, settings.job_max_attempts)
+    sweeper = Sweeper(
+        db,
+        job_queue,
+        name,
+        settings.job_lease_seconds,
+        settings.job_max_attempts,
+        settings.job_queued_timeout_seconds,
+    )
     sweeper.start()
     deliverer = Deliverer(db, settings)
     deliverer.start()

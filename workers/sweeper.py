@@ -1,7 +1,9 @@
-"""Repairs delivery: re-queues jobs whose worker died (expired lease) and re-delivers queued jobs
-that RQ does not hold (enqueue failed after the commit, Redis lost its data, a worker released one).
+"""Repairs delivery: re-queues jobs whose worker died (expired lease), re-delivers queued jobs that RQ
+does not hold (enqueue failed after the commit, Redis lost its data, a worker released one), and fails
+jobs that no worker took in time.
 
-Every worker runs one for its own queue; the conditional claim makes duplicates harmless.
+Every worker runs one for its own queue (and for overdue jobs, every queue: a model with no worker has
+no sweeper of its own); the conditional claim makes duplicates harmless.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from app.core.db import Database, after_commit
 from app.jobs import lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
+from app.models.availability import load_failure
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,33 @@ def sweep(
     return fixed
 
 
+def fail_overdue(db: Database, queue: JobQueue, timeout_seconds: float) -> int:
+    """Fail the jobs, of any queue, still queued ``timeout_seconds`` after their last change: no worker
+    took them (none runs for their model, or none can load it: the error then gives the reason its
+    workers reported). Returns how many."""
+    failed = 0
+    with db.unit_of_work() as session:
+        for job in jobs_repo.overdue_queued(session, timedelta(seconds=timeout_seconds)):
+            reason = f"no worker took the job within {timeout_seconds:g} s (queue {job.queue})"
+            failure = load_failure(queue.redis, job.queue)
+            if failure is not None:
+                reason += f": {failure.describe()}"
+            failed += lifecycle.end(session, queue, job.id, "failed", reason)
+    return failed
+
+
 class Sweeper:
     def __init__(
-        self, db: Database, queue: JobQueue, queue_name: str, lease_seconds: float, max_attempts: int
+        self,
+        db: Database,
+        queue: JobQueue,
+        queue_name: str,
+        lease_seconds: float,
+        max_attempts: int,
+        queued_timeout_seconds: float,
     ):
         self._args = (db, queue, queue_name, lease_seconds, max_attempts)
+        self._overdue_args = (db, queue, queued_timeout_seconds)
         self._interval = max(1.0, min(lease_seconds / 2, 30.0))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
@@ -66,6 +91,7 @@ class Sweeper:
         while True:
             try:
                 sweep(*self._args)
+                fail_overdue(*self._overdue_args)
             except Exception:
                 log.exception("sweep failed")
             if self._stop.wait(self._interval):

@@ -214,6 +214,19 @@ class Settings(BaseSettings):
     )
     job_lease_seconds: float = Field(default=120.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_queued_timeout_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="A job still queued this long after its last change fails: no worker took it (none "
+        "runs for its model, or none can load it; the error then says why). Every worker's sweeper and "
+        "`judge reconcile` check all queues.",
+    )
+    min_free_disk_mb: int = Field(
+        default=512,
+        ge=0,
+        description="`/readyz` answers `unavailable` (503) when the data directory's disk has less free "
+        "space than this, in MiB (0: no check).",
+    )
     job_timeout_seconds: int = Field(default=6 * 3600, ge=1)
     model_call_retries: int = Field(
         default=3, ge=0, le=20, description="Retries of a failed model call in long jobs before they fail."

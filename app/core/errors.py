@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from collections.abc import Sequence
@@ -158,7 +159,37 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+# Postgres's disk_full condition, and SQLite's SQLITE_FULL ("database or disk is full").
+_PG_DISK_FULL = "53100"
+_SQLITE_FULL = 13
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error that led to it, says that a disk is full (the server's own, or the
+    database's)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        driver_error = getattr(seen, "orig", None)  # what SQLAlchemy wrapped
+        if getattr(driver_error, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+        if getattr(driver_error, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    if _disk_full(exc):
+        log.error("disk full: %s", exc)
+        return JSONResponse(
+            _error_body("unavailable", "the server's disk is full; retry later"),
+            status_code=503,
+            headers={"Retry-After": "60"},
+        )
     if isinstance(exc, _UNAVAILABLE):
         which = "database" if isinstance(exc, sqlalchemy.exc.DBAPIError) else "queue"
         log.warning("%s unreachable: %s", which, exc)

@@ -259,6 +259,19 @@ def stale_queued(
     return list(session.scalars(stmt.order_by(Job.created_at).limit(limit)))
 
 
+def overdue_queued(session: Session, older_than: timedelta, limit: int = 100) -> list[Job]:
+    """Jobs of any queue still queued ``older_than`` after their last change, oldest first, locked against
+    a concurrent claim (one being claimed now is skipped)."""
+    stmt = (
+        select(Job)
+        .where(Job.status == "queued", Job.updated_at < utcnow() - older_than)
+        .order_by(Job.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
 def queued_heads(session: Session, queue: str, kinds: tuple[str, ...], per_tenant: int) -> list[Job]:
     """Each tenant's ``per_tenant`` oldest queued jobs of these kinds on a queue, oldest first (a worker
     admitting work: one tenant's backlog never hides another tenant's job)."""

@@ -43,6 +43,7 @@ from app.judging.templates import (
     validate_template,
 )
 from app.models import service as models_service
+from app.models.availability import check_servable
 from app.models.context import ContextWindows
 from app.models.service import Route
 
@@ -165,6 +166,7 @@ def submit(
     check_capacity(session, settings, tenant, recent.active_jobs if recent is not None else None)
     look_up = recent.model_routes.route if recent is not None else models_service.route
     served = look_up(session, request.model or settings.default_model, "model", tenant)
+    check_servable(queue.redis, served, "model")
     model = served.name
     windows = recent.context_windows if recent is not None else _CONTEXT_WINDOWS
     budget = _prompt_budget(served, request, mode, max_tokens, windows)

@@ -25,6 +25,10 @@ class Serving:
     def name(self) -> str:
         return self.record.name
 
+    @property
+    def route(self) -> Route:
+        return Route(self.name, self.queue, self.record.backend, self.record.artifact_path)
+
 
 def serving(session: Session, ref: str, field: str, tenant: str | None = None) -> Serving:
     """Resolve a model name or id; InvalidInput (422, naming ``field``) when it is not registered (or,
@@ -59,8 +63,7 @@ class Route:
 
 def route(session: Session, ref: str, field: str, tenant: str | None = None) -> Route:
     """:func:`serving`'s name and queue, with the model's backend and folder."""
-    served = serving(session, ref, field, tenant)
-    return Route(served.name, served.queue, served.record.backend, served.record.artifact_path)
+    return serving(session, ref, field, tenant).route
 
 
 class ModelRoutes:

@@ -24,6 +24,7 @@ from app.jobs.schemas import JobOptionsIn
 from app.jobs.tokens import estimate_tokens
 from app.judging.template_catalog import resolve_template
 from app.models import service as models_service
+from app.models.availability import check_servable
 from app.prompt_opt import repository as po_repo
 from app.prompt_opt import sections
 from app.prompt_opt.data import DataError, Row, label_map, take, to_examples
@@ -295,6 +296,7 @@ def submit(
         "set a smaller budget or lower rounds, beam_size, minibatch_size or the selector's sizes",
         {CALLS_CAP: "budget.max_calls", TOKENS_CAP: "budget.max_tokens"},
     )
+    check_servable(queue.redis, task.route, "task_model")
     q = task.queue
     job = record_job(
         session,

@@ -24,6 +24,7 @@ from app.jobs.schemas import JobOptionsIn
 from app.jobs.tokens import CHARS_PER_TOKEN
 from app.models import repository as models_repo
 from app.models import service as models_service
+from app.models.availability import check_servable
 from app.self_reward import head_to_head, seed_data
 from app.self_reward import repository as sr_repo
 from app.self_reward.domain import EvalExample, SeedExample
@@ -279,6 +280,7 @@ def submit(
     check_cost(
         cost.caps, "lower iterations, prompts_per_iteration, candidates.n, judge.samples or max_tokens"
     )
+    check_servable(queue.redis, base.route, "base_model")
     params = request.model_dump(mode="json", exclude={"dry_run", *JobOptionsIn.OPTION_FIELDS})
     params.update(base_model=base.name, prompt_generator=generator)
     job = record_job(

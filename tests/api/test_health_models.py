@@ -25,7 +25,10 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "queue": "ok", "disk": "ok", "models": "ok"},
+    }
 
 
 def test_readyz_is_503_when_the_queue_is_unreachable(

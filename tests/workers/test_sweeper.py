@@ -15,8 +15,9 @@ from app.db.base import utcnow
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue, delivery_id, queue_name
+from app.models.availability import report_load_failure
 from tests.conftest import RollbackDatabase
-from workers.sweeper import sweep
+from workers.sweeper import fail_overdue, sweep
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
 ITEM = {"question": "q", "answer_a": "a", "answer_b": "b"}
@@ -104,3 +105,34 @@ def test_reconcile_pass_covers_every_queue(db: RollbackDatabase, redis: Redis, s
     assert sweep(db, JobQueue(redis, 60), None, lease_seconds=60, max_attempts=3) == 2
     assert Queue("judge.other-model", connection=redis).job_ids == [delivery_id(lost, 0)]
     assert Queue(QUEUE, connection=redis).job_ids == [delivery_id(dead, 1)]
+
+
+# Jobs no worker takes ------------------------------------------------------------------------------
+
+
+def test_a_job_queued_past_the_timeout_fails_whatever_its_queue(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    overdue, recent, running = (submit("pairwise", {"items": [ITEM]}) for _ in range(3))
+    with db.unit_of_work() as session:
+        jobs_repo.claim(session, running, "busy-worker", lease_seconds=600)
+    for job_id in (overdue, running):
+        _age(db, job_id, updated_at=utcnow() - timedelta(hours=2))
+    assert fail_overdue(db, JobQueue(redis, 60), timeout_seconds=3600) == 1
+    failed = _job(db, overdue)
+    assert failed.status == "failed"
+    assert failed.error == f"no worker took the job within 3600 s (queue {QUEUE})"
+    assert (_job(db, recent).status, _job(db, running).status) == ("queued", "running")
+
+
+def test_an_overdue_job_of_a_model_its_workers_cannot_load_says_why(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    report_load_failure(redis, QUEUE, "SmolLM2-135M-Instruct", "its folder /models/x is missing", "w1")
+    _age(db, job_id, updated_at=utcnow() - timedelta(seconds=120))
+    assert fail_overdue(db, JobQueue(redis, 60), timeout_seconds=60) == 1
+    error = _job(db, job_id).error
+    assert error is not None and error.endswith(
+        "model 'SmolLM2-135M-Instruct' cannot be loaded by its workers: its folder /models/x is missing"
+    )
