@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, func
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -22,6 +22,45 @@ NAMING_CONVENTION = {
 
 # JSONB on Postgres, plain JSON (text) on SQLite.
 JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+
+# What a NUL character is stored as: Postgres text and jsonb cannot hold U+0000.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """``value`` as the database can hold it: every U+0000 in a string (in JSON: in keys and values, at any
+    depth) becomes U+FFFD; anything else is returned as it is."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+class NulSafeText(TypeDecorator[str]):
+    """Text that a model or a job wrote (model output, errors that may quote it): stored through
+    :func:`storable` on every database, so a generated U+0000 never fails the write."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return storable(value)
+
+
+class NulSafeJSON(TypeDecorator[Any]):
+    """:data:`JSONType` for documents holding model output, stored through :func:`storable`."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return storable(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

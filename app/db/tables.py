@@ -20,7 +20,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db.base import Base, JSONType, TimestampMixin, UTCDateTime, new_uuid, utcnow
+from app.db.base import (
+    Base,
+    JSONType,
+    NulSafeJSON,
+    NulSafeText,
+    TimestampMixin,
+    UTCDateTime,
+    new_uuid,
+    utcnow,
+)
 
 # SQLite only auto-increments a plain INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -47,9 +56,9 @@ class Job(TimestampMixin, Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # When a client first asked to cancel (kept after the job ends); set together with the flag.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NulSafeText)
     # Kind-specific live figures (prompt optimization: calls and tokens spent against the budget).
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(NulSafeJSON)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The client's own labels (string to string), and where to call when the job ends. (The attribute is
@@ -77,12 +86,12 @@ class JudgmentItem(TimestampMixin, Base):
     verdict: Mapped[str | None] = mapped_column(String(8))
     score: Mapped[float | None] = mapped_column(Float)
     consistent: Mapped[bool | None] = mapped_column(Boolean)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NulSafeText)
     # verdict_mode logprobs: the combined label distribution, and (grading) the expected score.
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     expected_score: Mapped[float | None] = mapped_column(Float)
     # Reference answers the judge wrote itself (reference: {"auto": true}), one per turn.
-    generated_references: Mapped[list[str] | None] = mapped_column(JSONType)
+    generated_references: Mapped[list[str] | None] = mapped_column(NulSafeJSON)
 
     job: Mapped[Job] = relationship(back_populates="items", lazy="raise")
     calls: Mapped[list[JudgeCall]] = relationship(
@@ -105,10 +114,10 @@ class JudgeCall(TimestampMixin, Base):
     order: Mapped[str] = mapped_column(String(16), nullable=False)
     sample: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     verdict: Mapped[str | None] = mapped_column(String(8))
     score: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NulSafeText)
     # verdict_mode logprobs: this order's label distribution, in the caller's labels.
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -211,7 +220,7 @@ class PredictionCache(TimestampMixin, Base):
     prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     example_hash: Mapped[str | None] = mapped_column(String(64))
     decoding: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
-    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
@@ -224,7 +233,7 @@ class PoRun(TimestampMixin, Base):
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[str] = mapped_column(String(64), nullable=False)
-    state: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(NulSafeJSON, nullable=False)
     calls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     cache_hits: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -239,12 +248,12 @@ class PoCandidate(TimestampMixin, Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     key: Mapped[str] = mapped_column(String(32), nullable=False)
     round: Mapped[int] = mapped_column(Integer, nullable=False)
-    text: Mapped[str] = mapped_column(Text, nullable=False)
+    text: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     parent_key: Mapped[str | None] = mapped_column(String(32))
     # initial | edit | paraphrase
     origin: Mapped[str] = mapped_column(String(16), nullable=False)
-    gradient: Mapped[str | None] = mapped_column(Text)
-    rejected: Mapped[str | None] = mapped_column(Text)
+    gradient: Mapped[str | None] = mapped_column(NulSafeText)
+    rejected: Mapped[str | None] = mapped_column(NulSafeText)
     pulls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     examples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     estimate: Mapped[float | None] = mapped_column(Float)
@@ -266,7 +275,7 @@ class PoRound(TimestampMixin, Base):
     beam: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
     best_key: Mapped[str] = mapped_column(String(32), nullable=False)
     best_dev_score: Mapped[float | None] = mapped_column(Float)
-    details: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(NulSafeJSON, nullable=False)
 
     __table_args__ = (UniqueConstraint("job_id", "round"),)
 
@@ -278,7 +287,7 @@ class SrRun(TimestampMixin, Base):
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[str] = mapped_column(String(64), nullable=False)
-    state: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(NulSafeJSON, nullable=False)
 
 
 class SrPrompt(TimestampMixin, Base):
@@ -290,9 +299,9 @@ class SrPrompt(TimestampMixin, Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     iteration: Mapped[int] = mapped_column(Integer, nullable=False)
     index: Mapped[int] = mapped_column(Integer, nullable=False)
-    text: Mapped[str] = mapped_column(Text, nullable=False)
-    raw: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    dropped: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(NulSafeText, nullable=False)
+    raw: Mapped[str] = mapped_column(NulSafeText, nullable=False, default="")
+    dropped: Mapped[str | None] = mapped_column(NulSafeText)
 
     __table_args__ = (UniqueConstraint("job_id", "iteration", "index"),)
 
@@ -307,7 +316,7 @@ class SrCandidate(TimestampMixin, Base):
     iteration: Mapped[int] = mapped_column(Integer, nullable=False)
     prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
     index: Mapped[int] = mapped_column(Integer, nullable=False)
-    text: Mapped[str] = mapped_column(Text, nullable=False)
+    text: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     # False when generation hit the token limit: such a response is kept but never judged or paired.
     finished: Mapped[bool] = mapped_column(Boolean, nullable=False)
     tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -326,9 +335,9 @@ class SrJudgment(TimestampMixin, Base):
     prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
     candidate_index: Mapped[int] = mapped_column(Integer, nullable=False)
     sample: Mapped[int] = mapped_column(Integer, nullable=False)
-    raw: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     score: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(NulSafeText)
 
     __table_args__ = (UniqueConstraint("job_id", "iteration", "prompt_index", "candidate_index", "sample"),)
 
@@ -343,7 +352,7 @@ class SrPair(TimestampMixin, Base):
     iteration: Mapped[int] = mapped_column(Integer, nullable=False)
     prompt_index: Mapped[int] = mapped_column(Integer, nullable=False)
     kept: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(NulSafeText, nullable=False)
     chosen_index: Mapped[int | None] = mapped_column(Integer)
     rejected_index: Mapped[int | None] = mapped_column(Integer)
     chosen_score: Mapped[float | None] = mapped_column(Float)
@@ -424,12 +433,12 @@ class WebhookDelivery(TimestampMixin, Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     url: Mapped[str] = mapped_column(String(2048), nullable=False)
     # What the job looked like when it ended; the body adds the results URL.
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(NulSafeJSON, nullable=False)
     # pending (due at next_attempt_at; also while a deliverer holds it) | delivered | failed (gave up)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(NulSafeText)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

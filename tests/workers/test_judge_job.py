@@ -326,3 +326,24 @@ def test_a_job_judged_over_several_batches_wakes_with_its_status_only(
     assert _announcement(redis, job_id, lambda: run_job(str(job_id))) == b"succeeded"
     status, results = _results(db, job_id)
     assert status == "succeeded" and len(results) == 10
+
+
+def test_a_nul_in_the_models_output_is_stored_as_a_replacement_character(
+    db: RollbackDatabase, make_worker: Install, submit: Submit
+) -> None:
+    # Postgres text and jsonb cannot hold U+0000: the write of the job's results failed.
+    def reply(conv: Conversation) -> str:
+        if conv[0]["content"] == REFERENCE_SYSTEM_PROMPT:
+            return "The answer\x00 is 42."
+        return "7\x00]]"
+
+    make_worker(reply)
+    job_id = submit(
+        "single", {"items": [{"question": "What is 6*7?", "answer": "42"}], "reference": {"auto": True}}
+    )
+    assert run_job(str(job_id)) == "done"
+    status, [r] = _results(db, job_id)
+    assert (status, r["status"]) == ("succeeded", "error")  # "7\ufffd" is no rating
+    assert r["generated_references"] == ["The answer\ufffd is 42."]
+    assert r["orders"][0]["raw"] == "Rating: [[7\ufffd]]"
+    assert "\x00" not in json.dumps(r, ensure_ascii=False)

@@ -327,3 +327,27 @@ def test_cancel_stops_at_the_next_safe_point(
     job, out = results(db, job_id)
     assert job.status == "cancelled"
     assert trained == []
+
+
+def test_a_nul_in_generated_prompts_answers_and_judgments_is_stored_as_a_replacement_character(
+    db: RollbackDatabase,
+    engine: ScriptedEngine,
+    trained: list[SFTSpec | DPOSpec],
+    submit_sr: Callable[[dict[str, Any]], uuid.UUID],
+) -> None:
+    world = World()
+
+    def with_nul(conv: Conversation) -> str:  # Postgres text cannot hold U+0000: the writes failed
+        text = world(conv)
+        return text if text.endswith("]]") else text[0] + "\x00" + text[1:]
+
+    engine.reply = with_nul
+    job_id = submit_sr(body(iterations=1, guards={"max_length_ratio": 10.0}))
+    run_job(str(job_id))
+    job, _ = results(db, job_id)
+    assert job.status == "succeeded", job.error
+    with db.unit_of_work() as session:
+        for column in (SrPrompt.raw, SrCandidate.text, SrJudgment.raw):
+            texts = list(session.scalars(select(column).where(column.table.c.job_id == job_id)))
+            assert texts and all("\x00" not in t for t in texts), column
+            assert any("\ufffd" in t for t in texts), column
