@@ -50,6 +50,7 @@ from app.judging.execution import (
 from app.judging.params import JudgingParams
 from app.judging.planning import plan_item, prompt_hash
 from app.judging.results import item_result
+from app.judging.samples import sample_seed
 from app.judging.service import item_from_inputs
 from app.judging.swap import orders_for
 from app.judging.templates import reference_prompt
@@ -160,7 +161,8 @@ class ActiveJob:
         )
 
     def calls_left(self) -> int:
-        return len(self.pending) * len(orders_for(self.options.mode, self.options.swap, self.options.seed, 0))
+        orders = len(orders_for(self.options.mode, self.options.swap, self.options.seed, 0))
+        return len(self.pending) * orders * self.options.samples
 
 
 @dataclass(eq=False)
@@ -351,12 +353,26 @@ class JudgeBatcher:
                 else:
                     item = _with_references(p.item, p.generated) if p.needs_reference else p.item
                     calls = plan_item(item, job.templates[p.template], job.options, p.index)
-                    messages = [c.messages for c in calls]
                     labels = item_labels(PlannedItem(calls, job.options))[1] if job.logprobs else None
-                    flight = Flight(job, p, self._send(job, messages, job.sampling, labels), calls=calls)
+                    flight = Flight(job, p, self._send_calls(job, calls, labels), calls=calls)
                 p.in_flight = True
                 for future in flight.futures:
                     self.flights[future] = flight
+
+    def _send_calls(
+        self, job: ActiveJob, calls: list[PlannedCall], labels: list[str] | None
+    ) -> list[Future[Any]]:
+        """The requests of an item's judge calls, one per call in ``calls``' order; each sample decodes
+        with its own seed (:func:`sample_seed`), so its calls go as one submission."""
+        futures: dict[int, Future[Any]] = {}
+        for sample in sorted({c.sample for c in calls}):
+            indices = [i for i, c in enumerate(calls) if c.sample == sample]
+            sampling = job.sampling
+            if sampling.seed is not None:
+                sampling = dataclasses.replace(sampling, seed=sample_seed(sampling.seed, sample))
+            sent = self._send(job, [calls[i].messages for i in indices], sampling, labels)
+            futures.update(zip(indices, sent, strict=True))
+        return [futures[i] for i in range(len(calls))]
 
     def _send(
         self,

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Longest text one judging item may carry (all its fields together).",
     )
+    max_samples: int = Field(
+        default=10,
+        ge=1,
+        description="Most judgments per order one judging request may ask for (`samples`, self-consistency).",
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="Requests per second per API key (a token bucket); 0 turns it off."
     )

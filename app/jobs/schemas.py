@@ -125,6 +125,9 @@ class OrderResult(BaseModel):
     order: Literal["AB", "BA", "single"] = Field(
         description="`AB`: answer_a shown first; `BA`: answer_b shown first; `single`: single-answer grading."
     )
+    sample: int = Field(
+        default=0, ge=0, description="Which of the order's samples this is, from 0 (`samples` above 1)."
+    )
     raw: str = Field(description="The judge model's raw output for this order.")
     verdict: Literal["A", "B", "tie"] | None = Field(
         default=None, description="This order's verdict, in the caller's labels (A is always answer_a)."
@@ -168,7 +171,7 @@ class ItemResult(BaseModel):
     score: float | None = Field(
         default=None,
         description="Single-answer score; with `verdict_mode: logprobs`, the most likely score (the "
-        "lowest of equally likely ones).",
+        "lowest of equally likely ones); with `samples` above 1, the mean of the parsed samples' scores.",
     )
     expected_score: float | None = Field(
         default=None,
@@ -183,7 +186,25 @@ class ItemResult(BaseModel):
     consistent: bool | None = Field(
         default=None,
         description="Conservative swap: whether both orders agreed (null for other swap modes). With "
-        "`verdict_mode: logprobs`, whether both orders' most likely labels agreed.",
+        "`verdict_mode: logprobs`, whether both orders' most likely labels agreed; with `samples` above 1, "
+        "whether each order's own majority agreed.",
+    )
+    votes: dict[str, int] | None = Field(
+        default=None,
+        description="`samples` above 1, pairwise: how many parsed samples (of both orders) gave each "
+        "verdict, keyed `A`, `B`, `tie`; `verdict` is the one with the most (a tie when labels share it).",
+    )
+    score_std: float | None = Field(
+        default=None,
+        description="`samples` above 1, single: the sample standard deviation of the parsed scores "
+        "(`score` is their mean); null with fewer than two.",
+    )
+    agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="`samples` above 1: the share of parsed samples that gave the most common verdict "
+        "(or score).",
     )
     error: str | None = Field(default=None, description="Why the item failed.")
     generated_references: list[str] | None = Field(
@@ -191,7 +212,7 @@ class ItemResult(BaseModel):
         description='Reference answers the judge wrote (`reference: {"auto": true}`), one per turn.',
     )
     orders: list[OrderResult] = Field(
-        default_factory=list, description="Every order judged, with raw output."
+        default_factory=list, description="Every order (and sample) judged, with raw output."
     )
 
 

@@ -63,6 +63,8 @@ class JudgeOptions:
     seed: int = 0
     verdict_mode: VerdictMode = "generate"
     parser: VerdictParser = "strict"
+    # Judgments per order (self-consistency, see app/judging/samples.py).
+    samples: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class TemplateSpec:
 
 @dataclass(frozen=True)
 class PlannedCall:
-    """One judge call to make: the order the answers are shown in and the prompt.
+    """One judge call to make: the order the answers are shown in, the prompt, and which of the
+    order's samples it is (0-based; see app/judging/samples.py).
 
     When ``response_prefix`` is set, ``messages`` ends with an assistant message holding it, which
     the engine continues; the judge's full reply is the prefix plus the generated text.
@@ -102,6 +105,7 @@ class PlannedCall:
     messages: Conversation
     prompt_hash: str
     response_prefix: str = ""
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,13 @@ class CallOutput:
     latency_ms: float = 0.0
     # Time the call waited in the scheduler's queue before the engine started on it.
     queue_ms: float = 0.0
+    sample: int = 0
 
 
 @dataclass(frozen=True)
 class OrderOutcome:
-    """One order's parsed result, mapped back to the caller's labels (A is always ``answer_a``).
+    """One order's parsed result (one ``sample`` of it), mapped back to the caller's labels (A is always
+    ``answer_a``).
 
     ``probs`` (logprobs verdicts only) is the order's label distribution in the caller's labels:
     keys ``"A"``, ``"B"``, ``"tie"`` when comparing, the scale's integers as strings when grading.
@@ -137,6 +143,7 @@ class OrderOutcome:
     latency_ms: float = 0.0
     probs: dict[str, float] | None = None
     queue_ms: float = 0.0
+    sample: int = 0
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,15 @@ def generation_outcome(item: PlannedItem, generations: Sequence[Generation]) -> 
         # ("]]") are part of what the judge said.
         raw = call.response_prefix + gen.text + (gen.stop_string or "")
         results.append(
-            CallOutput(call.order, raw, gen.tokens_in, gen.tokens_out, gen.latency_ms, queue_ms=gen.queue_ms)
+            CallOutput(
+                call.order,
+                raw,
+                gen.tokens_in,
+                gen.tokens_out,
+                gen.latency_ms,
+                queue_ms=gen.queue_ms,
+                sample=call.sample,
+            )
         )
     options = item.options
     return aggregate(options.mode, options.swap, results, options.scale, options.parser)

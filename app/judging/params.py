@@ -3,9 +3,9 @@ re-validated by the worker (never a dict whose keys the reader has to know)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode, VerdictParser
 
@@ -42,6 +42,14 @@ class JudgingParams(BaseModel):
     parser: VerdictParser = "strict"
     # "interactive": a client waits for the job (`?wait=`); workers schedule its calls first.
     priority: Priority = "batch"
+    # Judgments per order (self-consistency): sampled decoding only, generated verdicts only.
+    samples: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _samples_are_sampled(self) -> Self:
+        if self.samples > 1 and (self.temperature == 0 or self.verdict_mode != "generate"):
+            raise ValueError("samples > 1 needs a temperature above 0 and generated verdicts")
+        return self
 
     def stored(self) -> dict[str, Any]:
         """The form kept with the job: options at their default are left out (top level only)."""
@@ -61,6 +69,7 @@ class JudgingParams(BaseModel):
             seed=self.seed,
             verdict_mode=self.verdict_mode,
             parser=self.parser,
+            samples=self.samples,
         )
 
     def verdict_only(self) -> bool:

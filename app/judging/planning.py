@@ -20,7 +20,8 @@ def prompt_hash(messages: Conversation) -> str:
 def plan_item(
     item: JudgeItem, template: TemplateSpec, options: JudgeOptions, item_index: int
 ) -> list[PlannedCall]:
-    """One call per order the item is judged in (see :func:`app.judging.swap.orders_for`).
+    """One call per order the item is judged in (see :func:`app.judging.swap.orders_for`) and sample
+    (``options.samples``), sample by sample: each sample's orders are next to each other.
 
     ``item.references`` must already hold the reference answers when the template shows them
     (generated ones included). Raises :class:`TemplateError` (field ``"template"``) when the
@@ -29,15 +30,19 @@ def plan_item(
     problem = check_template_fits(template, item, options.mode, item.references is not None, options.cot)
     if problem is not None:
         raise TemplateError(problem, "template")
-    calls = []
-    for order in orders_for(options.mode, options.swap, options.seed, item_index):
-        messages = render(template, item, order, options.scale)
-        calls.append(
-            PlannedCall(
-                order=order,
-                messages=messages,
-                prompt_hash=prompt_hash(messages),
-                response_prefix=template.response_prefix,
-            )
+    rendered = [
+        (order, render(template, item, order, options.scale))
+        for order in orders_for(options.mode, options.swap, options.seed, item_index)
+    ]
+    hashes = [prompt_hash(messages) for _, messages in rendered]
+    return [
+        PlannedCall(
+            order=order,
+            messages=messages,
+            prompt_hash=hashed,
+            response_prefix=template.response_prefix,
+            sample=sample,
         )
-    return calls
+        for sample in range(options.samples)
+        for (order, messages), hashed in zip(rendered, hashes, strict=True)
+    ]

@@ -74,7 +74,7 @@ def save_outcome(
             session,
             item.id,
             o.order,
-            0,
+            o.sample,
             prompt_hash=prompt_hashes.get(o.order, ""),
             raw=o.raw,
             verdict=o.verdict,

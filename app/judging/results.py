@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 from app.db.tables import JudgeCall, JudgmentItem
 from app.jobs.schemas import ItemResult, OrderResult
+from app.judging.domain import Verdict
+from app.judging.samples import Consensus, score_consensus, verdict_consensus
 
 _ORDER_RANK = {"AB": 0, "BA": 1, "single": 2}
+
+
+def _consensus(calls: Sequence[JudgeCall]) -> Consensus | None:
+    """How the item's samples agree; None unless it was judged with several samples per order."""
+    parsed = [call for call in calls if call.error is None]
+    if not parsed or all(call.sample == 0 for call in calls):
+        return None
+    if parsed[0].order == "single":
+        return score_consensus([call.score for call in parsed if call.score is not None])
+    return verdict_consensus([cast(Verdict, call.verdict) for call in parsed if call.verdict is not None])
 
 
 def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) -> ItemResult:
     """The item as the API shows it; ``calls`` (default: the item's stored calls) are its judge calls,
     e.g. the ones a worker has just stored."""
+    judged = sorted(
+        (call for call in (item.calls if calls is None else calls) if call.order in _ORDER_RANK),
+        key=lambda c: (_ORDER_RANK[c.order], c.sample),
+    )
     orders = [
         OrderResult(
             order=call.order,  # type: ignore[arg-type]
+            sample=call.sample,
             raw=call.raw,
             verdict=call.verdict,  # type: ignore[arg-type]
             score=call.score,
@@ -26,9 +44,9 @@ def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) ->
             latency_ms=call.latency_ms,
             queue_ms=call.queue_ms,
         )
-        for call in sorted(item.calls if calls is None else calls, key=lambda c: _ORDER_RANK.get(c.order, 9))
-        if call.order in _ORDER_RANK
+        for call in judged
     ]
+    consensus = _consensus(judged) if item.status == "ok" else None
     return ItemResult(
         index=item.index,
         id=item.inputs.get("id"),
@@ -36,6 +54,9 @@ def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) ->
         verdict=item.verdict,  # type: ignore[arg-type]
         score=item.score,
         consistent=item.consistent,
+        votes=consensus.votes if consensus is not None else None,
+        score_std=consensus.score_std if consensus is not None else None,
+        agreement=consensus.agreement if consensus is not None else None,
         error=item.error,
         expected_score=item.expected_score,
         probabilities=item.probabilities,

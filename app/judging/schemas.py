@@ -187,6 +187,18 @@ class _JudgeRequestBase(JobOptionsIn):
         "most 100 scores.",
     )
 
+    samples: int = Field(
+        default=1,
+        ge=1,
+        description="Self-consistency: judge each order this many times with sampled decoding (needs "
+        "`temperature` above 0; at most the service's `max_samples`, default 10). The samples of both "
+        "orders are pooled (Wang et al. 2023, balanced position calibration): pairwise, `verdict` is the "
+        "label with the most votes (labels sharing the most votes make a tie), with `votes`; single, "
+        "`score` is the mean, with `score_std`. `agreement` is the share of samples giving the most "
+        "common verdict or score. Unparseable samples are left out; an order with none parseable is an "
+        "item error. Every sample's raw output is kept in `orders`. Not with `verdict_mode: logprobs`, "
+        "which reads the whole verdict distribution exactly in one pass: samples would repeat it.",
+    )
     parser: Literal["strict", "fastchat"] | None = Field(
         default=None,
         description="How a generated verdict is read. `strict`: the last well-formed `[[A]]` / `[[B]]` / "

@@ -91,6 +91,27 @@ def _check_logprobs(request: PairwiseRequest | SingleRequest) -> None:
             raise InvalidInput(str(exc), "scale") from exc
 
 
+def _check_samples(request: PairwiseRequest | SingleRequest, settings: Settings) -> None:
+    """``samples`` above 1 needs outputs that can differ: sampled decoding of generated verdicts."""
+    if request.samples == 1:
+        return
+    if request.samples > settings.max_samples:
+        raise InvalidInput(f"samples must be at most {settings.max_samples}", "samples")
+    if request.temperature == 0:
+        raise InvalidInput(
+            "samples > 1 needs sampled decoding: with temperature 0 (greedy) every sample would be the "
+            "same output; set a temperature above 0",
+            "samples",
+        )
+    if request.verdict_mode == "logprobs":
+        raise InvalidInput(
+            "samples > 1 cannot be used with verdict_mode 'logprobs': it reads the judge's whole verdict "
+            "distribution exactly in one forward pass, so every sample would repeat it; use samples 1, or "
+            "verdict_mode 'generate' to sample verdicts",
+            "samples",
+        )
+
+
 def _no_prefix_problem(spec: TemplateSpec) -> str:
     return (
         f"template '{spec.name}' has no response_prefix: verdict_mode 'logprobs' reads the verdict label "
@@ -153,6 +174,7 @@ def submit(
     max_tokens = request.max_tokens or (DEFAULT_MAX_TOKENS_COT if request.cot else DEFAULT_MAX_TOKENS)
     if max_tokens > settings.max_new_tokens_limit:
         raise InvalidInput(f"max_tokens must be at most {settings.max_new_tokens_limit}", "max_tokens")
+    _check_samples(request, settings)
     logprobs = request.verdict_mode == "logprobs"
     if logprobs:
         _check_logprobs(request)
@@ -228,6 +250,7 @@ def submit(
         verdict_mode=request.verdict_mode,
         parser=parser,
         priority="interactive" if interactive else "batch",
+        samples=request.samples,
     )
 
     q = served.queue
