@@ -102,9 +102,10 @@ def reconcile(
 ) -> None:
     """Repair delivery for every model's queue: re-enqueue jobs that are queued in the database but not
     held by Redis (Redis restarted or flushed), re-queue jobs whose worker died (lease expired), and fail
-    jobs that ran out of attempts or waited past `JUDGE_JOB_QUEUED_TIMEOUT_SECONDS`; also send due
-    webhooks. Workers run the same passes for their own
-    queue; this covers queues whose workers are all down and makes recovery explicit."""
+    jobs that ran out of attempts, whose model its workers cannot load (after
+    `JUDGE_MODEL_LOAD_FAILURE_GRACE_SECONDS`) or that waited past `JUDGE_JOB_QUEUED_TIMEOUT_SECONDS`; also
+    send due webhooks. Workers run the same passes for their own queue; this covers queues whose workers
+    are all down and makes recovery explicit."""
     _logging()
     import time
 
@@ -114,7 +115,7 @@ def reconcile(
     from app.core.db import Database
     from app.jobs.queue import JobQueue
     from app.webhooks.deliverer import deliver_due
-    from workers.sweeper import fail_overdue, sweep
+    from workers.sweeper import repair
 
     settings = get_settings()
     if not settings.database_url or not settings.redis_url:
@@ -124,8 +125,7 @@ def reconcile(
     http = httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
     try:
         while True:
-            fixed = sweep(db, queue, None, settings.job_lease_seconds, settings.job_max_attempts)
-            fixed += fail_overdue(db, queue, settings.job_queued_timeout_seconds)
+            fixed = repair(db, queue, None, settings)
             sent = deliver_due(db, settings, http)
             typer.echo(f"reconciled {fixed} job(s)" + (f"; {sent} webhook(s) attempted" if sent else ""))
             if once:
@@ -166,6 +166,7 @@ def models_pull(
         raise typer.Exit(1) from None
     finally:
         db.dispose()
+    _forget_load_failures(settings.redis_url, settings.default_model)
     typer.echo(f"{settings.default_model} ready at {path}")
 
 
@@ -190,6 +191,7 @@ def models_register(
         raise typer.BadParameter(str(exc), param_hint="PATH") from exc
     finally:
         db.dispose()
+    _forget_load_failures(settings.redis_url, record.name)
     typer.echo(f"registered {record.name} ({record.backend}) at {record.artifact_path}")
 
 
@@ -304,6 +306,23 @@ def openapi(output: str = typer.Option("openapi.yaml", help="Where to write it (
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text_)
         typer.echo(f"wrote {output}")
+
+
+def _forget_load_failures(redis_url: str | None, model: str) -> None:
+    """A model registered (again): its workers' reports that they could not load it no longer hold, so
+    its jobs are taken again. (The embedded mode's queue lives in its own process, whose worker reports
+    afresh when it starts.)"""
+    if not redis_url:
+        return
+    from redis import Redis, RedisError
+
+    from app.models.availability import clear_load_failure
+
+    try:
+        with Redis.from_url(redis_url) as redis:
+            clear_load_failure(redis, model)
+    except RedisError as exc:
+        typer.echo(f"warning: could not clear the load failures reported for {model}: {exc}", err=True)
 
 
 def _upgrade_embedded(url: str, embedded: bool) -> None:

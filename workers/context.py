@@ -16,6 +16,7 @@ from app.engine.base import Engine
 from app.jobs.queue import JobQueue
 from app.metrics.model_labels import ModelLabels
 from app.metrics.recorder import WorkerMetrics
+from app.models.availability import LoadReports
 from app.scheduling.policy import Limits, Priority
 from workers.engines import EnginePool, default_batch_tokens
 from workers.scheduled_engine import ScheduledEngine
@@ -66,6 +67,7 @@ class WorkerContext:
             self.load_engine,
             self.family_path,
             self.family_of,
+            LoadReports(self.queue.redis, self.queue_name, self.worker_id),
         )
         limits = Limits(
             rows=self.settings.batch_size,

@@ -7,8 +7,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TypeVar
 
 from app.engine.base import Conversation, Engine
+from app.models.availability import LoadReports
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +24,8 @@ class EngineBusy(RuntimeError):
 class EnginePool:
     """``main`` serves ``model`` (and, by swapping its weights in place, models trained from it when no
     separate engine can be loaded). Other models get engines of their own, loaded on demand, at most
-    ``max_extra`` at once (least recently used closed first)."""
+    ``max_extra`` at once (least recently used closed first). A load on demand that fails is told to
+    ``reports`` (the API then refuses that model's jobs, saying why), one that succeeds clears it."""
 
     def __init__(
         self,
@@ -30,6 +35,7 @@ class EnginePool:
         load_engine: Callable[[str], Engine] | None = None,
         family_path: Callable[[str], Path] | None = None,
         family_of: Callable[[str], str | None] | None = None,
+        reports: LoadReports | None = None,
     ) -> None:
         self.main = main
         self.model = model
@@ -37,6 +43,7 @@ class EnginePool:
         self.load_engine = load_engine
         self.family_path = family_path
         self.family_of = family_of
+        self.reports = reports
         self.extra: OrderedDict[str, Engine] = OrderedDict()
         # Whose weights ``main`` holds now: ``model``, or a descendant it swapped to.
         self.loaded_model = model
@@ -61,10 +68,7 @@ class EnginePool:
         if family:
             if any(e is self.main for e in busy):
                 raise EngineBusy(f"the engine of {self.loaded_model!r} is busy")
-            path = self.family_path(model) if self.family_path is not None else None
-            if path is None:
-                raise RuntimeError(f"no local weights for {model!r}")
-            self.main.load_weights(path, model)
+            self._loading(model, lambda: self._swap_in(model))
             self.loaded_model = model
             return self.main
         raise RuntimeError(f"this worker serves {self.model!r} and cannot load {model!r}")
@@ -76,9 +80,28 @@ class EnginePool:
             if victim is None:
                 raise EngineBusy(f"every extra engine is busy; cannot load {model!r}")
             self.extra.pop(victim).close()
-        engine = self.load_engine(model)
+        load = self.load_engine
+        engine = self._loading(model, lambda: load(model))
         self.extra[model] = engine
         return engine
+
+    def _swap_in(self, model: str) -> None:
+        path = self.family_path(model) if self.family_path is not None else None
+        if path is None:
+            raise RuntimeError(f"no local weights for {model!r}")
+        self.main.load_weights(path, model)
+
+    def _loading(self, model: str, load: Callable[[], T]) -> T:
+        """``load()``, its outcome told to ``reports``."""
+        try:
+            loaded = load()
+        except Exception as error:
+            if self.reports is not None:
+                self.reports.failed(model, error)
+            raise
+        if self.reports is not None:
+            self.reports.loaded(model)
+        return loaded
 
     def _in_family(self, model: str) -> bool:
         return self.family_of is not None and self.family_of(model) == self.model

@@ -18,7 +18,7 @@ from app.engine.base import Engine
 from app.engine.factory import build_engine
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
-from app.models.availability import clear_load_failure, report_load_failure
+from app.models.availability import LoadReports
 from app.training.runner import terminate_all
 from app.training.yielding import ServingBeacon
 from app.webhooks.deliverer import Deliverer
@@ -73,17 +73,18 @@ def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | N
 
 def load_own_engine(settings: Settings, db: Database, redis: Redis, model: str, worker_id: str) -> Engine:
     """The engine of the model this worker serves. When it cannot be loaded, the reason is reported
-    for the model's queue (the API then refuses the model's jobs, saying why, and `/readyz` shows it)
-    before the error ends the worker; a load clears earlier reports."""
-    queue = queue_name(model)
+    for the model's queue (the API then refuses the model's jobs, saying why, `/readyz` shows it, and the
+    sweepers fail its queued jobs after `JUDGE_MODEL_LOAD_FAILURE_GRACE_SECONDS`) before the error ends the
+    worker; a load clears earlier reports."""
+    reports = LoadReports(redis, queue_name(model), worker_id)
     try:
         path = resolve_model_path(settings, db, model)
         log.info("loading model %s (%s backend) from %s", model, settings.backend, path)
         engine = build_engine(settings, model, path)
     except Exception as exc:
-        report_load_failure(redis, queue, model, f"{type(exc).__name__}: {exc}", worker_id)
+        reports.failed(model, exc)
         raise
-    clear_load_failure(redis, queue)
+    reports.loaded(model)
     return engine
 
 
@@ -126,14 +127,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     beacon = ServingBeacon(redis, ctx.scheduler.has_serving_work)
     if settings.train_yield_to_serving != "never":
         beacon.start()
-    sweeper = Sweeper(
-        db,
-        job_queue,
-        name,
-        settings.job_lease_seconds,
-        settings.job_max_attempts,
-        settings.job_queued_timeout_seconds,
-    )
+    sweeper = Sweeper(db, job_queue, name, settings)
     sweeper.start()
     deliverer = Deliverer(db, settings)
     deliverer.start()

@@ -226,6 +226,13 @@ class Settings(BaseSettings):
         "runs for its model, or none can load it; the error then says why). Every worker's sweeper and "
         "`judge reconcile` check all queues.",
     )
+    model_load_failure_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Jobs queued for a model that its workers reported they cannot load fail, with the "
+        "reason, once the failure has stood this long (time to fix the model's folder and restart its "
+        "worker: a load clears the report). Every worker's sweeper and `judge reconcile` check them.",
+    )
     min_free_disk_mb: int = Field(
         default=512,
         ge=0,

@@ -272,6 +272,16 @@ def overdue_queued(session: Session, older_than: timedelta, limit: int = 100) ->
     return list(session.scalars(stmt))
 
 
+def queued_on(session: Session, queue: str, model: str | None, limit: int = 100) -> list[Job]:
+    """Queued jobs of ``queue`` (for ``model`` only, unless None), oldest first, locked against a
+    concurrent claim (one being claimed now is skipped)."""
+    stmt = select(Job).where(Job.status == "queued", Job.queue == queue)
+    if model is not None:
+        stmt = stmt.where(Job.model == model)
+    stmt = stmt.order_by(Job.created_at).limit(limit).with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
 def queued_heads(session: Session, queue: str, kinds: tuple[str, ...], per_tenant: int) -> list[Job]:
     """Each tenant's ``per_tenant`` oldest queued jobs of these kinds on a queue, oldest first (a worker
     admitting work: one tenant's backlog never hides another tenant's job)."""

@@ -44,7 +44,7 @@ def test_a_model_its_workers_cannot_load_is_refused_until_one_loads_it(
     assert error["message"] == (
         f"model '{DEFAULT_MODEL}' cannot be loaded by its workers: OSError: weights truncated"
     )
-    clear_load_failure(redis, queue)  # what a worker that loads it does
+    clear_load_failure(redis, DEFAULT_MODEL, queue)  # what a worker that loads it does
     assert client.post(PAIRWISE, json={"items": [PAIR]}).status_code == 202
 
 

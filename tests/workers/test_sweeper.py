@@ -17,7 +17,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue, delivery_id, queue_name
 from app.models.availability import report_load_failure
 from tests.conftest import RollbackDatabase
-from workers.sweeper import fail_overdue, sweep
+from workers.sweeper import fail_overdue, fail_unloadable, sweep
 
 Submit = Callable[[str, dict[str, Any]], uuid.UUID]
 ITEM = {"question": "q", "answer_a": "a", "answer_b": "b"}
@@ -136,3 +136,45 @@ def test_an_overdue_job_of_a_model_its_workers_cannot_load_says_why(
     assert error is not None and error.endswith(
         "model 'SmolLM2-135M-Instruct' cannot be loaded by its workers: its folder /models/x is missing"
     )
+
+
+# Jobs of a model its workers cannot load ------------------------------------------------------------
+
+
+def _queued_for(db: RollbackDatabase, model: str) -> uuid.UUID:
+    """A queued job for ``model`` on the default model's queue (a model trained from it)."""
+    with db.unit_of_work() as session:
+        return jobs_repo.create_job(
+            session, kind="judge_pairwise", model=model, queue=QUEUE, params={}, total=1, tenant="default"
+        ).id
+
+
+def test_jobs_of_a_model_its_workers_cannot_load_fail_once_the_grace_has_passed(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    job_id = submit("pairwise", {"items": [ITEM]})
+    other = submit("pairwise", {"items": [ITEM]})
+    _age(db, other, queue="judge.other-model")
+    report_load_failure(redis, QUEUE, "SmolLM2-135M-Instruct", "OSError: weights truncated", "w1")
+    queue = JobQueue(redis, 60)
+    assert fail_unloadable(db, queue, grace_seconds=300) == 0  # time to fix it and restart the worker
+    assert _job(db, job_id).status == "queued"
+    # A worker restarted in a loop reports again: the failure still dates from its first report.
+    report_load_failure(redis, QUEUE, "SmolLM2-135M-Instruct", "OSError: weights truncated", "w2")
+    assert fail_unloadable(db, queue, grace_seconds=0) == 1
+    failed = _job(db, job_id)
+    assert failed.status == "failed"
+    assert failed.error is not None and failed.error.startswith(
+        "model 'SmolLM2-135M-Instruct' cannot be loaded by its workers: OSError: weights truncated (since "
+    )
+    assert _job(db, other).status == "queued"
+
+
+def test_a_descendant_that_cannot_load_fails_only_its_own_jobs(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    root_job = submit("pairwise", {"items": [ITEM]})
+    child_job = _queued_for(db, "sr-child-1")
+    report_load_failure(redis, QUEUE, "sr-child-1", "ModelUnavailable: its folder is missing", "w1")
+    assert fail_unloadable(db, JobQueue(redis, 60), grace_seconds=0) == 1
+    assert (_job(db, child_job).status, _job(db, root_job).status) == ("failed", "queued")
