@@ -24,6 +24,7 @@ from app.metrics.router import install_metrics
 from app.models.router import router as models_router
 from app.prompt_opt.router import router as prompt_opt_router
 from app.self_reward.router import router as self_reward_router
+from app.summaries.router import router as summaries_router
 
 API_VERSION = "0.1.0"
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     app.include_router(self_reward_router)
     add_results_route(job_kinds.results_models())
     app.include_router(jobs_router)
+    app.include_router(summaries_router)
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(dashboard_router)

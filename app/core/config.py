@@ -55,6 +55,14 @@ class Settings(BaseSettings):
 
     max_items: int = Field(default=1000, ge=1, description="Most items one judging request may carry.")
     max_dataset_rows: int = Field(default=100_000, ge=1, description="Most rows one dataset may hold.")
+    summary_bootstrap_rounds: int = Field(
+        default=1000,
+        ge=0,
+        description="Bootstrap resamples behind a summary's intervals when the request names none.",
+    )
+    max_summary_bootstrap_rounds: int = Field(
+        default=10_000, ge=0, description="Most bootstrap resamples one summary request may ask for."
+    )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_prompt_chars: int = Field(
         default=100_000,

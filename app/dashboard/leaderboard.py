@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from app.jobs.schemas import ItemResult, OrderResult
 from app.mtbench.formats import ERROR_SCORE, PairJudgment, QuestionId, SingleJudgment
 from app.mtbench.records import game_winner, parse_item_id
+from app.stats.records import baseline_of as baseline_among
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,4 @@ def run_judgments(items: Iterable[RunItem]) -> RunJudgments:
 def baseline_of(pairs: Iterable[PairJudgment]) -> str | None:
     """The baseline of a pairwise-baseline run: the one ``model_2`` of every pair, never a ``model_1``
     (None for a pairwise-all run)."""
-    firsts: set[str] = set()
-    seconds: set[str] = set()
-    for p in pairs:
-        firsts.add(p.model_1)
-        seconds.add(p.model_2)
-    if len(seconds) == 1 and not seconds & firsts:
-        return next(iter(seconds))
-    return None
+    return baseline_among((p.model_1, p.model_2) for p in pairs)

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 import app.kinds  # noqa: F401 - registers the job kinds
 from app.core.errors import InvalidInput, NotFound
 from app.dashboard.leaderboard import RunItem, baseline_of, run_judgments
-from app.dashboard.stats import BatchStats, batch_stats
 from app.jobs import kinds as job_kinds
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
@@ -21,6 +20,7 @@ from app.judging.results import item_result
 from app.mtbench.tables import LeaderboardRow, leaderboard
 from app.prompt_opt.schemas import PromptOptimizationResults
 from app.self_reward.schemas import SelfRewardResults
+from app.stats.batch import BatchStats, batch_stats
 
 JOBS_PER_PAGE = 25
 ITEMS_PER_PAGE = 50

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.dashboard.stats import batch_stats
 from app.jobs.schemas import ItemResult, OrderResult
+from app.stats.batch import batch_stats
 
 
 def pair(ab: str | None, ba: str | None, **item: Any) -> ItemResult:

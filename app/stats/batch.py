@@ -1,4 +1,4 @@
-"""Figures of one judging batch (a job's items), for the job page. Pure."""
+"""Figures of one judging batch (a job's items): counts, consistency and first-position preference. Pure."""
 
 from __future__ import annotations
 
