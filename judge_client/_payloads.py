@@ -18,6 +18,7 @@ class JudgeOptions(TypedDict, total=False):
     temperature: float
     max_tokens: int
     seed: int
+    samples: int  # judgments per order, pooled (self-consistency; needs a temperature above 0)
     verdict_mode: VerdictMode
     parser: VerdictParser  # how generated verdicts are read: strict or fastchat
     metadata: dict[str, str]  # your labels: on the job, and a filter of `jobs(metadata=...)`

@@ -57,6 +57,7 @@ class OrderResult(_Response):
     """One order the judge saw: ``AB`` (answer_a first), ``BA`` or ``single``, with its raw output."""
 
     order: Literal["AB", "BA", "single"]
+    sample: int = 0  # which of the order's samples (``samples=`` above 1), from 0
     raw: str
     verdict: Verdict | None = None
     score: float | None = None
@@ -70,7 +71,9 @@ class OrderResult(_Response):
 
 class ItemResult(_Response):
     """The outcome for one item. ``verdict`` is in your labels (``A`` is always answer_a, whatever order
-    it was shown in); ``consistent`` says whether both orders agreed (conservative swap)."""
+    it was shown in); ``consistent`` says whether both orders agreed (conservative swap). With
+    ``samples=`` above 1: ``votes`` per verdict (pairwise; the verdict has the most), ``score_std``
+    (single; ``score`` is the mean) and ``agreement``, the share of samples giving the most common one."""
 
     index: int
     id: str | None = None
@@ -80,6 +83,9 @@ class ItemResult(_Response):
     expected_score: float | None = None
     probabilities: dict[str, float] | None = None
     consistent: bool | None = None
+    votes: dict[str, int] | None = None
+    score_std: float | None = None
+    agreement: float | None = None
     error: str | None = None
     generated_references: list[str] | None = None
     orders: list[OrderResult] = Field(default_factory=list)

@@ -112,6 +112,7 @@ def test_options_body() -> None:
     assert options_body("single", {"scale": (0, 5), "auto_reference": False}) == {
         "scale": {"min": 0, "max": 5}
     }
+    assert options_body("single", {"samples": 5, "temperature": 0.7}) == {"samples": 5, "temperature": 0.7}
     with pytest.raises(ValueError, match="scale applies to single"):
         options_body("pairwise", {"scale": (1, 10)})
     with pytest.raises(ValueError, match="unknown option"):

@@ -89,6 +89,13 @@ def test_pairwise_multi_turn(judge: Judge, service: LiveService) -> None:
     assert job.kind == "judge_pairwise"
 
 
+def test_pairwise_samples_report_votes_and_every_sample(judge: Judge) -> None:
+    result = judge.pairwise("What is 2+2?", "It is four.", "5", samples=3, temperature=0.7, poll=0.05)
+    assert (result.verdict, result.consistent, result.agreement) == ("A", True, 1.0)
+    assert result.votes == {"A": 6, "B": 0, "tie": 0}
+    assert [(o.order, o.sample) for o in result.orders] == [(o, s) for o in ("AB", "BA") for s in range(3)]
+
+
 def test_single_grades_on_the_scale(judge: Judge) -> None:
     result = judge.single("Say hello.", "hello there my friend", scale=(1, 10), poll=0.05)
     assert (result.ok, result.score) == (True, 4.0)
