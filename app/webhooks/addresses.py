@@ -64,12 +64,15 @@ class Target:
 
     def request(self, client: httpx.Client, body: bytes, headers: dict[str, str]) -> httpx.Request:
         """The POST of ``body`` to the checked address, naming the URL's host in the Host header and
-        in TLS (server name and certificate check)."""
+        in TLS (server name and certificate check), on a connection of its own."""
         return client.build_request(
             "POST",
             self.url.copy_with(host=str(self.address)),
             content=body,
-            headers={**headers, "Host": self.url.netloc.decode("ascii")},
+            # The client pools connections by address, not by name: a kept-alive connection, whose TLS
+            # certificate was checked for one name, would carry the call of another name that resolves
+            # to the same address. Closing it after each call keeps the check per name.
+            headers={**headers, "Host": self.url.netloc.decode("ascii"), "Connection": "close"},
             extensions={"sni_hostname": self.host},
         )
 

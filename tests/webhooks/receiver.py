@@ -16,6 +16,8 @@ class Call:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The caller's side of the connection (address, port): calls on one connection share it.
+    peer: tuple[str, int] = ("", 0)
 
 
 @dataclass
@@ -34,22 +36,28 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
-    """A receiver listening on ``host`` (a loopback address), on a free port."""
+def running_receiver(host: str = "127.0.0.1", keep_alive: bool = False) -> Iterator[Receiver]:
+    """A receiver listening on ``host`` (a loopback address), on a free port; with ``keep_alive`` it
+    speaks HTTP/1.1 and keeps each connection open for the caller's next call."""
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = {k.lower(): v for k, v in self.headers.items()}
             with receiver.lock:
-                receiver.calls.append(Call(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.calls.append(Call(self.path, headers, body, self.client_address[:2]))
             if receiver.delay:
                 time.sleep(receiver.delay)
             status = receiver.next_status()
+            answer = b"ok" if status < 300 else b"receiver says no"
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok" if status < 300 else b"receiver says no")
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass

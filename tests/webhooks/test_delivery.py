@@ -414,6 +414,22 @@ def test_a_pinned_https_call_names_the_host_for_tls_and_in_the_host_header(
     assert request.extensions["sni_hostname"] == "hooks.example.com"
 
 
+def test_two_names_at_one_address_never_share_a_connection(
+    db: RollbackDatabase, redis: Redis, hook_settings: Settings, http: httpx.Client
+) -> None:
+    # The client pools connections by address: a kept-alive connection (over https, one whose
+    # certificate was checked for the first name) would carry the second name's call.
+    with running_receiver("127.0.0.1", keep_alive=True) as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        resolver = StubResolver({"a.hooks.test": ["127.0.0.1"], "b.hooks.test": ["127.0.0.1"]})
+        for name in ("a.hooks.test", "b.hooks.test", "a.hooks.test"):
+            assert _end(db, redis, _job(db, f"http://{name}:{port}/hooks/judge"))
+        assert deliver_due(db, hook_settings, http, resolve=resolver) == 3
+    hosts = [call.headers["host"].split(":")[0] for call in receiver.calls]
+    assert sorted(hosts) == ["a.hooks.test", "a.hooks.test", "b.hooks.test"]
+    assert len({call.peer for call in receiver.calls}) == 3  # a connection of its own for each delivery
+
+
 def test_a_name_resolving_to_a_metadata_address_is_refused_before_any_connection(
     db: RollbackDatabase, redis: Redis, hook_settings: Settings
 ) -> None:
