@@ -27,6 +27,7 @@ from judge_client.errors import (
     Unauthorized,
     Unavailable,
 )
+from judge_client.summaries import Summary
 from judge_client.sync import Judge
 from judge_client.types import ItemResult, Job, OrderResult, PairwiseItem, Progress, SingleItem, Template
 
@@ -55,6 +56,7 @@ __all__ = [
     "ServerError",
     "SingleItem",
     "SingleOptions",
+    "Summary",
     "Unauthorized",
     "Unavailable",
     "__version__",

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from judge_client._payloads import Item, judging_body, one_item
 from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Param, RetryPolicy, Sleep, call
 from judge_client.errors import JobFailed, JudgeError, JudgeTimeout
+from judge_client.summaries import Summary
 from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
 
 # The service's default cap on `?wait=`; a longer wait goes on by polling.
@@ -181,6 +182,31 @@ def list_jobs(
     if metadata:
         params["metadata"] = [f"{k}:{v}" for k, v in metadata.items()]
     yield from _paged("/v1/jobs", {**params, "limit": page_size}, _job_items, policy)
+
+
+def summary(
+    job: JobRef | None,
+    metadata: Mapping[str, str] | None,
+    rounds: int | None,
+    seed: int,
+    baseline: str | None,
+    policy: RetryPolicy,
+) -> Flow[Summary]:
+    """The summary of one judging job, or of the judging jobs carrying every ``metadata`` label."""
+    if (job is None) == (not metadata):
+        raise ValueError("give a job or metadata labels, not both")
+    params: dict[str, Param] = {"seed": seed}
+    if rounds is not None:
+        params["rounds"] = rounds
+    if baseline is not None:
+        params["baseline"] = baseline
+    if job is not None:
+        path = _job_path(job, "/summary")
+    else:
+        path = "/v1/summary"
+        params["metadata"] = [f"{k}:{v}" for k, v in (metadata or {}).items()]
+    response = yield from call(HttpRequest("GET", path, params=params), policy)
+    return Summary.model_validate(_json(response))
 
 
 def templates(policy: RetryPolicy) -> Flow[list[Template]]:

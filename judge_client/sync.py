@@ -14,6 +14,7 @@ from judge_client._flows import JobRef, OnUpdate
 from judge_client._payloads import BatchOptions, Item, PairwiseOptions, SingleOptions
 from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Reply, Send, Sleep, TransportFailure
 from judge_client._transport import Connection, to_response
+from judge_client.summaries import Summary
 from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
 
 T = TypeVar("T")
@@ -225,6 +226,23 @@ class Judge:
         """Your jobs, newest first, fetched page by page as you iterate; ``metadata`` keeps the jobs
         carrying every one of these labels."""
         return self._iterate(_flows.list_jobs(status, kind, model, metadata, page_size, self._conn.policy))
+
+    def summary(
+        self,
+        job: JobRef | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        rounds: int | None = None,
+        seed: int = 0,
+        baseline: str | None = None,
+    ) -> Summary:
+        """Rates, scores and ratings with 95 % bootstrap intervals of one judging job, or of the judging
+        jobs carrying every ``metadata`` label (e.g. ``{"mtbench_run": "my-run"}``): verdict counts,
+        consistency and first-position rates, win rates per model, mean scores per model and category,
+        Bradley–Terry ratings (every pair of models met) or length-controlled win rates (games against
+        ``baseline``, by default the one inferred). ``rounds``: bootstrap resamples (the service's
+        default: 1000); the same ``seed`` gives the same intervals."""
+        return self._run(_flows.summary(job, metadata, rounds, seed, baseline, self._conn.policy))
 
     def templates(self) -> list[Template]:
         """The templates requests can name: the built-in ones and your tenant's (every version)."""

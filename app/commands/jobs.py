@@ -1,4 +1,4 @@
-"""``judge jobs get|list|wait|cancel``: jobs on a running service, through the client."""
+"""``judge jobs get|list|wait|cancel|summary``: jobs on a running service, through the client."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from app.commands.exits import EPILOG, ExitCode, client_errors
 from app.commands.options import JSON, KEY, POLL, QUIET, TIMEOUT, URL, connect, labels
 from app.commands.progress import JobBar, items_progress
+from app.commands.summaries import summary_text
 from judge_client import Job
 from judge_client.types import JobKind, JobStatus
 
@@ -121,3 +122,27 @@ def cancel(job_id: str = JOB_ID, url: str = URL, key: str | None = KEY, as_json:
     else:
         later = "" if job.ended else " (stops at the worker's next check)"
         typer.echo(f"{job.id} {job.status}{later}")
+
+
+@jobs_cli.command("summary")
+def summary(
+    job_id: str | None = typer.Argument(None, help="The judging job's id (or give --metadata)."),
+    metadata: list[str] | None = typer.Option(
+        None,
+        help="Summarize every judging job with this label KEY:VALUE (repeatable), e.g. mtbench_run:NAME.",
+    ),
+    rounds: int | None = typer.Option(
+        None, min=0, help="Bootstrap resamples (default: the service's, 1000)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the resampling."),
+    baseline: str | None = typer.Option(None, help="The model the others played (default: inferred)."),
+    url: str = URL,
+    key: str | None = KEY,
+    as_json: bool = JSON,
+) -> None:
+    """Rates, scores and ratings with 95 % bootstrap intervals, of a judging job or of labelled jobs."""
+    if (job_id is None) == (not metadata):
+        raise typer.BadParameter("give a job id or --metadata, not both")
+    with client_errors(), connect(url, key) as judge:
+        found = judge.summary(job_id, metadata=labels(metadata), rounds=rounds, seed=seed, baseline=baseline)
+    typer.echo(found.model_dump_json() if as_json else summary_text(found))
