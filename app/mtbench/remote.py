@@ -172,8 +172,8 @@ class ServiceSubmitter:
             opts["swap"] = "conservative"  # FastChat judges both orders (game 1 and game 2)
         else:
             opts["scale"] = (options.scale.min, options.scale.max)
-        # The run's tag groups its jobs on the service (the dashboard's leaderboard reads it).
-        opts["metadata"] = options.tags
+        # The run's tag groups its jobs on the service (the dashboard's leaderboard and summaries read it).
+        opts["metadata"] = batch.tags(options)
         job = self.client.submit_batch([to_item(task) for task in tasks], batch.mode, **opts)
         ids = [item_id(task) for task in tasks]
         append_ledger(self.ledger, job.id, ids)

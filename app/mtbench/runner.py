@@ -62,6 +62,11 @@ class Batch:
     def ids(self) -> list[str]:
         return [item_id(task) for task in self.tasks]
 
+    def tags(self, options: RunOptions) -> dict[str, str]:
+        """The run's tags, and the batch's question category (summaries group scores by it)."""
+        category = self.tasks[0].question.category if self.tasks else ""
+        return {**options.tags, "category": category[:512]} if category else options.tags
+
 
 class Submitter(Protocol):
     """Judges batches: in this process with a local engine, or on the service."""
@@ -83,13 +88,14 @@ def existing_judgments(path: Path, kind: JudgmentKind) -> list[Judgment]:
 
 
 def make_batches(tasks: Sequence[Task], templates: Templates, size: int = DEFAULT_BATCH_ITEMS) -> list[Batch]:
-    """The tasks grouped by template (plan order kept), in batches of at most ``size``."""
+    """The tasks grouped by template and question category (plan order kept), in batches of at most
+    ``size``: each job of a run on the service then holds one category, which it is tagged with."""
     if size < 1:
         raise ValueError("batch size must be at least 1")
-    groups: dict[str, tuple[TemplateSpec, list[Task]]] = {}
+    groups: dict[tuple[str, str], tuple[TemplateSpec, list[Task]]] = {}
     for task in tasks:
         spec = templates.spec(task.role)
-        groups.setdefault(spec.name, (spec, []))[1].append(task)
+        groups.setdefault((spec.name, task.question.category), (spec, []))[1].append(task)
     return [
         Batch(spec, tuple(group[start : start + size]))
         for spec, group in groups.values()

@@ -113,8 +113,12 @@ def test_batches_become_jobs_and_results_stream_back(tmp_path: Path) -> None:
     assert len(service.submitted) == len(batches)
     items, kind, options = service.submitted[0]
     assert kind == "pairwise" and [i.id for i in items] == batches[0].ids()
-    # Jobs are tagged with the run, for the service's leaderboard.
-    assert options.pop("metadata") == {"mtbench_run": "tiny/pairwise-all/smol", "mtbench_judge": "smol"}
+    # Jobs are tagged with the run (the service's leaderboard) and their questions' category (summaries).
+    assert options.pop("metadata") == {
+        "mtbench_run": "tiny/pairwise-all/smol",
+        "mtbench_judge": "smol",
+        "category": batches[0].tasks[0].question.category,
+    }
     assert options == {"model": "smol", "template": "pairwise", "cot": False, "temperature": 0.0, "seed": 3,
                        "verdict_mode": "generate", "parser": "fastchat", "swap": "conservative"}  # fmt: skip
     outcome = got[0][1]

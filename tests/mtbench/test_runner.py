@@ -33,13 +33,16 @@ def _run(tasks: list[Task], out: Path, submitter: object, templates: prompts.Tem
     return summary.written
 
 
-def test_batches_group_by_template() -> None:
+def test_batches_group_by_template_and_category() -> None:
     tasks = _tasks("pairwise-baseline")
     batches = make_batches(tasks, prompts.builtin(), size=2)
-    # Writing has 2 tasks per turn; math and reasoning (with references) 4 per turn.
-    names = [b.template.name for b in batches]
-    assert names == ["pairwise", "pairwise-multi", "pairwise-ref", "pairwise-ref", "pairwise-multi-ref",
-                     "pairwise-multi-ref"]  # fmt: skip
+    # Each question (writing, math, reasoning; the last two with references) has 2 tasks per turn.
+    names = [(b.template.name, b.tasks[0].question.category) for b in batches]
+    assert names == [("pairwise", "writing"), ("pairwise-multi", "writing"), ("pairwise-ref", "math"),
+                     ("pairwise-multi-ref", "math"), ("pairwise-ref", "reasoning"),
+                     ("pairwise-multi-ref", "reasoning")]  # fmt: skip
+    assert all(len({t.question.category for t in b.tasks}) == 1 for b in batches)
+    assert batches[2].tags(OPTIONS) == {**OPTIONS.tags, "category": "math"}
     assert sorted(t.key for b in batches for t in b.tasks) == sorted(t.key for t in tasks)
     assert all(len(b.tasks) <= 2 for b in batches)
 
