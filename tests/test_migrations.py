@@ -22,6 +22,7 @@ TABLES = {
     "datasets",
     "dataset_rows",
     "prediction_cache",
+    "verdict_cache",
     "po_runs",
     "po_candidates",
     "po_rounds",

@@ -30,8 +30,10 @@ from app.jobs import kinds, lifecycle
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.jobs.schemas import ItemResult
+from app.judging import cache_repository as cache_repo
 from app.judging import kind as judging_kind
 from app.judging import repository as judging_repo
+from app.judging.cached_calls import JobCache, PlannedJudgment
 from app.judging.domain import (
     CallOutput,
     ItemOutcome,
@@ -41,7 +43,6 @@ from app.judging.domain import (
     TemplateSpec,
 )
 from app.judging.execution import (
-    MARKER_CLOSE,
     PlannedItem,
     generation_outcome,
     item_labels,
@@ -75,17 +76,6 @@ CHECK_SECONDS = 0.5
 WAKE_SECONDS = 0.05
 # Queued jobs a worker looks at per tenant when admitting (oldest first).
 ADMIT_PER_TENANT = 32
-
-
-def job_sampling(params: JudgingParams) -> SamplingParams:
-    """How the job's judge calls decode. Greedy calls carry no seed, so greedy jobs share batches."""
-    return SamplingParams(
-        temperature=params.temperature,
-        max_tokens=params.max_tokens,
-        seed=params.seed if params.temperature > 0 else None,
-        # A verdict-only reply is complete at the marker's closing brackets.
-        stop=(MARKER_CLOSE,) if params.verdict_only() else (),
-    )
 
 
 def job_priority(params: JudgingParams) -> Priority:
@@ -126,6 +116,8 @@ class ActiveJob:
     logprobs: bool
     failed: int = 0
     touched: bool = False
+    # The verdict cache as the job may use it (None: it may not).
+    cache: JobCache | None = None
 
     @classmethod
     def load(
@@ -155,9 +147,10 @@ class ActiveJob:
             pending=pending,
             done=done,
             failed=failed,
-            sampling=job_sampling(params),
+            sampling=params.sampling(),
             priority=job_priority(params),
             logprobs=params.verdict_mode == "logprobs",
+            cache=JobCache.for_job(params, tenant, ctx.settings.verdict_cache_scope),
         )
 
     def calls_left(self) -> int:
@@ -174,6 +167,7 @@ class Flight:
     futures: list[Future[Any]]
     calls: list[PlannedCall] = field(default_factory=list)
     reference: tuple[int, Conversation] | None = None  # (turn, prompt)
+    judgment: PlannedJudgment | None = None  # the judge calls' item and template (for the verdict cache)
 
 
 @dataclass(eq=False)
@@ -183,6 +177,9 @@ class Landed:
     flight: Flight
     outcome: ItemOutcome | None = None
     reference: CallOutput | None = None
+    # Served from the verdict cache; or the cache entries of what the engine returned.
+    cached: bool = False
+    fresh: list[cache_repo.CacheEntry] = field(default_factory=list)
 
 
 class JudgeBatcher:
@@ -340,24 +337,60 @@ class JudgeBatcher:
 
     def _submit_due(self) -> None:
         """Every held item not in the scheduler yet goes there: its reference answer if one is due,
-        else its judge calls."""
+        else its judge calls, unless the verdict cache holds them all: then its outcome lands at once."""
+        judging: list[tuple[ActiveJob, PendingItem, PlannedJudgment]] = []
         for job in list(self.jobs.values()):
             for p in job.pending:
                 if p.in_flight:
                     continue
+                p.in_flight = True
                 if p.reference_due():
                     turn = len(p.generated)
                     prompt = reference_prompt(p.item, turn, p.generated[:turn])
                     greedy = SamplingParams(temperature=0.0, max_tokens=job.sampling.max_tokens)
-                    flight = Flight(job, p, self._send(job, [prompt], greedy), reference=(turn, prompt))
+                    self._fly(Flight(job, p, self._send(job, [prompt], greedy), reference=(turn, prompt)))
                 else:
                     item = _with_references(p.item, p.generated) if p.needs_reference else p.item
-                    calls = plan_item(item, job.templates[p.template], job.options, p.index)
-                    labels = item_labels(PlannedItem(calls, job.options))[1] if job.logprobs else None
-                    flight = Flight(job, p, self._send_calls(job, calls, labels), calls=calls)
-                p.in_flight = True
-                for future in flight.futures:
-                    self.flights[future] = flight
+                    spec = job.templates[p.template]
+                    judging.append(
+                        (job, p, PlannedJudgment(spec, item, plan_item(item, spec, job.options, p.index)))
+                    )
+        for (job, p, judgment), hit in zip(judging, self._cached(judging), strict=True):
+            flight = Flight(job, p, [], calls=list(judgment.calls), judgment=judgment)
+            if hit is not None:
+                self._land_cached(flight, hit)
+                continue
+            labels = item_labels(PlannedItem(judgment.calls, job.options))[1] if job.logprobs else None
+            flight.futures = self._send_calls(job, flight.calls, labels)
+            self._fly(flight)
+
+    def _fly(self, flight: Flight) -> None:
+        for future in flight.futures:
+            self.flights[future] = flight
+
+    def _cached(
+        self, judging: list[tuple[ActiveJob, PendingItem, PlannedJudgment]]
+    ) -> list[ItemOutcome | None]:
+        """Each item's outcome when the verdict cache holds every one of its calls, else None (one query
+        per job whose policy reads the cache)."""
+        found: dict[int, ItemOutcome | None] = {}
+        by_job: dict[uuid.UUID, list[int]] = {}
+        for i, (job, _, _) in enumerate(judging):
+            if job.cache is not None and job.cache.reads:
+                by_job.setdefault(job.id, []).append(i)
+        if by_job:
+            with self.ctx.db.unit_of_work() as session:
+                for indices in by_job.values():
+                    cache = judging[indices[0]][0].cache
+                    assert cache is not None
+                    outcomes = cache.lookup(session, [judging[i][2] for i in indices])
+                    found.update(zip(indices, outcomes, strict=True))
+        return [found.get(i) for i in range(len(judging))]
+
+    def _land_cached(self, flight: Flight, result: ItemOutcome) -> None:
+        if not self.landed:
+            self._first_landed = time.monotonic()
+        self.landed.append(Landed(flight, outcome=result, cached=True))
 
     def _send_calls(
         self, job: ActiveJob, calls: list[PlannedCall], labels: list[str] | None
@@ -437,7 +470,9 @@ class JudgeBatcher:
         result = (
             score_outcome(planned, outputs) if flight.job.logprobs else generation_outcome(planned, outputs)
         )
-        self.landed.append(Landed(flight, outcome=result))
+        cache, judgment = flight.job.cache, flight.judgment
+        fresh = cache.entries(judgment, outputs) if cache is not None and judgment is not None else []
+        self.landed.append(Landed(flight, outcome=result, fresh=fresh))
 
     def _attempt_failed(self, job: ActiveJob, error: str) -> None:
         """The engine failed on this job's call (not the call's own fault): the job is retried, or
@@ -484,12 +519,13 @@ class JudgeBatcher:
                 else:
                     assert entry.outcome is not None
                     hashes: dict[str, str] = {c.order: c.prompt_hash for c in flight.calls}
-                    calls = judging_repo.save_outcome(session, row, entry.outcome, hashes)
+                    calls = judging_repo.save_outcome(session, row, entry.outcome, hashes, entry.cached)
                     judged.setdefault(job.id, []).append((row, calls))
                     job.pending.remove(p)
                     job.done += 1
                     job.failed += entry.outcome.status == "error"
                 job.touched = True
+            cache_repo.store(session, [e for entry in landed for e in entry.fresh])
             self._record_progress(session, stage)
             # A job ends in the transaction that records its last results: its waiting client hears
             # of it one commit sooner.

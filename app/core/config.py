@@ -193,6 +193,12 @@ class Settings(BaseSettings):
         "`tenant`, its own tenant's only (a hit on another tenant's rows would tell what that tenant ran); "
         "`operator`, every tenant's (fewer model calls, for a service whose tenants trust each other).",
     )
+    verdict_cache_scope: Literal["tenant", "operator"] = Field(
+        default="tenant",
+        description="Whose cached judge outputs a judging job may reuse (the verdict cache): `tenant`, its "
+        "own tenant's only (a hit on another tenant's entries would tell what that tenant judged); "
+        "`operator`, every tenant's (fewer engine calls, for a service whose tenants trust each other).",
+    )
     max_wait_seconds: float = Field(default=600.0, ge=0)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     batch_size: int = Field(

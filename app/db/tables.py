@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -125,6 +126,8 @@ class JudgeCall(TimestampMixin, Base):
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     # How long the call waited in the scheduler's queue before the engine started on it.
     queue_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0, server_default="0")
+    # Served from the verdict cache: no engine call was made for it.
+    cached: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
     item: Mapped[JudgmentItem] = relationship(back_populates="calls", lazy="raise")
 
@@ -221,6 +224,32 @@ class PredictionCache(TimestampMixin, Base):
     example_hash: Mapped[str | None] = mapped_column(String(64))
     decoding: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     raw: Mapped[str] = mapped_column(NulSafeText, nullable=False)
+    tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class VerdictCache(TimestampMixin, Base):
+    """What the engine returned for one judge call, reused by an identical call of a later judging job.
+
+    ``key`` hashes the call's identity (scope, model and weights, template name@version and text, parser,
+    decoding, the item's inputs, the order; see :mod:`app.judging.verdict_cache`); the other columns say
+    what it was and what came back: the generated text, or the label distribution (logprobs verdicts).
+    """
+
+    __tablename__ = "verdict_cache"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # The tenant whose job computed it, which alone may read it; null: shared by every tenant.
+    tenant: Mapped[str | None] = mapped_column(String(128))
+    # The judge model's identity (app.judging.verdict_cache.model_identity).
+    model_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    order: Mapped[str] = mapped_column(String(16), nullable=False)
+    prompt_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    text: Mapped[str | None] = mapped_column(NulSafeText)
+    stop_string: Mapped[str | None] = mapped_column(String(200))
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+    mass: Mapped[float | None] = mapped_column(Float)
     tokens_in: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 

@@ -144,6 +144,11 @@ class OrderResult(BaseModel):
         "labels (`A`, `B`, `tie`; A is always answer_a), or each score's probability (keys are the "
         "scores, e.g. `7`). `raw` shows the same distribution in the judge's own labels.",
     )
+    cached: bool = Field(
+        default=False,
+        description="Served from the verdict cache (see the judging requests' `cache`): no engine call was "
+        "made; `raw` and the token counts are those of the call that was cached, `latency_ms` is 0.",
+    )
     tokens_in: int = Field(default=0, ge=0)
     tokens_out: int = Field(default=0, ge=0)
     latency_ms: float = Field(
@@ -210,6 +215,9 @@ class ItemResult(BaseModel):
     generated_references: list[str] | None = Field(
         default=None,
         description='Reference answers the judge wrote (`reference: {"auto": true}`), one per turn.',
+    )
+    cached: bool = Field(
+        default=False, description="Every judge call of the item was served from the verdict cache."
     )
     orders: list[OrderResult] = Field(
         default_factory=list, description="Every order (and sample) judged, with raw output."

@@ -31,10 +31,14 @@ SAFETY_READ_SECONDS = 5.0
 T = TypeVar("T")
 
 
+_INTERNAL_PARAMS = frozenset({"templates", "model_key"})
+
+
 def _public_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The job's options as shown on the job: template snapshots and inline example rows (which can be
-    tens of thousands) are left out; a split shows how many inline rows it has instead."""
-    shown = {k: v for k, v in params.items() if k != "templates"}
+    """The job's options as shown on the job: template snapshots, the judge model's identity (a hash
+    for the verdict cache) and inline example rows (which can be tens of thousands) are left out; a
+    split shows how many inline rows it has instead."""
+    shown = {k: v for k, v in params.items() if k not in _INTERNAL_PARAMS}
     data = shown.get("data")
     if isinstance(data, dict):
         shown["data"] = {

@@ -7,7 +7,10 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.engine.base import SamplingParams
 from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode, VerdictParser
+from app.judging.execution import MARKER_CLOSE
+from app.judging.verdict_cache import CachePolicy
 
 Priority = Literal["interactive", "batch"]
 
@@ -42,6 +45,10 @@ class JudgingParams(BaseModel):
     parser: VerdictParser = "strict"
     # "interactive": a client waits for the job (`?wait=`); workers schedule its calls first.
     priority: Priority = "batch"
+    # The verdict cache: the job's policy (resolved when it was submitted) and its judge model's identity
+    # (jobs recorded before the cache existed have none, and neither read nor write it).
+    cache: CachePolicy = "off"
+    model_key: str | None = None
     # Judgments per order (self-consistency): sampled decoding only, generated verdicts only.
     samples: int = Field(default=1, ge=1)
 
@@ -70,6 +77,16 @@ class JudgingParams(BaseModel):
             verdict_mode=self.verdict_mode,
             parser=self.parser,
             samples=self.samples,
+        )
+
+    def sampling(self) -> SamplingParams:
+        """How the job's judge calls decode. Greedy calls carry no seed, so greedy jobs share batches."""
+        return SamplingParams(
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed if self.temperature > 0 else None,
+            # A verdict-only reply is complete at the marker's closing brackets.
+            stop=(MARKER_CLOSE,) if self.verdict_only() else (),
         )
 
     def verdict_only(self) -> bool:

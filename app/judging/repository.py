@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.tables import JudgeCall, JudgmentItem, Template
-from app.judging.domain import CallOutput, ItemOutcome
+from app.judging.domain import CallOutput, ItemOutcome, OrderOutcome
 
 
 def add_items(session: Session, job_id: uuid.UUID, inputs: Sequence[dict[str, Any]]) -> None:
@@ -65,37 +65,83 @@ def save_reference(
     )
 
 
+def _item_values(outcome: ItemOutcome) -> dict[str, Any]:
+    """An item's columns that record its outcome."""
+    return {
+        "status": outcome.status,
+        "verdict": outcome.verdict,
+        "score": outcome.score,
+        "consistent": outcome.consistent,
+        "error": outcome.error,
+        "probabilities": outcome.probs,
+        "expected_score": outcome.expected_score,
+    }
+
+
+def _call_values(o: OrderOutcome, prompt_hashes: dict[str, str], cached: bool) -> dict[str, Any]:
+    """A judge call's columns (but its item's id) for one order's outcome."""
+    return {
+        "order": o.order,
+        "sample": o.sample,
+        "prompt_hash": prompt_hashes.get(o.order, ""),
+        "raw": o.raw,
+        "verdict": o.verdict,
+        "score": o.score,
+        "error": o.error,
+        "probabilities": o.probs,
+        "tokens_in": o.tokens_in,
+        "tokens_out": o.tokens_out,
+        "latency_ms": o.latency_ms,
+        "queue_ms": o.queue_ms,
+        "cached": cached,
+    }
+
+
 def save_outcome(
-    session: Session, item: JudgmentItem, outcome: ItemOutcome, prompt_hashes: dict[str, str]
+    session: Session,
+    item: JudgmentItem,
+    outcome: ItemOutcome,
+    prompt_hashes: dict[str, str],
+    cached: bool = False,
 ) -> list[JudgeCall]:
-    """Record the item's outcome; returns its judge calls as stored."""
+    """Record the item's outcome (``cached``: its calls came from the verdict cache); returns its judge
+    calls as stored."""
     calls = [
-        _replace_call(
-            session,
-            item.id,
-            o.order,
-            o.sample,
-            prompt_hash=prompt_hashes.get(o.order, ""),
-            raw=o.raw,
-            verdict=o.verdict,
-            score=o.score,
-            error=o.error,
-            probabilities=o.probs,
-            tokens_in=o.tokens_in,
-            tokens_out=o.tokens_out,
-            latency_ms=o.latency_ms,
-            queue_ms=o.queue_ms,
-        )
-        for o in outcome.orders
+        _replace_call(session, item.id, **_call_values(o, prompt_hashes, cached)) for o in outcome.orders
     ]
-    item.status = outcome.status
-    item.verdict = outcome.verdict
-    item.score = outcome.score
-    item.consistent = outcome.consistent
-    item.error = outcome.error
-    item.probabilities = outcome.probs
-    item.expected_score = outcome.expected_score
+    for name, value in _item_values(outcome).items():
+        setattr(item, name, value)
     return calls
+
+
+def add_judged_items(
+    session: Session,
+    job_id: uuid.UUID,
+    inputs: Sequence[dict[str, Any]],
+    outcomes: Sequence[ItemOutcome],
+    prompt_hashes: Sequence[dict[str, str]],
+    cached: bool,
+) -> list[tuple[JudgmentItem, list[JudgeCall]]]:
+    """Add a new job's items already judged (from the verdict cache) with their judge calls: two
+    statements, however many items. Returns them as stored, as objects outside the session (to read)."""
+    items = [
+        {"job_id": job_id, "index": i, "inputs": data, **_item_values(outcome)}
+        for i, (data, outcome) in enumerate(zip(inputs, outcomes, strict=True))
+    ]
+    ids = session.scalars(
+        insert(JudgmentItem).returning(JudgmentItem.id, sort_by_parameter_order=True), items
+    ).all()
+    calls = [
+        [{"item_id": item_id, **_call_values(o, hashes, cached)} for o in outcome.orders]
+        for item_id, outcome, hashes in zip(ids, outcomes, prompt_hashes, strict=True)
+    ]
+    flat = [call for item_calls in calls for call in item_calls]
+    if flat:
+        session.execute(insert(JudgeCall), flat)
+    return [
+        (JudgmentItem(id=item_id, **item), [JudgeCall(**call) for call in item_calls])
+        for item_id, item, item_calls in zip(ids, items, calls, strict=True)
+    ]
 
 
 def count_failed(session: Session, job_id: uuid.UUID) -> int:

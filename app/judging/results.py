@@ -43,6 +43,7 @@ def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) ->
             tokens_out=call.tokens_out,
             latency_ms=call.latency_ms,
             queue_ms=call.queue_ms,
+            cached=call.cached,
         )
         for call in judged
     ]
@@ -61,5 +62,6 @@ def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) ->
         expected_score=item.expected_score,
         probabilities=item.probabilities,
         generated_references=item.generated_references,
+        cached=bool(orders) and all(o.cached for o in orders),
         orders=orders,
     )

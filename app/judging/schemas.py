@@ -199,6 +199,16 @@ class _JudgeRequestBase(JobOptionsIn):
         "item error. Every sample's raw output is kept in `orders`. Not with `verdict_mode: logprobs`, "
         "which reads the whole verdict distribution exactly in one pass: samples would repeat it.",
     )
+    cache: Literal["use", "refresh", "off"] | None = Field(
+        default=None,
+        description="The verdict cache (your tenant's entries only). `use`: a judge call identical to an "
+        "earlier one (same model and weights, template name@version and text, parser, decoding, item "
+        "inputs and order) is served from the cache with no engine call, its result marked `cached: "
+        "true`; other calls run and are stored. `refresh`: every call runs and replaces what was stored. "
+        "`off`: the cache is neither read nor written. Default: `use` for greedy decoding (`temperature: "
+        "0`), `off` for sampled decoding; a sampled verdict is reused only when you send `cache: use`, and "
+        "then only by a call with the same `seed`.",
+    )
     parser: Literal["strict", "fastchat"] | None = Field(
         default=None,
         description="How a generated verdict is read. `strict`: the last well-formed `[[A]]` / `[[B]]` / "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,8 +24,9 @@ from app.jobs.capacity import check_capacity
 from app.jobs.creation import record_job
 from app.jobs.drain import ends_on_shutdown
 from app.jobs.queue import JobQueue
-from app.jobs.schemas import JobOut
+from app.jobs.schemas import ItemResult, JobOut
 from app.judging import repository as judging_repo
+from app.judging.cached_jobs import answer_from_cache
 from app.judging.context_limits import PromptBudget, item_problem
 from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
 from app.judging.execution import engine_labels
@@ -42,12 +44,23 @@ from app.judging.templates import (
     template_placeholders,
     validate_template,
 )
+from app.judging.verdict_cache import model_identity, resolve_policy
 from app.models import service as models_service
 from app.models.availability import check_servable
 from app.models.context import ContextWindows
 from app.models.service import Route
 
 DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A recorded judging job; ``results``: all of them when the verdict cache answered it whole."""
+
+    job: Job
+    results: list[ItemResult] | None = None
+
+
 DEFAULT_MAX_TOKENS_COT = 1024
 
 # Context windows for submissions made without an API process's lookups.
@@ -157,16 +170,17 @@ def submit(
     job_id: uuid.UUID | None = None,
     recent: RecentLookups | None = None,
     interactive: bool = False,
-) -> Job:
+) -> Submitted:
     """Record a judging job and its items (under ``job_id`` if given); the job is enqueued after the
-    caller's commit. A retry with the same Idempotency-Key returns the first request's job. ``recent``
-    spares the lookups a stream of submissions would repeat (the API process's). ``interactive``: a
-    client waits for the job (``?wait=``), so workers schedule its calls before batch work."""
+    caller's commit, unless the verdict cache answers every item (then it has ended, with its results).
+    A retry with the same Idempotency-Key returns the first request's job. ``recent`` spares the lookups
+    a stream of submissions would repeat (the API process's). ``interactive``: a client waits for the
+    job (``?wait=``), so workers schedule its calls before batch work."""
     replayed = idempotency.replay_resource(
         session, tenant, idem, lambda id_: jobs_repo.get_job(session, id_, tenant), "job"
     )
     if replayed is not None:
-        return replayed
+        return Submitted(replayed)
     if len(request.items) > settings.max_items:
         raise InvalidInput(
             f"too many items: {len(request.items)} given, at most {settings.max_items} per request", "items"
@@ -206,8 +220,10 @@ def submit(
 
     templates: dict[str, TemplateSpec] = {}
     inputs: list[dict[str, Any]] = []
+    items: list[JudgeItem] = []
     for i, item_in in enumerate(request.items):
         item = item_in.to_domain()
+        items.append(item)
         has_reference = item.references is not None or auto_reference
         if requested is not None:
             problem = check_template_fits(requested, item, mode, has_reference, request.cot)
@@ -251,6 +267,8 @@ def submit(
         parser=parser,
         priority="interactive" if interactive else "batch",
         samples=request.samples,
+        cache=resolve_policy(request.cache, request.temperature),
+        model_key=model_identity(served.id, served.name, served.backend, served.artifact_path),
     )
 
     q = served.queue
@@ -266,11 +284,14 @@ def submit(
         tenant=tenant,
         job_id=job_id,
     )
-    judging_repo.add_items(session, job.id, inputs)
     idempotency.remember(session, tenant, idem, job.id)
+    results = answer_from_cache(session, settings, queue, job, inputs, params, items, tenant)
+    if results is not None:
+        return Submitted(job, results)  # ended: nothing for a worker to do
+    judging_repo.add_items(session, job.id, inputs)
     recorded_id = job.id
     after_commit(session, lambda: queue.enqueue(recorded_id, q))
-    return job
+    return Submitted(job)
 
 
 # How often a registration renumbers its version after concurrent ones took it, before it gives up (409).
@@ -339,7 +360,7 @@ async def submit_and_wait(
 
     def record(job_id: uuid.UUID | None = None) -> tuple[uuid.UUID, bool, JobOut]:
         with state.db.unit_of_work() as session:
-            job = submit(
+            submitted = submit(
                 session,
                 state.settings,
                 state.queue,
@@ -351,7 +372,11 @@ async def submit_and_wait(
                 state.lookups,
                 interactive=bool(wait),
             )
-            return job.id, job.status in jobs_service.TERMINAL, jobs_service.job_out(job)
+            job, results = submitted.job, submitted.results
+            ended = job.status in jobs_service.TERMINAL
+            if ended and wait and results is None:  # (a retry's job, which has ended since)
+                results = jobs_service.all_results(session, job)
+            return job.id, ended, jobs_service.job_out(job, results if wait else None)
 
     if not wait:
         _, ended, job = await asyncio.to_thread(record)

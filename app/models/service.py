@@ -27,7 +27,9 @@ class Serving:
 
     @property
     def route(self) -> Route:
-        return Route(self.name, self.queue, self.record.backend, self.record.artifact_path)
+        return Route(
+            self.name, self.queue, self.record.backend, self.record.artifact_path, str(self.record.id)
+        )
 
 
 def serving(session: Session, ref: str, field: str, tenant: str | None = None) -> Serving:
@@ -54,6 +56,8 @@ class Route:
     queue: str
     backend: str = "transformers"
     artifact_path: str | None = None
+    # The registered row's id: a model registered again (a retrained one, under a new name) has another.
+    id: str | None = None
 
     @property
     def local_artifact(self) -> str | None:

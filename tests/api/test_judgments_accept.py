@@ -86,7 +86,7 @@ def test_accepted_job_resource(
     assert (job["started_at"], job["finished_at"], job["results"]) == (None, None, None)
     seed = job["params"].pop("seed")
     assert isinstance(seed, int) and 0 <= seed < 2**31
-    # The template snapshot is internal and stays out of the resource.
+    # The template snapshot and the model's identity are internal and stay out of the resource.
     assert job["params"] == {
         "mode": mode,
         "cot": False,
@@ -94,6 +94,7 @@ def test_accepted_job_resource(
         "max_tokens": 256,
         "reference_auto": False,
         "template": None,
+        "cache": "use",
         **extra_params,
     }
     # The resource reads back the same.
@@ -478,6 +479,10 @@ def test_results_are_pending_before_a_worker_runs(client: TestClient) -> None:
             "expected_score": None,
             "probabilities": None,
             "generated_references": None,
+            "votes": None,
+            "score_std": None,
+            "agreement": None,
+            "cached": False,
             "orders": [],
         }
         for i, item_id in enumerate(["first", None, "third"])

@@ -83,7 +83,8 @@ def owned(client: TestClient, state: AppState, worker: Callable[..., object]) ->
     worker(first_position_judge)
     judged = _created(client.post(PAIRWISE, json={"items": [PAIR]}))
     assert run_job(judged) == "done"
-    queued = _created(client.post(PAIRWISE, json={"items": [PAIR]}))
+    # (The verdict cache would answer the very job just judged at once: this one must stay queued.)
+    queued = _created(client.post(PAIRWISE, json={"items": [PAIR], "cache": "off"}))
     splits = {s: {"dataset_id": dataset, "rows": None} for s in ("train", "dev", "test")}
     prompt_opt = _created(client.post(PROMPT_OPT, json=optimization_body(data=splits)))
     self_reward = _created(client.post(SELF_REWARD, json={}))
@@ -380,14 +381,16 @@ def test_an_idempotency_key_names_a_request_of_the_callers_tenant_only(
     client: TestClient, other: Caller, owned: Owned
 ) -> None:
     key = {"Idempotency-Key": "retry-1"}
-    first = client.post(PAIRWISE, json={"items": [PAIR]}, headers=key)
+    # (Not answered from the verdict cache, which holds the owned job's judgment of PAIR.)
+    body = {"items": [PAIR], "cache": "off"}
+    first = client.post(PAIRWISE, json=body, headers=key)
     assert first.status_code == 202, first.text
     # The same key and body from B is B's own new request, not a replay of A's job ...
-    same = other.post(PAIRWISE, json={"items": [PAIR]}, headers=key)
+    same = other.post(PAIRWISE, json=body, headers=key)
     assert same.status_code == 202, same.text
     assert same.json()["id"] != first.json()["id"]
     # ... and B's retry replays B's job; another body from B is B's conflict, whatever A sent.
-    assert other.post(PAIRWISE, json={"items": [PAIR]}, headers=key).json()["id"] == same.json()["id"]
+    assert other.post(PAIRWISE, json=body, headers=key).json()["id"] == same.json()["id"]
     assert_error(other.post(SINGLE_URL, json={"items": [SINGLE]}, headers=key), 409, "conflict", None)
-    assert client.post(PAIRWISE, json={"items": [PAIR]}, headers=key).json()["id"] == first.json()["id"]
+    assert client.post(PAIRWISE, json=body, headers=key).json()["id"] == first.json()["id"]
     assert {j["id"] for j in other.get("/v1/jobs").json()["jobs"]} == {same.json()["id"]}

@@ -52,7 +52,7 @@ def make_key(state: AppState, tenant: str, *scopes: str) -> str:
 
 def submit_pairwise(state: AppState, tenant: str, items: list[dict[str, str]]) -> str:
     with state.db.unit_of_work() as session:
-        job = judging_service.submit(
+        submitted = judging_service.submit(
             session,
             state.settings,
             JobQueue(state.redis, 60),
@@ -60,7 +60,7 @@ def submit_pairwise(state: AppState, tenant: str, items: list[dict[str, str]]) -
             PairwiseRequest.model_validate({"items": items}),
             tenant=tenant,
         )
-        return str(job.id)
+        return str(submitted.job.id)
 
 
 def test_pages_send_a_browser_without_the_cookie_to_sign_in(browser: TestClient, api_key: str) -> None:

@@ -151,7 +151,7 @@ def submit(
             PairwiseRequest.model_validate(body) if mode == "pairwise" else SingleRequest.model_validate(body)
         )
         with db.unit_of_work() as session:
-            job = service.submit(session, worker_settings, JobQueue(redis, 60), mode, request)  # type: ignore[arg-type]
-            return job.id
+            submitted = service.submit(session, worker_settings, JobQueue(redis, 60), mode, request)  # type: ignore[arg-type]
+            return submitted.job.id
 
     return _submit
