@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,10 +34,12 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "judge_shared_prefix"
 
-# Attention scores are computed for at most this many queries of a row at once: a long prompt's prefill
-# holds block x keys scores per head (256 x 8k x 9 heads in float32: 75 MB), beside the batch's keys and
-# values, which the scheduler's token budget bounds.
+# Attention scores are computed for at most this many queries of a row at once, and fewer when the
+# keys are many: a block's scores (rows x heads x block x keys) stay within _SCORES elements (32 MB in
+# float32), so a long prompt's prefill holds a few such blocks beside the batch's keys and values,
+# which the scheduler's token budget bounds.
 _QUERY_BLOCK = 256
+_SCORES = 1 << 23
 # Padded prompt tokens per prefill chunk. Chunks are the preemption points of a prefill: on two CPU
 # cores 2048 tokens of the default model take about 4 s, 512 about 1 s, at a few percent of throughput.
 PREFILL_TOKENS = 512
@@ -45,14 +47,40 @@ PREFILL_TOKENS = 512
 
 @dataclass
 class _Pass:
-    """What the attention function needs during one forward pass of ours."""
+    """What the attention function needs during one forward pass of ours.
+
+    Columns are a row's positions in the batch's key/value store. The pass's queries sit at columns
+    ``queries_at``, ``queries_at + 1``, ...; its keys are the store's columns from ``keys_at`` on. Row
+    ``r``'s own tokens start at column ``first[r]`` (left of it: padding). A query at column ``i`` may
+    see key ``j`` when ``j <= i`` and ``j`` is a real token, or ``j == i`` (a padding query sees only
+    itself, so no softmax row is empty). The mask is built per block of queries when a layer asks
+    for it and shared by every layer of the pass: never queries x keys at once for a long prompt.
+    """
 
     prefix: list[tuple[torch.Tensor, torch.Tensor]] | None  # per layer: keys, values [kv_heads, P, dim]
-    mask: torch.Tensor  # [rows, 1, queries, row keys], True where a query may attend
+    first: torch.Tensor  # [rows] column of each row's first own token
+    queries_at: int
+    keys_at: int
+    _blocked: dict[tuple[int, int, int], torch.Tensor] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        # Per layer, the scores are grouped [rows, kv_heads, groups, queries, keys]: block broadcasts.
-        self.blocked = ~self.mask[:, :, None]
+    def blocked(self, start: int, stop: int, keys: int) -> torch.Tensor:
+        """True where query ``start..stop-1`` of the pass may not see key ``0..keys-1``, grouped as the
+        scores are: ``[rows, 1, 1, stop - start, keys]``."""
+        found = self._blocked.get((start, stop, keys))
+        if found is None:
+            device = self.first.device
+            query = torch.arange(self.queries_at + start, self.queries_at + stop, device=device)[:, None]
+            key = torch.arange(self.keys_at, self.keys_at + keys, device=device)[None, :]
+            padding = key[None] < self.first[:, None, None]  # [rows, 1, keys]
+            found = ((key > query)[None] | (padding & (key != query)[None]))[:, None, None]
+            self._blocked[(start, stop, keys)] = found
+        return found
+
+
+# A prepared 4D attention mask is passed through transformers untouched (``create_causal_mask`` returns
+# it as is); the attention function builds the real one from its ``_Pass``. This placeholder keeps
+# transformers from building a queries x keys mask of its own.
+_PREPARED_MASK = torch.ones(1, 1, 1, 1, dtype=torch.bool)
 
 
 _ACTIVE: ContextVar[_Pass | None] = ContextVar("judge_shared_prefix_pass", default=None)
@@ -77,26 +105,24 @@ def _attention(
     rows, heads, queries, dim = query.shape
     scale = scaling if scaling is not None else dim**-0.5
     prefix = None if active.prefix is None else active.prefix[int(getattr(module, "layer_idx", 0))]
-    if queries <= _QUERY_BLOCK:
-        out = _attend(query, key, value, active.blocked, prefix, scale)
-    else:
-        # A long prompt's queries in blocks: the scores of one block (block x keys per head) are what
-        # is held at once, not queries x keys, so a long prompt's prefill stays within its key/value
-        # memory rather than its square.
-        out = torch.cat(
-            [
-                _attend(
-                    query[:, :, start : start + _QUERY_BLOCK],
-                    key,
-                    value,
-                    active.blocked[..., start : start + _QUERY_BLOCK, :],
-                    prefix,
-                    scale,
-                )
-                for start in range(0, queries, _QUERY_BLOCK)
-            ],
-            dim=2,
+    keys = key.shape[2]
+    # A long prompt's queries in blocks: the scores of one block (block x keys per head) are what is
+    # held at once, not queries x keys, so a long prompt's prefill stays within its key/value memory
+    # rather than its square.
+    shared = 0 if prefix is None else prefix[0].shape[1]
+    block = max(1, min(_QUERY_BLOCK, _SCORES // (rows * heads * (shared + keys))))
+    blocks = [
+        _attend(
+            query[:, :, start : start + block],
+            key,
+            value,
+            active.blocked(start, min(start + block, queries), keys),
+            prefix,
+            scale,
         )
+        for start in range(0, queries, block)
+    ]
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=2)
     # Back to transformers' layout: [rows, queries, heads, dim].
     return out.transpose(1, 2).contiguous(), None
 
@@ -165,7 +191,7 @@ class _RowStore:
     and attend to what it returns.
     """
 
-    def __init__(self, model: Any, rows: int, capacity: int) -> None:
+    def __init__(self, model: Any, rows: int, capacity: int, zeroed: int) -> None:
         config = model.config
         heads = config.num_attention_heads
         self._kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -173,8 +199,8 @@ class _RowStore:
         self._layers = config.num_hidden_layers
         self._dtype = model.dtype
         self._device = model.device
-        self.keys = [self._empty(rows, capacity) for _ in range(self._layers)]
-        self.values = [self._empty(rows, capacity) for _ in range(self._layers)]
+        self.keys = [self._empty(rows, capacity, zeroed) for _ in range(self._layers)]
+        self.values = [self._empty(rows, capacity, zeroed) for _ in range(self._layers)]
         self._rows = slice(0, rows)
         self._write = 0
         self._read = 0
@@ -183,11 +209,15 @@ class _RowStore:
     def capacity(self) -> int:
         return self.keys[0].shape[2]
 
-    def _empty(self, rows: int, capacity: int) -> torch.Tensor:
-        # Zeros, not uninitialised memory: a query multiplies the values of the columns it may not see
-        # by a probability of 0, and 0 x NaN (stale bits in a column no pass wrote, such as the left
-        # edge of a shorter prefill chunk) would still be NaN.
-        return torch.zeros(rows, self._kv_heads, capacity, self._dim, dtype=self._dtype, device=self._device)
+    def _empty(self, rows: int, capacity: int, zeroed: int) -> torch.Tensor:
+        # The first ``zeroed`` columns (the prompts' region) are zeros, not uninitialised memory: a
+        # query multiplies the values of the columns it may not see by a probability of 0, and 0 x NaN
+        # (stale bits in a column no pass wrote, such as the left edge of a shorter prefill chunk)
+        # would still be NaN. The columns after it are written before they are read; left
+        # uninitialised, their pages are only touched as decoding reaches them.
+        store = torch.empty(rows, self._kv_heads, capacity, self._dim, dtype=self._dtype, device=self._device)
+        store[:, :, :zeroed].zero_()
+        return store
 
     def window(self, rows: slice, write_at: int, read_from: int) -> None:
         self._rows, self._write, self._read = rows, write_at, read_from
@@ -204,11 +234,12 @@ class _RowStore:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self._write
 
-    def keep_rows(self, keep: Sequence[int]) -> list[int]:
+    def keep_rows(self, keep: Sequence[int], used: int) -> list[int]:
         """Keep only the rows ``keep``, in place: each kept row past the new length moves into a hole
-        below it (one row copy per row that left), and no second copy of the store is ever held, so a
-        batch's key/value memory stays what its token budget allowed. Returns, for each row of the new
-        layout, its index before (what the caller's per-row state must follow)."""
+        below it (one copy of its first ``used`` columns per row that left), and no second copy of
+        the store is ever held, so a batch's key/value memory stays what its token budget allowed.
+        Returns, for each row of the new layout, its index before (what the caller's per-row state
+        must follow)."""
         n = len(keep)
         kept = set(keep)
         holes = [row for row in range(n) if row not in kept]
@@ -217,7 +248,7 @@ class _RowStore:
         for hole, src in zip(holes, movers, strict=True):
             for store in (self.keys, self.values):
                 for tensor in store:
-                    tensor[hole].copy_(tensor[src])
+                    tensor[hole, :, :used].copy_(tensor[src, :, :used])
             order[hole] = src
         for store in (self.keys, self.values):
             for layer, tensor in enumerate(store):
@@ -263,7 +294,8 @@ class Decoder:
         chunks."""
         prefix = self.prefix_kv(sequences[0][:shared])
         suffixes = [list(s[shared:]) for s in sequences]
-        store = _RowStore(self._model, len(sequences), max(len(s) for s in suffixes))
+        width = max(len(s) for s in suffixes)
+        store = _RowStore(self._model, len(sequences), width, zeroed=width)
         logits = self._prefill(store, prefix, shared, suffixes, keep, between)
         return torch.log_softmax(logits.float(), dim=-1)
 
@@ -278,28 +310,42 @@ class Decoder:
     ) -> torch.Tensor:
         """Run every row's own prompt tokens into ``store`` (right-aligned at the longest suffix's
         end), chunk by chunk; returns the logits of each row's last ``keep`` positions. ``between``
-        runs between chunks (a scheduler's preemption point)."""
+        runs between chunks (a scheduler's preemption point).
+
+        A chunk is rows of similar length within the prefill budget; a single row longer than the
+        budget goes in pieces of the budget's width, each attending to the pieces before it, so a
+        long prompt's prefill holds one piece's activations at a time and can be preempted between
+        pieces."""
         end = max(len(s) for s in suffixes)
+        device = self._model.device
         out: list[torch.Tensor] = []
-        for n, rows in enumerate(self._chunks(suffixes)):
-            if n and between is not None:
-                between()
+        passes = 0
+        for rows in self._chunks(suffixes):
             chunk = suffixes[rows]
             width = max(len(s) for s in chunk)
             ids = torch.full((len(chunk), width), self._pad_id, dtype=torch.long)
-            real = torch.zeros((len(chunk), width), dtype=torch.bool)
             for row, tokens in enumerate(chunk):
                 ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-                real[row, width - len(tokens) :] = True
-            device = self._model.device
-            ids, real = ids.to(device), real.to(device)
-            positions = (shared + real.long().cumsum(dim=1) - 1).clamp(min=shared)
-            causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-            # Padding queries may see themselves, so no softmax row is empty; no one else sees them.
-            mask = (causal & real[:, None, :]) | torch.eye(width, dtype=torch.bool, device=device)
-            store.window(rows, write_at=end - width, read_from=end - width)
-            logits = self._forward(ids, positions, _Pass(prefix, mask[:, None]), store, keep)
-            out.append(logits)
+            ids = ids.to(device)
+            first = torch.tensor([end - len(s) for s in chunk], device=device)
+            start = end - width
+            columns = torch.arange(start, end, device=device)
+            # Padding columns take the position of the row's first token; they are never attended to.
+            positions = (shared + columns[None, :] - first[:, None]).clamp(min=shared)
+            for low, high in self._pieces(start, end, len(chunk), keep):
+                if passes and between is not None:
+                    between()
+                passes += 1
+                store.window(rows, write_at=low, read_from=start)
+                logits = self._forward(
+                    ids[:, low - start : high - start],
+                    positions[:, low - start : high - start],
+                    _Pass(prefix, first, queries_at=low, keys_at=start),
+                    store,
+                    keep if high == end else 1,
+                )
+                if high == end:
+                    out.append(logits)
         return torch.cat(out)
 
     def _chunks(self, suffixes: list[list[int]]) -> Iterator[slice]:
@@ -315,6 +361,14 @@ class Decoder:
             yield slice(start, stop)
             start = stop
 
+    def _pieces(self, start: int, end: int, rows: int, keep: int) -> list[tuple[int, int]]:
+        """Column ranges, left to right, that prefill columns ``start..end-1`` of ``rows`` rows within
+        the budget; cut from the right, so the last piece holds the ``keep`` positions whose logits
+        are wanted."""
+        width = max(self._prefill_tokens // rows, keep, 1)
+        cuts = list(range(end, start, -width)) + [start]
+        return [(low, high) for high, low in zip(cuts, cuts[1:], strict=False)][::-1]
+
     def _forward(
         self, ids: torch.Tensor, positions: torch.Tensor, active: _Pass, store: _RowStore, keep: int
     ) -> torch.Tensor:
@@ -323,7 +377,7 @@ class Decoder:
             out = self._model(
                 input_ids=ids,
                 position_ids=positions,
-                attention_mask=active.mask,
+                attention_mask=_PREPARED_MASK,
                 cache=store,
                 use_cache=True,
                 logits_to_keep=keep,
@@ -358,7 +412,7 @@ class Decoder:
         end = max(len(s) for s in suffixes)
         # Room for every token a row may generate, allocated once: the scheduler's token budget counts
         # prompt + max new tokens, and a store grown by copying would hold two copies at once.
-        store = _RowStore(self._model, len(sequences), end + max_new_tokens)
+        store = _RowStore(self._model, len(sequences), end + max_new_tokens, zeroed=end)
         dropped: set[int] = set()
 
         def pause() -> None:
@@ -368,8 +422,6 @@ class Decoder:
         first = self._prefill(store, prefix, shared, suffixes, keep=1, between=pause)[:, -1]
         device = self._model.device
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
-        # Which store columns hold a row's own tokens: its right-aligned prompt, then all it generates.
-        real = torch.arange(store.capacity, device=device)[None, :] >= (end - lengths)[:, None]
         tokens: list[list[int]] = [[] for _ in sequences]
         stopped_at: list[int | None] = [None] * len(sequences)
         rows = torch.arange(len(sequences), device=device)  # original index of each row still decoding
@@ -404,13 +456,15 @@ class Decoder:
                 break
             column = end + step
             if len(keep) < len(new):
-                kept = torch.tensor(store.keep_rows(keep), device=device)
-                rows, picked, positions, real = rows[kept], picked[kept], positions[kept], real[kept]
-            # Skip the columns that are padding for every remaining row.
-            first_real = int((end - lengths[rows]).min())
+                kept = torch.tensor(store.keep_rows(keep, used=column), device=device)
+                rows, picked, positions = rows[kept], picked[kept], positions[kept]
+            # A row's own tokens: its right-aligned prompt, then all it generates. Skip the columns
+            # that are padding for every remaining row.
+            first = end - lengths[rows]
+            first_real = int(first.min())
             store.window(slice(0, len(keep)), write_at=column, read_from=first_real)
-            mask = real[:, None, None, first_real : column + 1]
-            logits = self._forward(picked[:, None], positions[:, None], _Pass(prefix, mask), store, keep=1)
+            active = _Pass(prefix, first, queries_at=column, keys_at=first_real)
+            logits = self._forward(picked[:, None], positions[:, None], active, store, keep=1)
             picked = pick(logits[:, -1])
             positions = positions + 1
         return [Decoded(t, s) for t, s in zip(tokens, stopped_at, strict=True)]

@@ -26,6 +26,7 @@ from app.engine.base import (
 )
 from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 from app.engine.decoding import Decoder, install
+from app.engine.encodings import EncodingCache
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class TransformersEngine:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer = tokenizer
+        # Counted when a request arrives, encoded again when its batch runs: tokenized once.
+        self._encodings = EncodingCache(self._tokenize)
         self._model: Any = model.to(self._device).eval()
         self._model_name = model_name
         self._pad_id: int = int(self._tokenizer.pad_token_id)
@@ -426,9 +429,11 @@ class TransformersEngine:
     # -- shared helpers ------------------------------------------------------------------------
 
     def _encode(self, conversation: Conversation) -> list[int]:
+        return self._encodings(self.render_chat(conversation))
+
+    def _tokenize(self, text: str) -> list[int]:
         # The template already holds the special tokens the model expects.
-        ids = self._tokenizer(self.render_chat(conversation), add_special_tokens=False)["input_ids"]
-        return list(ids)
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _check_lengths(self, encoded: list[list[int]], extra: int) -> None:
         if self._max_positions is None:

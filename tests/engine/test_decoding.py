@@ -76,13 +76,13 @@ def test_the_model_runs_on_the_shared_prefix_attention(wide: TransformersEngine)
 
 
 def test_rows_that_leave_are_compacted_in_place_without_a_second_store(wide: TransformersEngine) -> None:
-    store = decoding._RowStore(wide._model, rows=4, capacity=5)
+    store = decoding._RowStore(wide._model, rows=4, capacity=5, zeroed=2)
     for layer in range(len(store.keys)):
         for row in range(4):
             store.keys[layer][row].fill_(row)
             store.values[layer][row].fill_(10 + row)
     before = [t.data_ptr() for t in store.keys + store.values]
-    order = store.keep_rows([0, 2, 3])
+    order = store.keep_rows([0, 2, 3], used=5)
     assert order == [0, 3, 2]  # row 3 moved into the hole row 1 left
     assert [t.data_ptr() for t in store.keys + store.values] == before  # the same memory, no copy
     for layer in range(len(store.keys)):
@@ -114,6 +114,24 @@ def test_chunked_prefill_equals_one_chunk(wide: TransformersEngine, prompts: lis
         chunked = Decoder(wide._model, wide._pad_id, prefill_tokens=64)
         many = chunked.tail_logprobs(prompts, shared, keep=2)
     assert torch.allclose(one, many, atol=1e-4)
+
+
+def test_a_row_longer_than_the_prefill_budget_goes_in_preemptible_pieces(
+    wide: TransformersEngine, prompts: list[list[int]]
+) -> None:
+    longest = max(prompts, key=len)
+    with torch.inference_mode():
+        one = Decoder(wide._model, wide._pad_id).tail_logprobs([longest], 0, keep=3)
+        pauses: list[int] = []
+        budget = len(longest) // 4
+        pieces = Decoder(wide._model, wide._pad_id, prefill_tokens=budget)
+        many = pieces.tail_logprobs([longest], 0, keep=3, between=lambda: pauses.append(1))
+    assert torch.allclose(one, many, atol=1e-4)
+    # A preemption point between every two pieces of the one row, not only between rows.
+    assert len(pauses) == -(-len(longest) // budget) - 1 >= 3
+    whole = greedy(Decoder(wide._model, wide._pad_id), wide, [longest], max_new_tokens=6)
+    cut = greedy(Decoder(wide._model, wide._pad_id, prefill_tokens=budget), wide, [longest], max_new_tokens=6)
+    assert [r.tokens for r in cut] == [r.tokens for r in whole]
 
 
 def test_long_prompts_attend_in_query_blocks_with_the_same_result(
