@@ -172,20 +172,27 @@ SR_STAGES: dict[str, tuple[str, dict[str, Any]]] = {
     "dpo train": (
         "iteration 1/1: train",
         {
+            # The recipe of tests/e2e/test_self_reward.py, which reaches DPO with pairs: the base
+            # model's rubric judgments rarely parse, and a short SFT on the EFT examples (~800 tokens
+            # each with the rubric prompt: a shorter max_length drops them all) teaches it to end
+            # with a `Score: N` line, at a rate that moves a 135M model in one epoch.
             "prompts_per_iteration": 4,
-            "candidates": {"n": 3, "max_tokens": 192, "temperature": 1.0},
-            "judge": {"samples": 2, "max_tokens": 128, "temperature": 1.0},
-            "dpo": {"epochs": 4, "batch_size": 2},
-            # The base model's rubric judgments rarely parse, leaving no pair to train on; a short SFT
-            # on the EFT examples teaches it the `Score: N` line (at a learning rate and batch that
-            # move a 135M model in a few steps, not the paper's, made for 70B and 3,000+ examples).
-            "sft": {"enabled": True, "epochs": 2, "max_length": 512, "learning_rate": 2e-5, "batch_size": 4},
+            "instruct": {"max_tokens": 96},
+            "candidates": {"n": 4, "max_tokens": 192},
+            "judge": {"samples": 2, "max_tokens": 160},
+            "sft": {"enabled": True, "epochs": 1, "max_length": 896, "learning_rate": 2e-4, "batch_size": 8},
+            "dpo": {"epochs": 4, "batch_size": 2, "max_length": 512, "learning_rate": 5e-5},
+            "seed": 3,
         },
     ),
     # The shipped seed data, cut to 16 IFT + 8 EFT examples: 12 SFT steps (batch 4, 2 epochs).
     "sft train": ("sft: train", {"sft": {"enabled": True, "epochs": 2, "max_length": 512, "batch_size": 4}}),
 }
 
+
+# Cases whose SFT trains on every shipped EFT example (the job's default), not a cut of 8: what teaches
+# the model to end its judgments with a score, so that the DPO stage has pairs.
+FULL_EFT = frozenset({"dpo train"})
 
 # Self-reward's SFT stage comes last: where a cancel does not stop training, the job keeps the worker
 # until training ends, and the cases after it would wait for that.
@@ -781,7 +788,8 @@ def phase_cancel(api: Api, args: argparse.Namespace, out: dict[str, dict[str, An
             # the evaluation after SFT short.
             eft = sorted(read_jsonl(SEED_DIR / "eft_train.jsonl"), key=lambda r: int(r["score"]))[::6]
             body["ift"] = {"rows": read_jsonl(SEED_DIR / "ift.jsonl")[:16]}
-            body["eft"] = {"rows": eft[:8]}
+            if name not in FULL_EFT:
+                body["eft"] = {"rows": eft[:8]}
             heldout = sorted(read_jsonl(SEED_DIR / "eft_heldout.jsonl"), key=lambda r: int(r["score"]))
             body["eft_heldout"] = {"rows": heldout[::6]}
 
