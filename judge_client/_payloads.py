@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode, VerdictParser
 
@@ -19,6 +19,7 @@ class JudgeOptions(TypedDict, total=False):
     max_tokens: int
     seed: int
     samples: int  # judgments per order, pooled (self-consistency; needs a temperature above 0)
+    cache: Literal["use", "refresh", "off"]  # the verdict cache; default use (greedy), off (sampled)
     verdict_mode: VerdictMode
     parser: VerdictParser  # how generated verdicts are read: strict or fastchat
     metadata: dict[str, str]  # your labels: on the job, and a filter of `jobs(metadata=...)`

@@ -67,6 +67,7 @@ class OrderResult(_Response):
     tokens_out: int = 0
     latency_ms: float = 0.0
     queue_ms: float = 0.0
+    cached: bool = False  # served from the verdict cache: no engine call
 
 
 class ItemResult(_Response):
@@ -88,6 +89,7 @@ class ItemResult(_Response):
     agreement: float | None = None
     error: str | None = None
     generated_references: list[str] | None = None
+    cached: bool = False  # every judge call of the item came from the verdict cache
     orders: list[OrderResult] = Field(default_factory=list)
 
     @property

@@ -1,9 +1,11 @@
 """A judging job answered whole from the verdict cache, in the transaction that records it: no queue, no
-worker, no engine, so its `?wait=` request answers at once."""
+worker, no engine, so its `?wait=` request answers at once. The lookup comes before the job is recorded
+(recording takes the tenant's admission turn, held to the commit), the writes after."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,27 +18,32 @@ from app.jobs.queue import JobQueue
 from app.jobs.schemas import ItemResult
 from app.judging import repository as judging_repo
 from app.judging.cached_calls import JobCache, PlannedJudgment
-from app.judging.domain import JudgeItem
+from app.judging.domain import ItemOutcome, JudgeItem
 from app.judging.params import JudgingParams
 from app.judging.planning import plan_item
 from app.judging.results import item_result
 from app.judging.templates import TemplateError
 
 
-def answer_from_cache(
+@dataclass(frozen=True)
+class CachedAnswer:
+    """Every item's outcome, from the verdict cache, and the calls it stands for."""
+
+    judgments: list[PlannedJudgment]
+    outcomes: list[ItemOutcome]
+
+
+def find_answer(
     session: Session,
     settings: Settings,
-    queue: JobQueue,
-    job: Job,
-    inputs: Sequence[dict[str, Any]],
     params: JudgingParams,
+    inputs: Sequence[dict[str, Any]],
     items: Sequence[JudgeItem],
     tenant: str,
-) -> list[ItemResult] | None:
-    """When the job's cache policy reads the cache and every call of every item is there: add the
-    just-recorded ``job``'s items (``inputs``, holding ``items``) judged, end the job as succeeded and
-    return its results. Else None, and nothing is added: the caller adds the items for a worker. Items
-    whose references the judge would write first are left to the worker."""
+) -> CachedAnswer | None:
+    """The answer to a job about to be recorded (its items' ``inputs``, holding ``items``) when its cache
+    policy reads the cache and every call of every item is there; else None. Items whose references
+    the judge would write first are left to the worker."""
     cache = JobCache.for_job(params, tenant, settings.verdict_cache_scope)
     if cache is None or not cache.reads:
         return None
@@ -51,12 +58,18 @@ def answer_from_cache(
     except TemplateError:
         return None  # the worker fails such an item alone, with the reason
     outcomes = [o for o in cache.lookup(session, judgments) if o is not None]
-    if len(outcomes) < len(judgments):
-        return None
-    hashes: list[dict[str, str]] = [{c.order: c.prompt_hash for c in j.calls} for j in judgments]
-    stored = judging_repo.add_judged_items(session, job.id, inputs, outcomes, hashes, cached=True)
+    return CachedAnswer(judgments, outcomes) if len(outcomes) == len(judgments) else None
+
+
+def record_answer(
+    session: Session, queue: JobQueue, job: Job, inputs: Sequence[dict[str, Any]], answer: CachedAnswer
+) -> list[ItemResult]:
+    """Add the just-recorded ``job``'s items judged by ``answer``, end the job as succeeded and return
+    its results (no queue, no worker)."""
+    hashes: list[dict[str, str]] = [{c.order: c.prompt_hash for c in j.calls} for j in answer.judgments]
+    stored = judging_repo.add_judged_items(session, job.id, inputs, answer.outcomes, hashes, cached=True)
     job.started_at = utcnow()
-    job.progress_done = len(outcomes)
-    job.progress_failed = sum(o.status == "error" for o in outcomes)
+    job.progress_done = len(answer.outcomes)
+    job.progress_failed = sum(o.status == "error" for o in answer.outcomes)
     lifecycle.end(session, queue, job.id, "succeeded", None)
-    return [item_result(row, calls) for row, calls in stored]
+    return [item_result(row) for row in stored]

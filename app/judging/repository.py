@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -114,6 +115,45 @@ def save_outcome(
     return calls
 
 
+@dataclass(frozen=True)
+class CallRow:
+    """A judge call's values as :func:`add_judged_items` wrote them (they read like a stored call)."""
+
+    item_id: int
+    order: str
+    sample: int
+    prompt_hash: str
+    raw: str
+    verdict: str | None
+    score: float | None
+    error: str | None
+    probabilities: dict[str, float] | None
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    queue_ms: float
+    cached: bool
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """An item's values as :func:`add_judged_items` wrote them (they read like a stored item)."""
+
+    id: int
+    job_id: uuid.UUID
+    index: int
+    inputs: dict[str, Any]
+    status: str
+    verdict: str | None
+    score: float | None
+    consistent: bool | None
+    error: str | None
+    probabilities: dict[str, float] | None
+    expected_score: float | None
+    calls: list[CallRow]
+    generated_references: list[str] | None = None
+
+
 def add_judged_items(
     session: Session,
     job_id: uuid.UUID,
@@ -121,25 +161,28 @@ def add_judged_items(
     outcomes: Sequence[ItemOutcome],
     prompt_hashes: Sequence[dict[str, str]],
     cached: bool,
-) -> list[tuple[JudgmentItem, list[JudgeCall]]]:
+) -> list[ItemRow]:
     """Add a new job's items already judged (from the verdict cache) with their judge calls: two
-    statements, however many items. Returns them as stored, as objects outside the session (to read)."""
+    statements, however many items. Returns them as written."""
     items = [
         {"job_id": job_id, "index": i, "inputs": data, **_item_values(outcome)}
         for i, (data, outcome) in enumerate(zip(inputs, outcomes, strict=True))
     ]
+    # Core inserts of the tables (the ORM's bulk insert costs more per row than the statement does).
+    item_table, call_table = cast(Table, JudgmentItem.__table__), cast(Table, JudgeCall.__table__)
     ids = session.scalars(
-        insert(JudgmentItem).returning(JudgmentItem.id, sort_by_parameter_order=True), items
+        insert(item_table).returning(item_table.c.id, sort_by_parameter_order=True), items
     ).all()
     calls = [
-        [{"item_id": item_id, **_call_values(o, hashes, cached)} for o in outcome.orders]
+        [CallRow(item_id=item_id, **_call_values(o, hashes, cached)) for o in outcome.orders]
         for item_id, outcome, hashes in zip(ids, outcomes, prompt_hashes, strict=True)
     ]
-    flat = [call for item_calls in calls for call in item_calls]
+    flat = [asdict(call) for item_calls in calls for call in item_calls]
     if flat:
-        session.execute(insert(JudgeCall), flat)
+        # (RETURNING makes it one statement of many rows, not one per row.)
+        session.execute(insert(call_table).returning(call_table.c.id), flat)
     return [
-        (JudgmentItem(id=item_id, **item), [JudgeCall(**call) for call in item_calls])
+        ItemRow(id=item_id, calls=item_calls, **item)
         for item_id, item, item_calls in zip(ids, items, calls, strict=True)
     ]
 

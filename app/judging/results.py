@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, Protocol, cast
 
-from app.db.tables import JudgeCall, JudgmentItem
 from app.jobs.schemas import ItemResult, OrderResult
 from app.judging.domain import Verdict
 from app.judging.samples import Consensus, score_consensus, verdict_consensus
@@ -13,7 +12,63 @@ from app.judging.samples import Consensus, score_consensus, verdict_consensus
 _ORDER_RANK = {"AB": 0, "BA": 1, "single": 2}
 
 
-def _consensus(calls: Sequence[JudgeCall]) -> Consensus | None:
+class StoredCall(Protocol):
+    """A judge call as stored: a :class:`JudgeCall`, or the values just written of one."""
+
+    @property
+    def order(self) -> str: ...
+    @property
+    def sample(self) -> int: ...
+    @property
+    def raw(self) -> str: ...
+    @property
+    def verdict(self) -> str | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def probabilities(self) -> dict[str, float] | None: ...
+    @property
+    def tokens_in(self) -> int: ...
+    @property
+    def tokens_out(self) -> int: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def queue_ms(self) -> float: ...
+    @property
+    def cached(self) -> bool: ...
+
+
+class StoredItem(Protocol):
+    """A judgment item as stored: a :class:`JudgmentItem`, or the values just written of one."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def inputs(self) -> dict[str, Any]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def verdict(self) -> str | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def consistent(self) -> bool | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def expected_score(self) -> float | None: ...
+    @property
+    def probabilities(self) -> dict[str, float] | None: ...
+    @property
+    def generated_references(self) -> list[str] | None: ...
+    @property
+    def calls(self) -> Sequence[StoredCall]: ...
+
+
+def _consensus(calls: Sequence[StoredCall]) -> Consensus | None:
     """How the item's samples agree; None unless it was judged with several samples per order."""
     parsed = [call for call in calls if call.error is None]
     if not parsed or all(call.sample == 0 for call in calls):
@@ -23,7 +78,7 @@ def _consensus(calls: Sequence[JudgeCall]) -> Consensus | None:
     return verdict_consensus([cast(Verdict, call.verdict) for call in parsed if call.verdict is not None])
 
 
-def item_result(item: JudgmentItem, calls: Iterable[JudgeCall] | None = None) -> ItemResult:
+def item_result(item: StoredItem, calls: Iterable[StoredCall] | None = None) -> ItemResult:
     """The item as the API shows it; ``calls`` (default: the item's stored calls) are its judge calls,
     e.g. the ones a worker has just stored."""
     judged = sorted(

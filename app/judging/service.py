@@ -26,7 +26,7 @@ from app.jobs.drain import ends_on_shutdown
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import ItemResult, JobOut
 from app.judging import repository as judging_repo
-from app.judging.cached_jobs import answer_from_cache
+from app.judging.cached_jobs import find_answer, record_answer
 from app.judging.context_limits import PromptBudget, item_problem
 from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
 from app.judging.execution import engine_labels
@@ -271,6 +271,7 @@ def submit(
         model_key=model_identity(served.id, served.name, served.backend, served.artifact_path),
     )
 
+    answer = find_answer(session, settings, params, inputs, items, tenant)
     q = served.queue
     job = record_job(
         session,
@@ -285,9 +286,8 @@ def submit(
         job_id=job_id,
     )
     idempotency.remember(session, tenant, idem, job.id)
-    results = answer_from_cache(session, settings, queue, job, inputs, params, items, tenant)
-    if results is not None:
-        return Submitted(job, results)  # ended: nothing for a worker to do
+    if answer is not None:  # ended: nothing for a worker to do
+        return Submitted(job, record_answer(session, queue, job, inputs, answer))
     judging_repo.add_items(session, job.id, inputs)
     recorded_id = job.id
     after_commit(session, lambda: queue.enqueue(recorded_id, q))
