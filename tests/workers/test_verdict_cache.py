@@ -3,6 +3,7 @@ is recorded; item by item, in the worker), only for its own tenant, and as `cach
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -160,3 +161,20 @@ def test_logprob_verdicts_are_cached_with_their_distributions(jobs: Jobs, make_w
     assert _calls(engine) == 6
     assert all(r["cached"] for r in again)
     assert [r["probabilities"] for r in again] == [r["probabilities"] for r in first]
+
+
+def test_each_sample_of_a_self_consistent_job_has_its_own_entry(jobs: Jobs, make_worker: Install) -> None:
+    replies = itertools.cycle(["A]]", "B]]", "C]]", "A]]"])  # each call says something else
+    engine = make_worker(lambda conv: next(replies))
+    body = {**BODY, "temperature": 0.7, "seed": 5, "samples": 3, "cache": "use"}
+    _, first = jobs.judged(body)
+    _, again = jobs.judged(body)
+    assert _calls(engine) == 18  # 3 items x 2 orders x 3 samples, once
+    assert all(r["cached"] for r in again)
+
+    def said(results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        return [(o["order"], o["sample"], o["raw"]) for r in results for o in r["orders"]]
+
+    assert said(again) == said(first)
+    assert len({raw for _, _, raw in said(first)}) > 1
+    assert [r["votes"] for r in again] == [r["votes"] for r in first]
