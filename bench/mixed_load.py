@@ -104,7 +104,8 @@ PAIRS = [
     ),
 ]
 
-JUDGE_OPTIONS = {"swap": "conservative", "max_tokens": 32}
+# (Engine work is measured: the verdict cache would answer repeated items without it.)
+JUDGE_OPTIONS = {"swap": "conservative", "max_tokens": 32, "cache": "off"}
 
 
 def item(i: int, tag: str) -> dict[str, str]:

@@ -43,6 +43,9 @@ def judge_body(n: int, tag: str) -> dict[str, Any]:
     return {
         "swap": "conservative",
         "verdict_mode": "logprobs",
+        # Jobs of one content differ only in their ids: each must be work for a worker (and a 202), not
+        # an answer from the verdict cache.
+        "cache": "off",
         "items": [
             {
                 "id": f"{tag}-{i}",

@@ -15,6 +15,7 @@ from tests.e2e.services import Service
 pytestmark = pytest.mark.e2e
 
 PAIR = {"question": "What is the capital of France?", "answer_a": "Paris.", "answer_b": "Berlin."}
+# (Its requests say `cache: "off"`: the worker must judge them, not the verdict cache answer them.)
 
 
 def _job(client: Any, job_id: str) -> dict[str, Any]:
@@ -69,7 +70,9 @@ def test_a_judgment_is_served_during_sft_and_cancel_stops_the_training(productio
 
         started = time.monotonic()
         judged = client.post(
-            "/v1/judgments/pairwise", params={"wait": 120}, json={"max_tokens": 16, "items": [PAIR]}
+            "/v1/judgments/pairwise",
+            params={"wait": 120},
+            json={"max_tokens": 16, "cache": "off", "items": [PAIR]},
         )
         assert judged.status_code == 200, judged.text
         assert judged.json()["status"] == "succeeded"
@@ -107,6 +110,8 @@ def test_cancelling_a_judging_job_mid_batch_stops_it_within_seconds(production_s
 
         # The worker goes on serving.
         judged = client.post(
-            "/v1/judgments/pairwise", params={"wait": 120}, json={"max_tokens": 16, "items": [PAIR]}
+            "/v1/judgments/pairwise",
+            params={"wait": 120},
+            json={"max_tokens": 16, "cache": "off", "items": [PAIR]},
         )
         assert judged.status_code == 200 and judged.json()["status"] == "succeeded", judged.text
