@@ -177,7 +177,8 @@ def _seed(client: TestClient, state: AppState) -> Seeded:
     run_job(judged)
     run_job(graded)
     assert {client.get(f"/v1/jobs/{j}").json()["status"] for j in (judged, graded)} == {"succeeded"}
-    queued = _created(client.post("/v1/judgments/pairwise", json={"items": [pair]}))
+    # (Not answered from the verdict cache, which holds the pair's judgment: this job stays queued.)
+    queued = _created(client.post("/v1/judgments/pairwise", json={"items": [pair], "cache": "off"}))
 
     optimization = {
         "task_description": "Fact-checking of short statements",
