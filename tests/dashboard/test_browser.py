@@ -151,8 +151,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
             context._current = previous
         assert api.get(f"/v1/jobs/{single}").json()["status"] == "succeeded"
         assert api.get(f"/v1/jobs/{run_job_id}").json()["status"] == "succeeded"
-        # Left queued: no worker runs from now on.
-        cancelled = api.post(PAIRWISE, json={"items": [PAIR]}).json()["id"]
+        # Left queued: no worker runs from now on (and the verdict cache, which holds PAIR, is not asked).
+        cancelled = api.post(PAIRWISE, json={"items": [PAIR], "cache": "off"}).json()["id"]
         yield LiveApp(url, key, pairwise, single, cancelled)
     finally:
         server.should_exit = True
