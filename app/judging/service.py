@@ -376,7 +376,7 @@ async def submit_and_wait(
             ended = job.status in jobs_service.TERMINAL
             if ended and wait and results is None:  # (a retry's job, which has ended since)
                 results = jobs_service.all_results(session, job)
-            return job.id, ended, jobs_service.job_out(job, results if wait else None)
+            return job.id, ended, jobs_service.job_out(job, results)
 
     if not wait:
         _, ended, job = await asyncio.to_thread(record)

@@ -40,6 +40,10 @@ def test_a_repeated_wait_request_is_answered_from_the_cache_without_a_worker(
     assert (result["id"], result["verdict"], result["cached"]) == ("x", "B", True)
     assert len(delivered) == 1 and len(engine.batches) == 1  # never queued, no engine call
 
+    # Without a wait too, the answer is the ended job with its results.
+    plain = client.post(PAIRWISE, json=BODY)
+    assert (plain.status_code, plain.json()["results"][0]["cached"]) == (200, True)
+
     # Another tenant's identical request is its own work.
     with state.db.unit_of_work() as session:
         _, other = create_key(session, "other-tenant", list(SCOPES), "tests")
