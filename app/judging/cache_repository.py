@@ -64,7 +64,8 @@ def store(session: Session, entries: Sequence[CacheEntry]) -> None:
         e.key: {k: v for k, v in asdict(e).items() if k != "output"} | asdict(e.output) | {"updated_at": now}
         for e in entries
     }
-    stmt = _insert(session).values(list(values.values()))
+    # In key order: concurrent writers of overlapping keys then lock them in one order (no deadlock).
+    stmt = _insert(session).values([values[key] for key in sorted(values)])
     outputs = ("text", "stop_string", "probabilities", "mass", "tokens_in", "tokens_out", "updated_at")
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={c: stmt.excluded[c] for c in outputs})
     session.execute(stmt)
