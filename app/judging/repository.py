@@ -162,16 +162,18 @@ def add_judged_items(
     prompt_hashes: Sequence[dict[str, str]],
     cached: bool,
 ) -> list[ItemRow]:
-    """Add a new job's items already judged (from the verdict cache) with their judge calls: two
-    statements, however many items. Returns them as written."""
+    """Add a new job's items already judged (from the verdict cache) with their judge calls, a few
+    statements however many items. Returns them as written."""
     items = [
         {"job_id": job_id, "index": i, "inputs": data, **_item_values(outcome)}
         for i, (data, outcome) in enumerate(zip(inputs, outcomes, strict=True))
     ]
-    # Core inserts of the tables (the ORM's bulk insert costs more per row than the statement does).
+    # Core inserts of the tables, without RETURNING: the driver sends the rows of one short statement
+    # together (the ORM's bulk insert, or one long statement of every row, cost several times more).
     item_table, call_table = cast(Table, JudgmentItem.__table__), cast(Table, JudgeCall.__table__)
+    session.execute(insert(item_table), items)
     ids = session.scalars(
-        insert(item_table).returning(item_table.c.id, sort_by_parameter_order=True), items
+        select(item_table.c.id).where(item_table.c.job_id == job_id).order_by(item_table.c.index)
     ).all()
     calls = [
         [CallRow(item_id=item_id, **_call_values(o, hashes, cached)) for o in outcome.orders]
@@ -179,8 +181,7 @@ def add_judged_items(
     ]
     flat = [asdict(call) for item_calls in calls for call in item_calls]
     if flat:
-        # (RETURNING makes it one statement of many rows, not one per row.)
-        session.execute(insert(call_table).returning(call_table.c.id), flat)
+        session.execute(insert(call_table), flat)
     return [
         ItemRow(id=item_id, calls=item_calls, **item)
         for item_id, item, item_calls in zip(ids, items, calls, strict=True)
