@@ -60,7 +60,7 @@ def _items(session: Session, jobs: Sequence[Job]) -> list[JudgedItem]:
 def _one_job(session: Session, job_id: uuid.UUID, tenant: str) -> list[Job]:
     job = jobs_service.get_job(session, job_id, tenant)
     if job.kind not in JUDGING_KINDS:
-        raise NotFound(f"job {job_id} is a {job.kind} job; only judging jobs have a summary")
+        raise InvalidInput(f"job {job_id} is a {job.kind} job; only judging jobs have a summary", "job_id")
     return [job]
 
 
@@ -89,7 +89,7 @@ def _summary(
 def job_summary(
     db: Database, job_id: uuid.UUID, tenant: str, settings: Settings, options: SummaryOptions
 ) -> SummaryOut:
-    """The summary of one judging job (404 for another tenant's job, or one of another kind)."""
+    """The summary of one judging job (404 for another tenant's job, 422 for one of another kind)."""
     return _summary(db, lambda session: _one_job(session, job_id, tenant), settings, options)
 
 

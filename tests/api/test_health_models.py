@@ -86,6 +86,8 @@ def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
         "list_jobs",
         "get_job",
         "get_job_results",
+        "get_job_summary",
+        "get_jobs_summary",
         "cancel_job",
         "stream_job_events",
         "list_models",
