@@ -79,10 +79,14 @@ def test_model_routes_keep_found_models_and_look_unknown_ones_up_again(db: Rollb
         )
         # Registered meanwhile: found now (the miss was not kept); a trained model goes to its root's queue.
         assert routes.route(session, "late-judge", "model", "t") == Route(
-            "late-judge", queue_name("late-judge")
+            "late-judge", queue_name("late-judge"), id=str(base.id)
         )
         assert routes.route(session, str(trained.id), "model", "t") == Route(
-            "late-judge-it1", queue_name("late-judge"), "transformers", "/models/late-judge-it1"
+            "late-judge-it1",
+            queue_name("late-judge"),
+            "transformers",
+            "/models/late-judge-it1",
+            str(trained.id),
         )
         with pytest.raises(InvalidInput):  # another tenant's model stays unknown to this one
             routes.route(session, "late-judge-it1", "model", "other")

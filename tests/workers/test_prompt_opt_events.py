@@ -13,7 +13,13 @@ from app.jobs import repository as jobs_repo
 from tests.conftest import RollbackDatabase
 from tests.jobs.streams import stream_events
 from tests.workers.conftest import ScriptedEngine
-from tests.workers.test_prompt_opt_job import body, engine, po_settings, submit_po  # noqa: F401 (fixtures)
+from tests.workers.test_prompt_opt_job import (  # noqa: F401 (fixtures)
+    body,
+    engine,
+    po_settings,
+    submit_as,
+    submit_po,
+)
 from workers.tasks import run_job
 
 
