@@ -12,7 +12,14 @@ from transformers import set_seed
 from trl import DPOConfig, DPOTrainer
 
 from app.training.checkpoints import publish_trained, staging_for
-from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
+from app.training.loading import (
+    load_model,
+    load_tokenizer,
+    log_to_logger,
+    lora_config,
+    resolve_dropout,
+    trainer_arguments,
+)
 from app.training.metrics import training_metrics
 from app.training.specs import DPOSpec, TrainResult
 
@@ -31,7 +38,7 @@ def run_dpo(spec: DPOSpec) -> TrainResult:
     set_seed(spec.seed)
     with staging_for(spec.output_path) as staging:
         tokenizer = load_tokenizer(spec.base_path)
-        model = load_model(spec.base_path, dropout=spec.dropout)
+        model = load_model(spec.base_path, dropout=resolve_dropout(spec.dropout))
         peft_config = lora_config(spec.lora)
         # The reference is the parent checkpoint on disk. With LoRA the policy with its adapter
         # disabled is that same checkpoint, so TRL uses it and no second copy is loaded.
@@ -62,7 +69,7 @@ def dpo_config(spec: DPOSpec, work_dir: Path) -> DPOConfig:
         # TRL zeroes every dropout module by default: keep the policy's when the spec asks for dropout.
         # A separate reference model runs in eval mode, without dropout; with LoRA the reference is the
         # policy with its adapter off, in training mode, so it drops out too.
-        disable_dropout=spec.dropout == 0,
+        disable_dropout=resolve_dropout(spec.dropout) == 0,
     )
 
 

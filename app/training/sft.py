@@ -12,7 +12,14 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from app.training.checkpoints import publish_trained, staging_for
-from app.training.loading import load_model, load_tokenizer, log_to_logger, lora_config, trainer_arguments
+from app.training.loading import (
+    load_model,
+    load_tokenizer,
+    log_to_logger,
+    lora_config,
+    resolve_dropout,
+    trainer_arguments,
+)
 from app.training.metrics import training_metrics
 from app.training.specs import SFTSpec, TrainResult
 
@@ -31,7 +38,7 @@ def run_sft(spec: SFTSpec) -> TrainResult:
     set_seed(spec.seed)
     with staging_for(spec.output_path) as staging:
         tokenizer = load_tokenizer(spec.base_path)
-        model = load_model(spec.base_path, dropout=spec.dropout)
+        model = load_model(spec.base_path, dropout=resolve_dropout(spec.dropout))
         trainer = SFTTrainer(
             model=model,
             args=sft_config(spec, staging.work),

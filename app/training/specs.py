@@ -58,14 +58,15 @@ class SFTSpec:
 
     The learning rate decays along a cosine from ``learning_rate`` to ``min_learning_rate`` at the last
     step (equal values: a constant rate); ``dropout`` is set on every dropout probability the model's
-    config has, for the training only."""
+    config has, for the training only (None: :func:`app.training.loading.resolve_dropout` decides by
+    device)."""
 
     base_path: str
     output_path: str
     examples: list[dict[str, str]]
     learning_rate: float = 2e-5
     min_learning_rate: float = 0.0
-    dropout: float = 0.0
+    dropout: float | None = 0.0
     epochs: int = 1
     batch_size: int = 4
     max_length: int = 512
@@ -90,7 +91,7 @@ class DPOSpec:
     beta: float = 0.1
     learning_rate: float = 5e-6
     min_learning_rate: float = 0.0
-    dropout: float = 0.0
+    dropout: float | None = 0.0
     epochs: int = 1
     batch_size: int = 2
     loss_type: str = "sigmoid"
@@ -158,7 +159,7 @@ def _check_common(spec: SFTSpec | DPOSpec) -> None:
         raise ValueError("learning_rate must be > 0")
     if not 0.0 <= spec.min_learning_rate <= spec.learning_rate:
         raise ValueError("min_learning_rate must lie in [0, learning_rate]")
-    if not 0.0 <= spec.dropout < 1.0:
+    if spec.dropout is not None and not 0.0 <= spec.dropout < 1.0:
         raise ValueError("dropout must lie in [0, 1)")
     if spec.epochs < 1 or spec.batch_size < 1:
         raise ValueError("epochs and batch_size must be >= 1")

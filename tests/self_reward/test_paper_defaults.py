@@ -1,7 +1,11 @@
 """The request's defaults are the paper's settings (Yuan et al. 2024, section 3), except where the README's
 table records why not."""
 
+import pytest
+import torch
+
 from app.self_reward.schemas import SelfRewardRequest
+from app.training.loading import resolve_dropout
 
 
 def test_training_defaults_are_the_papers() -> None:
@@ -24,13 +28,21 @@ def test_the_learning_rates_decay_as_the_papers_and_training_drops_out() -> None
     assert (request.sft.learning_rate, request.sft.min_learning_rate, request.sft.dropout) == (
         5.5e-6,
         1.1e-6,
-        0.1,
+        None,
     )
     assert (request.dpo.learning_rate, request.dpo.min_learning_rate, request.dpo.dropout) == (
         1e-6,
         1e-7,
-        0.1,
+        None,
     )
+
+
+def test_unset_dropout_is_the_papers_on_a_gpu_and_none_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_dropout(None) == 0.1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_dropout(None) == 0.0
+    assert resolve_dropout(0.2) == 0.2  # a value asked for is kept on any device
 
 
 def test_a_fixed_model_writes_the_prompts_by_default() -> None:
