@@ -37,9 +37,12 @@ class Service:
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]
     key: str | None = None
+    # A key of the same tenant with the `admin` scope too: what operators see (models' folders).
+    operator_key: str | None = None
 
-    def client(self) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+    def client(self, operator: bool = False) -> httpx.Client:
+        key = self.operator_key if operator else self.key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, timeout=600, headers=headers)
 
     def output(self) -> str:
@@ -88,6 +91,7 @@ class Stack:
     key: str
     env: dict[str, str]
     logs: Path
+    operator_key: str | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def serve(self, port: int, env: dict[str, str] | None = None, workers: int = 1) -> Service:
@@ -95,7 +99,7 @@ class Stack:
         args = ["serve", "--port", str(port), "--workers", str(workers)]
         proc = spawn(args, {**self.env, **(env or {})}, log)
         self.procs.append(proc)
-        return Service(f"http://127.0.0.1:{port}", [proc], [log], self.key)
+        return Service(f"http://127.0.0.1:{port}", [proc], [log], self.key, self.operator_key)
 
     def worker(self, name: str = "worker", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.logs / f"{name}.log"
@@ -139,6 +143,7 @@ def make_stack(
     with db.unit_of_work() as session:
         register(session, config, DEFAULT_MODEL, model_dir / DEFAULT_MODEL)
         _, key = create_key(session, "default", ["judge", "jobs"], "e2e")
+        _, operator_key = create_key(session, "default", ["judge", "jobs", "admin"], "e2e operator")
     db.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
     env.update(
@@ -148,4 +153,4 @@ def make_stack(
         **(settings or {}),
     )
     logs.mkdir(parents=True, exist_ok=True)
-    return Stack(db_url, redis_url, key, env, logs)
+    return Stack(db_url, redis_url, key, env, logs, operator_key)

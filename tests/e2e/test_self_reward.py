@@ -100,7 +100,10 @@ def _check_run(client: Any, job: dict[str, Any], production_service: Service) ->
     model = client.get(f"/v1/models/{dpo['model_id']}").json()
     assert model["name"] == out["final_model"]
     assert [m["name"] for m in model["lineage"]] == [sft["model"], "SmolLM2-135M-Instruct"]
-    parent = client.get(f"/v1/models/{sft['model_id']}").json()
+    assert model["artifact_path"] is None  # the tenant's key is not shown the server's folders
+    with production_service.client(operator=True) as operator:
+        model = operator.get(f"/v1/models/{dpo['model_id']}").json()
+        parent = operator.get(f"/v1/models/{sft['model_id']}").json()
     new, old = _weights(model["artifact_path"]), _weights(parent["artifact_path"])
     assert new.keys() == old.keys()
     assert any(not torch.equal(new[k], old[k]) for k in new)  # the weights moved
