@@ -128,8 +128,11 @@ def main() -> None:
         stack.close()
 
     mib = 2**20
-    if not tokens_in:
+    if not judged:
         raise SystemExit(f"no item was judged in {elapsed:.0f} s")
+    if not tokens_in:
+        # Items that ended in error (no verdict in the judge's reply) carry no token counts here.
+        tokens_in = [args.prompt_tokens]
     rows = 2 * args.items
     mean_in = sum(tokens_in) / len(tokens_in)
     unbounded = rows * (mean_in + args.max_tokens) * per_token / mib
