@@ -36,6 +36,7 @@ TABLES = {
     "dashboard_sessions",
     "idempotency_keys",
     "webhook_deliveries",
+    "webhook_delivery_attempts",
 }
 
 

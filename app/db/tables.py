@@ -476,3 +476,26 @@ class WebhookDelivery(TimestampMixin, Base):
         UniqueConstraint("job_id"),
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     )
+
+
+class WebhookDeliveryAttempt(TimestampMixin, Base):
+    """One POST of a webhook delivery, as the deliverer recorded it (the delivery row keeps only the
+    last); listed by ``GET /v1/jobs/{id}/deliveries``."""
+
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False
+    )
+    # 1-based, the delivery's `X-Judge-Delivery-Attempt`
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    # delivered | retrying (due again at next_attempt_at) | failed (the last attempt)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(NulSafeText)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
