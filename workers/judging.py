@@ -42,6 +42,7 @@ from app.judging.domain import (
     PlannedCall,
     TemplateSpec,
 )
+from app.judging.ending import judging_end
 from app.judging.execution import (
     PlannedItem,
     generation_outcome,
@@ -548,7 +549,9 @@ class JudgeBatcher:
             if stored and len(stored) == job.done:
                 results = sorted((item_result(row, calls) for row, calls in stored), key=lambda r: r.index)
                 describe = functools.partial(_described, results=results)
-            outcome.end_in(self.ctx, session, job.id, "succeeded", None, describe)
+            first_error = functools.partial(judging_repo.first_error, session, job.id)
+            end = judging_end(job.done, job.failed, first_error)
+            outcome.end_in(self.ctx, session, job.id, end.status, end.error, describe)
         return [job.id for job in finished]
 
     def _record_metrics(self, landed: list[Landed]) -> None:

@@ -19,6 +19,7 @@ from app.jobs.schemas import ItemResult
 from app.judging import repository as judging_repo
 from app.judging.cached_calls import JobCache, PlannedJudgment
 from app.judging.domain import ItemOutcome, JudgeItem
+from app.judging.ending import judging_end
 from app.judging.params import JudgingParams
 from app.judging.planning import plan_item
 from app.judging.results import item_result
@@ -64,12 +65,14 @@ def find_answer(
 def record_answer(
     session: Session, queue: JobQueue, job: Job, inputs: Sequence[dict[str, Any]], answer: CachedAnswer
 ) -> list[ItemResult]:
-    """Add the just-recorded ``job``'s items judged by ``answer``, end the job as succeeded and return
-    its results (no queue, no worker)."""
+    """Add the just-recorded ``job``'s items judged by ``answer``, end the job (failed if every item
+    failed) and return its results (no queue, no worker)."""
     hashes: list[dict[str, str]] = [{c.order: c.prompt_hash for c in j.calls} for j in answer.judgments]
     stored = judging_repo.add_judged_items(session, job.id, inputs, answer.outcomes, hashes, cached=True)
     job.started_at = utcnow()
     job.progress_done = len(answer.outcomes)
     job.progress_failed = sum(o.status == "error" for o in answer.outcomes)
-    lifecycle.end(session, queue, job.id, "succeeded", None)
+    errors = (o.error for o in answer.outcomes if o.status == "error")
+    end = judging_end(job.progress_done, job.progress_failed, lambda: next(errors, None))
+    lifecycle.end(session, queue, job.id, end.status, end.error)
     return [item_result(row) for row in stored]

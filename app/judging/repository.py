@@ -193,6 +193,17 @@ def count_failed(session: Session, job_id: uuid.UUID) -> int:
     return int(session.scalar(stmt) or 0)
 
 
+def first_error(session: Session, job_id: uuid.UUID) -> str | None:
+    """The error of the job's first item (by index) that ended in error."""
+    stmt = (
+        select(JudgmentItem.error)
+        .where(JudgmentItem.job_id == job_id, JudgmentItem.status == "error")
+        .order_by(JudgmentItem.index)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
 def results_page(
     session: Session, job_id: uuid.UUID, after_index: int, limit: int, status: str | None = None
 ) -> list[JudgmentItem]:
@@ -245,3 +256,15 @@ def add_template(session: Session, template: Template) -> bool:
 
 def items_by_id(session: Session, ids: Sequence[int]) -> list[JudgmentItem]:
     return list(session.scalars(select(JudgmentItem).where(JudgmentItem.id.in_(ids))))
+
+
+def items_of_jobs(
+    session: Session, job_ids: Sequence[uuid.UUID], indices: Sequence[int] | None = None
+) -> list[JudgmentItem]:
+    """The items (with their calls) of these jobs (a jury's members), only at ``indices`` if given."""
+    if not job_ids:
+        return []
+    stmt = select(JudgmentItem).where(JudgmentItem.job_id.in_(job_ids))
+    if indices is not None:
+        stmt = stmt.where(JudgmentItem.index.in_(indices))
+    return list(session.scalars(stmt.options(selectinload(JudgmentItem.calls))))

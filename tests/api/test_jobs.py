@@ -297,6 +297,23 @@ def test_a_job_says_how_many_items_failed_and_which(client: TestClient, worker: 
     assert [r["index"] for r in rest["results"]] == [4, 5]
 
 
+def test_a_job_whose_every_item_failed_ends_failed_with_the_reason(
+    client: TestClient, worker: Worker
+) -> None:
+    """Issue 19, item 4: not `succeeded` with a full bar; the error names the count and the first cause,
+    and the items stay readable."""
+    worker(lambda conv: "no idea")
+    items = [dict(PAIR, question=f"question {i}") for i in range(4)]
+    job_id = client.post(PAIRWISE, json={"items": items, "swap": "none"}).json()["id"]
+    assert run_job(job_id) == "done"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed"
+    assert job["progress"] == {"done": 4, "total": 4, "failed": 4}
+    first = client.get(f"/v1/jobs/{job_id}/results", params={"limit": 1}).json()["results"][0]
+    assert first["status"] == "error" and first["error"]
+    assert job["error"] == f"all 4 items failed: {first['error']}"
+
+
 def test_results_unknown_status_filter_is_422(client: TestClient) -> None:
     job_id = _create(client)
     response = client.get(f"/v1/jobs/{job_id}/results", params={"status": "done"})

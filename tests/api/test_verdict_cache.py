@@ -50,3 +50,26 @@ def test_a_repeated_wait_request_is_answered_from_the_cache_without_a_worker(
     response = client.post(PAIRWISE, json=BODY, headers={"Authorization": f"Bearer {other}"})
     assert (response.status_code, response.json()["status"]) == (202, "queued")
     assert len(delivered) == 2
+
+
+def test_a_repeated_job_whose_every_item_failed_ends_failed_from_the_cache(
+    client: TestClient, state: AppState, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, item 4: the job answered from the cache ends as the judged one did."""
+    worker(lambda conv: "no idea")
+    delivered: list[str] = []
+    monkeypatch.setattr(
+        state.queue, "enqueue", lambda job_id, queue, attempt=0: delivered.append(str(job_id))
+    )
+    body = {"items": [with_(PAIR, id="x")], "swap": "none"}
+    assert client.post(PAIRWISE, json=body).status_code == 202
+    run_job(delivered[0])
+    judged = client.get(f"/v1/jobs/{delivered[0]}").json()
+    assert judged["status"] == "failed"
+
+    again = client.post(PAIRWISE, params={"wait": 30}, json=body)
+    assert again.status_code == 200, again.text
+    job = again.json()
+    assert (job["status"], job["progress"]) == ("failed", {"done": 1, "total": 1, "failed": 1})
+    assert job["error"] == judged["error"] and job["error"].startswith("its only item failed: ")
+    assert job["results"][0]["cached"] is True and len(delivered) == 1

@@ -343,7 +343,8 @@ def test_a_nul_in_the_models_output_is_stored_as_a_replacement_character(
     )
     assert run_job(str(job_id)) == "done"
     status, [r] = _results(db, job_id)
-    assert (status, r["status"]) == ("succeeded", "error")  # "7\ufffd" is no rating
+    # "7\ufffd" is no rating: the job's only item failed, so the job did
+    assert (status, r["status"]) == ("failed", "error")
     assert r["generated_references"] == ["The answer\ufffd is 42."]
     assert r["orders"][0]["raw"] == "Rating: [[7\ufffd]]"
     assert "\x00" not in json.dumps(r, ensure_ascii=False)
