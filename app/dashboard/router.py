@@ -13,6 +13,7 @@ from app.auth.service import Forbidden, Principal, Unauthorized
 from app.core.errors import NotFound
 from app.core.state import AppState, get_state
 from app.dashboard import service, session
+from app.dashboard.filters import ITEM_KINDS, VERDICTS, ItemFilter
 from app.dashboard.rendering import HtmlRoute, page, redirect
 from app.jobs import access
 from app.jobs import kinds as job_kinds
@@ -81,16 +82,17 @@ def jobs(
     request: Request,
     status: str | None = Query(default=None, max_length=32),
     kind: str | None = Query(default=None, max_length=32),
+    metadata: str | None = Query(default=None, max_length=2000, description="`key=value`, comma-separated."),
     cursor: str | None = Query(default=None, max_length=500),
     state: AppState = Depends(get_state),
     caller: Principal = Depends(session.viewer),
 ) -> Response:
     with state.db.unit_of_work() as db_session:
         listing = service.jobs_page(
-            db_session, caller.tenant, status, kind, cursor, access.visible_kinds(caller.scopes)
+            db_session, caller.tenant, status, kind, cursor, access.visible_kinds(caller.scopes), metadata
         )
     active = any(job.status in ("queued", "running") for job in listing.jobs)
-    filters = {k: v for k, v in (("status", status), ("kind", kind)) if v}
+    filters = {k: v for k, v in (("status", status), ("kind", kind), ("metadata", metadata)) if v}
     context = {
         "tenant": caller.tenant,
         "jobs": listing.jobs,
@@ -101,6 +103,7 @@ def jobs(
         "paged": bool(cursor),
         "status": status or "",
         "kind": kind or "",
+        "metadata": metadata or "",
         "statuses": service.STATUSES,
         "kinds": job_kinds.names(),
         "refresh": _refresh(state, active),
@@ -108,23 +111,48 @@ def jobs(
     return page(request, "jobs.html", context)
 
 
-@router.get("/jobs/{job_id}")
-def job(
-    request: Request,
-    job_id: uuid.UUID,
-    page_number: int = Query(default=1, alias="page", ge=1),
+@router.get("/find")
+def find(
+    id: str = Query(max_length=200, description="A job's id, or its first characters."),
     state: AppState = Depends(get_state),
     caller: Principal = Depends(session.viewer),
 ) -> Response:
     with state.db.unit_of_work() as db_session:
-        detail = service.job_detail(
-            db_session, job_id, caller.tenant, page_number, access.visible_kinds(caller.scopes)
+        job_id = service.find_job(db_session, caller.tenant, id, access.visible_kinds(caller.scopes))
+    return redirect(f"{session.PATH}/jobs/{job_id}")
+
+
+@router.get("/jobs/{job_ref}")
+def job(
+    request: Request,
+    job_ref: str,
+    page_number: int = Query(default=1, alias="page", ge=1),
+    only: str | None = Query(default=None, max_length=32, description="inconsistent, error or pending"),
+    verdict: str | None = Query(default=None, max_length=8, description="A, B or tie"),
+    state: AppState = Depends(get_state),
+    caller: Principal = Depends(session.viewer),
+) -> Response:
+    visible = access.visible_kinds(caller.scopes)
+    try:
+        job_id = uuid.UUID(job_ref)
+    except ValueError:
+        # A short id (its first characters): the job's own page.
+        with state.db.unit_of_work() as db_session:
+            job_id = service.find_job(db_session, caller.tenant, job_ref, visible)
+        return redirect(
+            f"{session.PATH}/jobs/{job_id}" + (f"?{request.url.query}" if request.url.query else "")
         )
+    shown = ItemFilter.parse(only, verdict)
+    detail = service.job_detail(state.db, state.settings, job_id, caller.tenant, page_number, visible, shown)
     context = {
         "tenant": caller.tenant,
         "job": detail.job,
         "judging": detail.judging,
         "outcome": detail.outcome,
+        "prompt_opt": detail.prompt_opt,
+        "iterations": detail.iterations,
+        "item_kinds": ITEM_KINDS,
+        "verdicts": VERDICTS,
         "refresh": _refresh(state, detail.job.status in ("queued", "running")),
     }
     return page(request, "job.html", context)
@@ -133,13 +161,23 @@ def job(
 @router.get("/leaderboard")
 def leaderboard(
     request: Request,
-    run: str | None = Query(default=None, max_length=512, description="The MT-Bench run's name."),
+    run: str | None = Query(
+        default=None, max_length=512, description="The MT-Bench run's name (default: the newest run)."
+    ),
     state: AppState = Depends(get_state),
     caller: Principal = Depends(session.viewer),
 ) -> Response:
-    with state.db.unit_of_work() as db_session:
-        runs = service.mtbench_runs(db_session, caller.tenant)
-        board = service.run_leaderboard(db_session, caller.tenant, run) if run else None
+    shown = service.leaderboard_page(state.db, state.settings, caller.tenant, run or None)
+    board = shown.board
     active = board is not None and any(job.status in ("queued", "running") for job in board.jobs)
-    context = {"tenant": caller.tenant, "runs": runs, "board": board, "refresh": _refresh(state, active)}
+    context = {
+        "tenant": caller.tenant,
+        "runs": shown.runs,
+        "board": board,
+        "charts": shown.charts,
+        "charts_summary": shown.summary,
+        "agreement": shown.agreement,
+        "histograms": shown.histograms,
+        "refresh": _refresh(state, active),
+    }
     return page(request, "leaderboard.html", context)
