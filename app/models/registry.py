@@ -12,6 +12,7 @@ from app.core.db import Database
 from app.db.tables import ModelRecord
 from app.models import repository
 from app.models.artifacts import PullProgress, is_model_present, model_dir, pull_default_model
+from app.models.hub import HubRef, pull_hub_model
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,23 @@ def pull_and_register(
     return path
 
 
+def pull_hub_and_register(
+    settings: Settings,
+    db: Database,
+    ref: HubRef,
+    name: str | None = None,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+) -> ModelRecord:
+    """``judge models pull org/name[@revision]``: fetch the model into the Hugging Face cache and register
+    its snapshot folder under ``name`` (default: the repository id, which requests then name as
+    ``model``). Raises ModelPullError."""
+    path = pull_hub_model(ref, force=force, quiet=quiet)
+    with db.unit_of_work() as session:
+        return register(session, settings, name or ref.repo_id, path)
+
+
 def register_local(settings: Settings, db: Database, name: str, path: Path) -> ModelRecord:
     """Register a model folder (Hugging Face layout, safetensors weights) under ``name``."""
     path = path.resolve()
@@ -55,7 +73,7 @@ def ensure_local_model(settings: Settings, db: Database, name: str) -> Path:
     with db.unit_of_work() as session:
         record = repository.get_by_name(session, name)
         registered = Path(record.artifact_path) if record is not None and record.artifact_path else None
-    candidates = [p for p in (registered, model_dir(settings.models_dir, name)) if p is not None]
+    candidates = [p for p in (registered, _data_dir_copy(settings, name)) if p is not None]
     for path in candidates:
         if is_model_present(path):
             if registered != path:
@@ -69,6 +87,13 @@ def ensure_local_model(settings: Settings, db: Database, name: str) -> Path:
         f"model {name!r} is not on disk (looked in {', '.join(map(str, candidates))}); "
         f"run `judge models pull` for the default model or register the model's folder"
     )
+
+
+def _data_dir_copy(settings: Settings, name: str) -> Path | None:
+    try:
+        return model_dir(settings.models_dir, name)
+    except ValueError:  # a Hub id (org/name) has no folder of its own under the data directory
+        return None
 
 
 def lineage_root(db: Database, name: str) -> str | None:
