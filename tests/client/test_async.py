@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 
+import httpx
 import pytest
 
-from judge_client import AsyncJudge, BadRequest, JudgeTimeout, NotFound, SingleItem
+from judge_client import AsyncJudge, BadRequest, InvalidArgument, JudgeTimeout, NotFound, SingleItem
 from tests.client.live import LiveService
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +57,56 @@ async def test_errors(service: LiveService) -> None:
         with pytest.raises(BadRequest) as caught:
             await judge.single("q", "a", scale=(5, 1))
         assert caught.value.field == "scale"
+
+
+async def test_wait_follows_the_event_stream(service: LiveService) -> None:
+    sent: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    http = httpx.AsyncClient(event_hooks={"request": [record]})
+    async with AsyncJudge(service.url, service.key, http=http) as judge:
+        service.running.clear()
+        job = await judge.submit_batch([{"question": "q", "answer": "a b c"}] * 3, "single")
+        threading.Timer(0.5, service.running.set).start()
+        sent.clear()
+        seen: list[str] = []
+        ended = await judge.wait(job, poll=0.05, on_update=lambda j: seen.append(j.status))
+    await http.aclose()
+    assert (ended.status, ended.progress.done) == ("succeeded", 3)
+    assert [r.url.path for r in sent] == [f"/v1/jobs/{job.id}/events", f"/v1/jobs/{job.id}"]
+    assert seen[0] == "queued" and "running" in seen and seen[-1] == "succeeded"
+
+
+async def test_wait_polls_where_the_event_stream_is_unavailable(service: LiveService) -> None:
+    inner = httpx.AsyncHTTPTransport()
+
+    async def no_streams(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(404, json={"detail": "Not Found"})
+        return await inner.handle_async_request(request)
+
+    polls: list[str] = []
+    http = httpx.AsyncClient(transport=httpx.MockTransport(no_streams))
+    async with AsyncJudge(service.url, service.key, http=http) as judge:
+        service.running.clear()
+        job = await judge.submit_batch([{"question": "q", "answer": "a"}], "single")
+        threading.Timer(0.4, service.running.set).start()
+        ended = await judge.wait(job, poll=0.05, timeout=30, on_update=lambda j: polls.append(j.status))
+    await http.aclose()
+    await inner.aclose()
+    assert ended.status == "succeeded" and len(polls) >= 3
+
+
+async def test_environment_defaults_and_client_errors(
+    service: LiveService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUDGE_URL", service.url)
+    monkeypatch.setenv("JUDGE_API_KEY", service.key)
+    async with AsyncJudge() as judge:
+        assert (await judge.single("Say hi.", "hi there", poll=0.05)).score == 2.0
+        with pytest.raises(InvalidArgument, match="no items"):
+            await judge.submit_batch([])
+        with pytest.raises(InvalidArgument, match="unknown option"):
+            await judge.single("q", "a", swapp="none")  # type: ignore[call-overload]

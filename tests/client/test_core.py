@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,8 @@ from judge_client import (
     BadRequest,
     Conflict,
     Forbidden,
+    InvalidArgument,
+    Job,
     JudgeError,
     NotFound,
     PairwiseItem,
@@ -19,8 +22,11 @@ from judge_client import (
     Unauthorized,
     Unavailable,
 )
-from judge_client._payloads import judging_body, one_item, options_body
-from judge_client._protocol import HttpResponse, RetryPolicy, TransportFailure
+from judge_client._flows import apply_event
+from judge_client._payloads import item_body, judging_body, one_item, options_body
+from judge_client._protocol import HttpResponse, RetryPolicy, ServerEvent, TransportFailure
+from judge_client._sse import EventDecoder
+from judge_client._transport import DEFAULT_URL, Connection
 from judge_client.errors import error_from_response, parse_retry_after
 
 
@@ -119,3 +125,93 @@ def test_options_body() -> None:
         options_body("pairwise", {"temprature": 0.5})
     with pytest.raises(ValueError, match="kind must be"):
         judging_body("triple", [{}], {})  # type: ignore[arg-type]
+
+
+def test_client_side_errors_are_judge_errors_and_value_errors() -> None:
+    cases = [
+        lambda: judging_body("pairwise", [], {}),
+        lambda: options_body("pairwise", {"temprature": 0.5}),
+        lambda: options_body("single", {"scale": 10}),
+        lambda: item_body("pairwise", 42),  # type: ignore[arg-type]
+        lambda: one_item("pairwise", "q", ("a", "b"), None, "first", None),  # type: ignore[arg-type]
+        lambda: Connection.of("127.0.0.1:8000", None, 30, 3, 0.5),
+        lambda: Connection.of(None, None, 0, 3, 0.5),
+    ]
+    for case in cases:
+        with pytest.raises(InvalidArgument) as caught:
+            case()
+        assert isinstance(caught.value, JudgeError) and isinstance(caught.value, ValueError)
+
+
+def test_url_and_key_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUDGE_URL", raising=False)
+    monkeypatch.delenv("JUDGE_API_KEY", raising=False)
+    assert (Connection.of(None, None, 30, 3, 0.5).url, Connection.of(None, None, 30, 3, 0.5).key) == (
+        DEFAULT_URL,
+        None,
+    )
+    monkeypatch.setenv("JUDGE_URL", "https://judge.example/")
+    monkeypatch.setenv("JUDGE_API_KEY", "jk_env")
+    conn = Connection.of(None, None, 30, 3, 0.5)
+    assert (conn.url, conn.key) == ("https://judge.example", "jk_env")
+    given = Connection.of("http://127.0.0.1:9", "jk_given", 30, 3, 0.5)
+    assert (given.url, given.key) == ("http://127.0.0.1:9", "jk_given")
+    assert Connection.of(None, "", 30, 3, 0.5).key == ""  # an empty key: send none, whatever the environment
+
+
+def _events(text: str) -> list[ServerEvent]:
+    decoder = EventDecoder()
+    return [e for line in text.split("\n") if (e := decoder.feed(line)) is not None]
+
+
+def test_event_stream_lines_become_events() -> None:
+    text = (
+        "retry: 3000\n\n"
+        ": keep-alive\n\n"
+        'id: 1-0\nevent: state\ndata: {"a": 1}\n\n'
+        "event: progress\ndata:first\ndata:  second\n\n"
+        "event: nothing\n\n"
+        "id: 2-0\ndata: plain\n\n"
+        "event: cut\ndata: never ended"
+    )
+    assert _events(text) == [
+        ServerEvent("state", '{"a": 1}', "1-0"),
+        ServerEvent("progress", "first\n second", "1-0"),  # the last id seen goes on
+        ServerEvent("message", "plain", "2-0"),
+    ]
+
+
+def _job(**fields: object) -> Job:
+    base = {
+        "id": "j1",
+        "kind": "judge_pairwise",
+        "status": "queued",
+        "model": "m",
+        "progress": {"done": 0, "total": 4},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    return Job.model_validate({**base, **fields})
+
+
+def test_job_events_update_the_job() -> None:
+    state = _job(params={"ignored": True}).model_dump(mode="json", exclude={"params"})
+    job = apply_event(None, ServerEvent("state", json.dumps(state)))
+    assert job is not None and (job.status, job.progress.total, job.params) == ("queued", 4, {})
+    job = apply_event(job, ServerEvent("status", '{"status": "running", "attempts": 1}'))
+    assert job is not None and (job.status, job.attempts) == ("running", 1)
+    job = apply_event(job, ServerEvent("progress", '{"done": 3, "total": 4}'))
+    assert job is not None and (job.progress.done, job.progress.total) == (3, 4)
+    job = apply_event(job, ServerEvent("stage", '{"stage": "judging"}'))
+    assert job is not None and job.stage == "judging"
+    end = '{"status": "failed", "error": "boom", "progress": {"done": 4, "total": 4, "failed": 4}}'
+    ended = apply_event(job, ServerEvent("end", end))
+    assert ended is not None and (ended.status, ended.error, ended.progress.failed, ended.ended) == (
+        "failed",
+        "boom",
+        4,
+        True,
+    )
+    assert apply_event(job, ServerEvent("something-new", "{}")) is job
+    assert apply_event(job, ServerEvent("progress", "not json")) is None
+    assert apply_event(None, ServerEvent("progress", '{"done": 1}')) is None
+    assert apply_event(job, ServerEvent("status", '{"status": "exploded"}')) is None

@@ -18,9 +18,11 @@ from judge_client import (
     Conflict,
     ConnectionFailed,
     Forbidden,
+    InvalidArgument,
     ItemResult,
     JobFailed,
     Judge,
+    JudgeError,
     JudgeTimeout,
     NotFound,
     PairwiseItem,
@@ -126,18 +128,34 @@ def test_pairwise_without_wait_returns_the_queued_job(judge: Judge, service: Liv
     assert result.verdict == "B"
 
 
-def test_client_side_misuse_is_a_value_error_before_any_request(
+def test_client_side_misuse_is_an_invalid_argument_before_any_request(
     judge: Judge, sent: list[httpx.Request]
 ) -> None:
-    with pytest.raises(ValueError, match="one answer per turn|list of answers"):
+    with pytest.raises(InvalidArgument, match="one answer per turn|list of answers"):
         judge.pairwise(["t1", "t2"], "a", "b")
-    with pytest.raises(ValueError, match="swap applies to pairwise"):
+    with pytest.raises(InvalidArgument, match="swap applies to pairwise"):
         judge.submit_batch([{"question": "q", "answer": "a"}], "single", swap="none")
-    with pytest.raises(ValueError, match="a SingleItem cannot be judged as pairwise"):
+    with pytest.raises(InvalidArgument, match="a SingleItem cannot be judged as pairwise"):
         judge.submit_batch([SingleItem(question="q", answer="a")])
-    with pytest.raises(ValueError, match="no items"):
+    with pytest.raises(InvalidArgument, match="no items"):
+        judge.submit_batch([])
+    with pytest.raises(InvalidArgument, match="unknown option"):
+        judge.pairwise("q", "a", "b", temprature=0.5)  # type: ignore[call-overload]
+    with pytest.raises(InvalidArgument, match="poll must be positive"):
+        judge.wait(uuid.uuid4(), poll=0)
+    with pytest.raises(JudgeError):  # what a caller catches for every client error
         judge.submit_batch([])
     assert sent == []
+
+
+def test_url_and_key_come_from_the_environment(service: LiveService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUDGE_URL", service.url)
+    monkeypatch.setenv("JUDGE_API_KEY", service.key)
+    with Judge() as judge:
+        assert judge.pairwise("What is 2+2?", "It is four.", "5", poll=0.05).verdict == "A"
+    monkeypatch.setenv("JUDGE_API_KEY", "jk_nope_nope")
+    with Judge() as judge, pytest.raises(Unauthorized):
+        judge.job(uuid.uuid4())
 
 
 # Batches, waiting and results ---------------------------------------------------------------
@@ -163,6 +181,82 @@ def test_batch_wait_and_lazy_paged_results(judge: Judge, sent: list[httpx.Reques
     assert len(sent) == 2 and sent[1].url.params["cursor"]
     assert [r.id for r in [first, *rest]] == ["p0", "p1", "p2", "d0", "d1", "d2"]
     assert [r.verdict for r in [first, *rest]] == ["A", "B", "tie"] * 2
+
+
+def _events_requests(sent: list[httpx.Request]) -> list[httpx.Request]:
+    return [r for r in sent if r.url.path.endswith("/events")]
+
+
+def test_wait_follows_the_event_stream_instead_of_polling(
+    judge: Judge, service: LiveService, sent: list[httpx.Request]
+) -> None:
+    service.running.clear()
+    job = judge.submit_batch(PAIRS * 2)
+    seen: list[tuple[str, int]] = []
+    threading.Timer(0.5, service.running.set).start()
+    sent.clear()
+    ended = judge.wait(job, poll=0.05, on_update=lambda j: seen.append((j.status, j.progress.done)))
+    assert (ended.status, ended.progress.done) == ("succeeded", 6)
+    # One stream, then one read of the ended job: no polling (at poll=0.05, 0.5 s queued would be ~10 GETs).
+    assert [(r.method, r.url.path) for r in sent] == [
+        ("GET", f"/v1/jobs/{job.id}/events"),
+        ("GET", f"/v1/jobs/{job.id}"),
+    ]
+    assert sent[0].headers["accept"] == "text/event-stream"
+    assert seen[0] == ("queued", 0) and ("running", 0) in seen and seen[-1] == ("succeeded", 6)
+    done = [d for _, d in seen]
+    assert done == sorted(done)
+
+
+class _NoEventStreams(httpx.BaseTransport):
+    """A service without the event stream (an older release, or a proxy that refuses it)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(self.status, json={"detail": "Not Found"})
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("status", [404, 502])
+def test_wait_polls_where_the_event_stream_is_unavailable(
+    service: LiveService, sent: list[httpx.Request], status: int
+) -> None:
+    http = httpx.Client(transport=_NoEventStreams(status), event_hooks={"request": [sent.append]})
+    with Judge(service.url, service.key, http=http, retries=0) as judge:
+        service.running.clear()
+        job = judge.submit_batch(PAIRS)
+        threading.Timer(0.4, service.running.set).start()
+        sent.clear()
+        assert judge.wait(job, poll=0.05, timeout=30).status == "succeeded"
+    http.close()
+    assert len(_events_requests(sent)) == 1
+    polls = [r for r in sent if r.url.path == f"/v1/jobs/{job.id}"]
+    assert len(polls) >= 3
+
+
+def test_wait_polls_when_the_event_stream_drops(
+    judge: Judge, service: LiveService, sent: list[httpx.Request], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.jobs import event_stream
+
+    async def cut_short(*args: Any, **kwargs: Any) -> Any:
+        yield "retry: 3000\n\n"  # then the server ends the stream before the job's end
+
+    monkeypatch.setattr(event_stream, "follow", cut_short)
+    service.running.clear()
+    job = judge.submit_batch(PAIRS)
+    threading.Timer(0.4, service.running.set).start()
+    sent.clear()
+    assert judge.wait(job, poll=0.05, timeout=30).status == "succeeded"
+    assert len(_events_requests(sent)) == 1
+    assert len([r for r in sent if r.url.path == f"/v1/jobs/{job.id}"]) >= 3
 
 
 def test_submit_with_wait_uses_the_server_side_wait(judge: Judge, sent: list[httpx.Request]) -> None:

@@ -2,11 +2,12 @@
 
     from judge_client import Judge
 
-    with Judge("http://127.0.0.1:8000", key) as judge:
+    with Judge("http://127.0.0.1:8000", key) as judge:  # or Judge(): JUDGE_URL and JUDGE_API_KEY
         verdict = judge.pairwise("What is 2+2?", "4", "five", swap="conservative")
         print(verdict.verdict, verdict.consistent)
 
-Depends only on httpx and pydantic, so it can be vendored or published on its own.
+Depends only on httpx and pydantic: the ``judge-client`` distribution (``pip install ./clients/python``).
+Every error it raises is a ``JudgeError``.
 """
 
 from judge_client._payloads import BatchOptions, JudgeOptions, PairwiseOptions, SingleOptions
@@ -18,6 +19,7 @@ from judge_client.errors import (
     Conflict,
     ConnectionFailed,
     Forbidden,
+    InvalidArgument,
     JobFailed,
     JudgeError,
     JudgeTimeout,
@@ -39,6 +41,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Forbidden",
+    "InvalidArgument",
     "ItemResult",
     "Job",
     "JobFailed",

@@ -1,10 +1,14 @@
-"""Request bodies of the judging endpoints, built from the client's arguments (no I/O)."""
+"""Request bodies of the judging endpoints, built from the client's arguments (no I/O). Wrong arguments
+are an ``InvalidArgument``, raised before any request is sent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
+from pydantic import ValidationError
+
+from judge_client.errors import InvalidArgument
 from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode, VerdictParser
 
 
@@ -43,7 +47,7 @@ Item = PairwiseItem | SingleItem | Mapping[str, Any]
 
 def _check_kind(kind: str) -> None:
     if kind not in ("pairwise", "single"):
-        raise ValueError(f"kind must be 'pairwise' or 'single', not {kind!r}")
+        raise InvalidArgument(f"kind must be 'pairwise' or 'single', not {kind!r}")
 
 
 def options_body(kind: Kind, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,11 +56,11 @@ def options_body(kind: Kind, options: Mapping[str, Any]) -> dict[str, Any]:
     known = set(BatchOptions.__annotations__)
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown option(s): {', '.join(unknown)}")
+        raise InvalidArgument(f"unknown option(s): {', '.join(unknown)}")
     if kind == "single" and options.get("swap") is not None:
-        raise ValueError("swap applies to pairwise judging only")
+        raise InvalidArgument("swap applies to pairwise judging only")
     if kind == "pairwise" and options.get("scale") is not None:
-        raise ValueError("scale applies to single-answer grading only")
+        raise InvalidArgument("scale applies to single-answer grading only")
     body: dict[str, Any] = {}
     for name, value in options.items():
         if value is None:
@@ -65,6 +69,8 @@ def options_body(kind: Kind, options: Mapping[str, Any]) -> dict[str, Any]:
             if value:
                 body["reference"] = {"auto": True}
         elif name == "scale":
+            if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+                raise InvalidArgument(f"scale must be a pair (min, max), not {value!r}")
             low, high = value
             body["scale"] = {"min": low, "max": high}
         else:
@@ -78,10 +84,12 @@ def item_body(kind: Kind, item: Item) -> dict[str, Any]:
     if isinstance(item, PairwiseItem | SingleItem):
         expected = PairwiseItem if kind == "pairwise" else SingleItem
         if not isinstance(item, expected):
-            raise ValueError(f"a {type(item).__name__} cannot be judged as {kind}")
+            raise InvalidArgument(f"a {type(item).__name__} cannot be judged as {kind}")
         return item.model_dump(exclude_none=True)
     if not isinstance(item, Mapping):
-        raise TypeError(f"an item must be a PairwiseItem, SingleItem or mapping, not {type(item).__name__}")
+        raise InvalidArgument(
+            f"an item must be a PairwiseItem, SingleItem or mapping, not {type(item).__name__}"
+        )
     return dict(item)
 
 
@@ -89,7 +97,7 @@ def judging_body(kind: Kind, items: Iterable[Item], options: Mapping[str, Any]) 
     body = options_body(kind, options)
     body["items"] = [item_body(kind, item) for item in items]
     if not body["items"]:
-        raise ValueError("no items to judge")
+        raise InvalidArgument("no items to judge")
     return body
 
 
@@ -106,14 +114,28 @@ def one_item(
     multi = not isinstance(question, str)
     for answer in answers:
         if isinstance(answer, str) == multi:
-            raise ValueError(
+            raise InvalidArgument(
                 "with a list of turns, give a list of answers (one per turn)"
                 if multi
                 else "with one question, give each answer as a string"
             )
     if reference is not None and isinstance(reference, str) == multi:
-        raise ValueError("give one reference per turn (a list) with a list of turns")
+        raise InvalidArgument("give one reference per turn (a list) with a list of turns")
+    try:
+        return _build_item(kind, multi, question, answers, reference, turn, id)
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid {kind} item: {exc}") from exc
 
+
+def _build_item(
+    kind: Kind,
+    multi: bool,
+    question: str | Sequence[str],
+    answers: Sequence[str | Sequence[str]],
+    reference: str | Sequence[str] | None,
+    turn: int | None,
+    id: str | None,
+) -> PairwiseItem | SingleItem:
     def one(value: str | Sequence[str]) -> str:
         assert isinstance(value, str)
         return value

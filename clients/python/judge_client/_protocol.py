@@ -1,7 +1,8 @@
 """The client's I/O-free core: an operation is a generator ("flow") that yields steps — send this
-request, sleep this long, hand this value to the caller — and receives each request's answer. The
-sync and async clients only drive flows (``_drive.py``), so every request, retry, poll and page is
-written once, here and in ``_flows.py``."""
+request, sleep this long, hand this value to the caller, open an event stream and read its next event —
+and receives each step's reply. The sync and async clients only drive flows (``Judge._run`` and
+``AsyncJudge._run`` carry out each step), so every request, retry, poll, page and stream is written
+once, here and in ``_flows.py``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
     # Seconds added to the client's read timeout (a request that asks the server to wait).
     extra_timeout: float = 0.0
+    # Replaces the read timeout (seconds without a byte) when set: an event stream's.
+    read_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,37 @@ class Emit:
     value: Any
 
 
-Step = Send | Sleep | Emit
-Reply = HttpResponse | TransportFailure | None
+@dataclass(frozen=True)
+class OpenStream:
+    """Open a Server-Sent Events stream (closing the flow's open one, if any). Reply: the answer's status
+    and headers (with its body when it is not an event stream: the stream is then not open), or a
+    TransportFailure."""
+
+    request: HttpRequest
+
+
+@dataclass(frozen=True)
+class NextEvent:
+    """Read the open stream's next event. Reply: a ServerEvent, None when the server ended the stream,
+    or a TransportFailure (the connection dropped, or nothing came within the read timeout)."""
+
+
+@dataclass(frozen=True)
+class CloseStream:
+    """Close the open stream (a driver also closes it when the flow ends). Reply: None."""
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One event of a stream: its ``event`` name (``message`` when it has none), ``data`` and ``id``."""
+
+    name: str
+    data: str
+    id: str | None = None
+
+
+Step = Send | Sleep | Emit | OpenStream | NextEvent | CloseStream
+Reply = HttpResponse | TransportFailure | ServerEvent | None
 Flow = Generator[Step, Reply, T]
 
 
@@ -103,7 +135,7 @@ def call(request: HttpRequest, policy: RetryPolicy) -> Flow[HttpResponse]:
     attempt = 0
     while True:
         reply = yield Send(request)
-        assert reply is not None
+        assert isinstance(reply, HttpResponse | TransportFailure)
         if isinstance(reply, HttpResponse) and reply.status < 400:
             return reply
         wait = policy.delay(attempt, reply)

@@ -12,10 +12,23 @@ import httpx
 from judge_client import _flows
 from judge_client._flows import JobRef, OnUpdate
 from judge_client._payloads import BatchOptions, Item, PairwiseOptions, SingleOptions
-from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Reply, Send, Sleep, TransportFailure
-from judge_client._transport import Connection, to_response
+from judge_client._protocol import (
+    CloseStream,
+    Emit,
+    Flow,
+    HttpRequest,
+    HttpResponse,
+    NextEvent,
+    OpenStream,
+    Reply,
+    Send,
+    Sleep,
+    Step,
+    TransportFailure,
+)
+from judge_client._transport import AsyncEventStream, Connection, to_response
 from judge_client.summaries import Summary
-from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
+from judge_client.types import ItemResult, ItemStatus, Job, JobKind, JobStatus, Kind, Template
 
 T = TypeVar("T")
 
@@ -24,15 +37,16 @@ class AsyncJudge:
     """The asyncio client of the judge service: ``Judge``'s methods, awaited (``results`` and ``jobs``
     are async iterators).
 
-    ``AsyncJudge("http://127.0.0.1:8000", key)``; ``timeout`` is each request's network timeout (a request
-    that asks the service to wait gets that long on top); ``retries`` is how often a request is
-    retried after no answer, 429, 502, 503 or 504 (honouring ``Retry-After``). ``http`` is an
+    ``AsyncJudge("http://127.0.0.1:8000", key)``; left out, ``url`` and ``key`` come from JUDGE_URL and
+    JUDGE_API_KEY (no URL at all: ``http://127.0.0.1:8000``). ``timeout`` is each request's network
+    timeout (a request that asks the service to wait gets that long on top); ``retries`` is how often a
+    request is retried after no answer, 429, 502, 503 or 504 (honouring ``Retry-After``). ``http`` is an
     ``httpx.AsyncClient`` of your own (proxies, TLS, transports), which you then close yourself.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         key: str | None = None,
         *,
         timeout: float = 30.0,
@@ -200,13 +214,18 @@ class AsyncJudge:
     async def wait(
         self, job: JobRef, timeout: float | None = None, poll: float = 1.0, on_update: OnUpdate | None = None
     ) -> Job:
-        """Poll until the job ends (succeeded, failed or cancelled) and return it; ``on_update`` sees
-        every state polled. JudgeTimeout after ``timeout`` seconds (the job goes on)."""
+        """Wait until the job ends (succeeded, failed or cancelled) and return it, following its event
+        stream: ``on_update`` sees the job after each change (status, progress, stage). Where the stream
+        is unavailable, polls every ``poll`` seconds. JudgeTimeout after ``timeout`` seconds (the job
+        goes on). The job comes back without its results: iterate ``results(job)``."""
         return await self._run(_flows.wait_for(job, timeout, poll, on_update, self._conn.policy))
 
-    def results(self, job: JobRef, page_size: int = 100) -> AsyncIterator[ItemResult]:
-        """Every item result of a judging job, in item order, fetched page by page as you iterate."""
-        return self._iterate(_flows.results(job, page_size, self._conn.policy))
+    def results(
+        self, job: JobRef, page_size: int = 100, status: ItemStatus | None = None
+    ) -> AsyncIterator[ItemResult]:
+        """Every item result of a judging job (only those in ``status``: ``ok``, ``error`` or
+        ``pending``, if given), in item order, fetched page by page as you iterate."""
+        return self._iterate(_flows.results(job, page_size, self._conn.policy, status))
 
     async def job(self, job: JobRef) -> Job:
         """The job's current status, progress and error."""
@@ -259,34 +278,50 @@ class AsyncJudge:
     # Driving flows ------------------------------------------------------------------------------
 
     async def _run(self, flow: Flow[T]) -> T:
-        reply: Reply = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(step, Emit):
-                raise RuntimeError("an iterating flow was run as a call")
-            reply = await self._execute(step)
+        stream = AsyncEventStream(self._http)
+        try:
+            reply: Reply = None
+            while True:
+                try:
+                    step = flow.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+                if isinstance(step, Emit):
+                    raise RuntimeError("an iterating flow was run as a call")
+                reply = await self._execute(step, stream)
+        finally:
+            await stream.close()
 
     async def _iterate(self, flow: Flow[None]) -> AsyncIterator[Any]:
-        reply: Reply = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration:
-                return
-            if isinstance(step, Emit):
-                reply = None
-                yield step.value
-            else:
-                reply = await self._execute(step)
+        stream = AsyncEventStream(self._http)
+        try:
+            reply: Reply = None
+            while True:
+                try:
+                    step = flow.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(step, Emit):
+                    reply = None
+                    yield step.value
+                else:
+                    reply = await self._execute(step, stream)
+        finally:
+            await stream.close()
 
-    async def _execute(self, step: Send | Sleep) -> Reply:
+    async def _execute(self, step: Step, stream: AsyncEventStream) -> Reply:
+        if isinstance(step, Send):
+            return await self._send(step.request)
         if isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
             return None
-        return await self._send(step.request)
+        if isinstance(step, OpenStream):
+            return await stream.open(self._conn.httpx_arguments(step.request))
+        if isinstance(step, NextEvent):
+            return await stream.next()
+        assert isinstance(step, CloseStream), step
+        await stream.close()
+        return None
 
     async def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         try:

@@ -32,6 +32,11 @@ class JudgeError(Exception):
         self.details = details or []
 
 
+class InvalidArgument(JudgeError, ValueError):
+    """A call's arguments are wrong (an empty batch, an unknown option, a malformed item or URL): raised
+    before any request is sent. Also a ``ValueError``."""
+
+
 class BadRequest(JudgeError):
     """400, 413 or 422: the request is invalid; ``field`` names the field at fault, ``details`` lists
     every problem when there were several."""

@@ -12,10 +12,23 @@ import httpx
 from judge_client import _flows
 from judge_client._flows import JobRef, OnUpdate
 from judge_client._payloads import BatchOptions, Item, PairwiseOptions, SingleOptions
-from judge_client._protocol import Emit, Flow, HttpRequest, HttpResponse, Reply, Send, Sleep, TransportFailure
-from judge_client._transport import Connection, to_response
+from judge_client._protocol import (
+    CloseStream,
+    Emit,
+    Flow,
+    HttpRequest,
+    HttpResponse,
+    NextEvent,
+    OpenStream,
+    Reply,
+    Send,
+    Sleep,
+    Step,
+    TransportFailure,
+)
+from judge_client._transport import Connection, EventStream, to_response
 from judge_client.summaries import Summary
-from judge_client.types import ItemResult, Job, JobKind, JobStatus, Kind, Template
+from judge_client.types import ItemResult, ItemStatus, Job, JobKind, JobStatus, Kind, Template
 
 T = TypeVar("T")
 
@@ -23,15 +36,16 @@ T = TypeVar("T")
 class Judge:
     """A client of the judge service.
 
-    ``Judge("http://127.0.0.1:8000", key)``; ``timeout`` is each request's network timeout (a request
-    that asks the service to wait gets that long on top); ``retries`` is how often a request is
-    retried after no answer, 429, 502, 503 or 504 (honouring ``Retry-After``). ``http`` is an
+    ``Judge("http://127.0.0.1:8000", key)``; left out, ``url`` and ``key`` come from JUDGE_URL and
+    JUDGE_API_KEY (no URL at all: ``http://127.0.0.1:8000``). ``timeout`` is each request's network
+    timeout (a request that asks the service to wait gets that long on top); ``retries`` is how often a
+    request is retried after no answer, 429, 502, 503 or 504 (honouring ``Retry-After``). ``http`` is an
     ``httpx.Client`` of your own (proxies, TLS, transports), which you then close yourself.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         key: str | None = None,
         *,
         timeout: float = 30.0,
@@ -199,13 +213,18 @@ class Judge:
     def wait(
         self, job: JobRef, timeout: float | None = None, poll: float = 1.0, on_update: OnUpdate | None = None
     ) -> Job:
-        """Poll until the job ends (succeeded, failed or cancelled) and return it; ``on_update`` sees
-        every state polled. JudgeTimeout after ``timeout`` seconds (the job goes on)."""
+        """Wait until the job ends (succeeded, failed or cancelled) and return it, following its event
+        stream: ``on_update`` sees the job after each change (status, progress, stage). Where the stream
+        is unavailable, polls every ``poll`` seconds. JudgeTimeout after ``timeout`` seconds (the job
+        goes on). The job comes back without its results: iterate ``results(job)``."""
         return self._run(_flows.wait_for(job, timeout, poll, on_update, self._conn.policy))
 
-    def results(self, job: JobRef, page_size: int = 100) -> Iterator[ItemResult]:
-        """Every item result of a judging job, in item order, fetched page by page as you iterate."""
-        return self._iterate(_flows.results(job, page_size, self._conn.policy))
+    def results(
+        self, job: JobRef, page_size: int = 100, status: ItemStatus | None = None
+    ) -> Iterator[ItemResult]:
+        """Every item result of a judging job (only those in ``status``: ``ok``, ``error`` or
+        ``pending``, if given), in item order, fetched page by page as you iterate."""
+        return self._iterate(_flows.results(job, page_size, self._conn.policy, status))
 
     def job(self, job: JobRef) -> Job:
         """The job's current status, progress and error."""
@@ -256,34 +275,50 @@ class Judge:
     # Driving flows ------------------------------------------------------------------------------
 
     def _run(self, flow: Flow[T]) -> T:
-        reply: Reply = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            if isinstance(step, Emit):
-                raise RuntimeError("an iterating flow was run as a call")
-            reply = self._execute(step)
+        stream = EventStream(self._http)
+        try:
+            reply: Reply = None
+            while True:
+                try:
+                    step = flow.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+                if isinstance(step, Emit):
+                    raise RuntimeError("an iterating flow was run as a call")
+                reply = self._execute(step, stream)
+        finally:
+            stream.close()
 
     def _iterate(self, flow: Flow[None]) -> Iterator[Any]:
-        reply: Reply = None
-        while True:
-            try:
-                step = flow.send(reply)
-            except StopIteration:
-                return
-            if isinstance(step, Emit):
-                reply = None
-                yield step.value
-            else:
-                reply = self._execute(step)
+        stream = EventStream(self._http)
+        try:
+            reply: Reply = None
+            while True:
+                try:
+                    step = flow.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(step, Emit):
+                    reply = None
+                    yield step.value
+                else:
+                    reply = self._execute(step, stream)
+        finally:
+            stream.close()
 
-    def _execute(self, step: Send | Sleep) -> Reply:
+    def _execute(self, step: Step, stream: EventStream) -> Reply:
+        if isinstance(step, Send):
+            return self._send(step.request)
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None
-        return self._send(step.request)
+        if isinstance(step, OpenStream):
+            return stream.open(self._conn.httpx_arguments(step.request))
+        if isinstance(step, NextEvent):
+            return stream.next()
+        assert isinstance(step, CloseStream), step
+        stream.close()
+        return None
 
     def _send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
         try:

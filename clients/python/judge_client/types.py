@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobKind = Literal["judge_pairwise", "judge_single", "prompt_opt", "self_reward"]
+ItemStatus = Literal["pending", "ok", "error"]
 Kind = Literal["pairwise", "single"]
 Swap = Literal["conservative", "random", "none"]
 VerdictMode = Literal["generate", "logprobs"]
@@ -78,7 +79,7 @@ class ItemResult(_Response):
 
     index: int
     id: str | None = None
-    status: Literal["pending", "ok", "error"]
+    status: ItemStatus
     verdict: Verdict | None = None
     score: float | None = None
     expected_score: float | None = None
@@ -99,7 +100,9 @@ class ItemResult(_Response):
 
 
 class Job(_Response):
-    """A job on the service: its status, progress and (after a wait that saw it end) its results."""
+    """A job on the service: its status and progress. ``results`` holds its item results only when a
+    submission's server-side ``wait=`` saw the job end (``submit_batch(..., wait=60)``); ``Judge.wait``
+    returns the job without them: iterate ``Judge.results(job)``, which uses them when present."""
 
     id: str
     kind: JobKind | str
