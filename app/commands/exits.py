@@ -12,6 +12,7 @@ from judge_client import (
     BadRequest,
     ConnectionFailed,
     Forbidden,
+    InvalidArgument,
     JudgeError,
     JudgeTimeout,
     NotFound,
@@ -48,7 +49,7 @@ def exit_code_for(error: JudgeError) -> ExitCode:
         return ExitCode.NOT_FOUND
     if isinstance(error, JudgeTimeout):
         return ExitCode.TIMEOUT
-    if isinstance(error, BadRequest):
+    if isinstance(error, BadRequest | InvalidArgument):
         return ExitCode.USAGE
     return ExitCode.FAILED
 
