@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -16,12 +17,15 @@ from app.core.state import AppState
 from app.dashboard import service as dashboard_service
 from app.db.tables import DashboardSession
 from app.engine.base import Conversation
+from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue
 from app.judging import service as judging_service
 from app.judging.schemas import PairwiseRequest
+from app.self_reward import repository as sr_repo
 from tests.api.helpers import PAIR, PAIRWISE, SINGLE_URL, with_
 from tests.api.test_prompt_opt import URL as PROMPT_OPT_URL
 from tests.api.test_prompt_opt import body as prompt_opt_body
+from tests.workers import test_prompt_opt_job as po_job
 from tests.workers.conftest import ScriptedEngine, first_position_judge, longer_answer_judge, user_text
 from workers.tasks import run_job
 
@@ -322,7 +326,7 @@ def mtbench_judge(conv: Conversation) -> str:
     return "8]]" if "detailed" in user_text(conv) else "3]]"
 
 
-def submit_run(client: TestClient, run: str, key: str) -> list[str]:
+def submit_run(client: TestClient, run: str, key: str, category: str | None = None) -> list[str]:
     """A pairwise-baseline run and a single-grading run of alpha and beta on two questions, tagged as
     `judge mtbench run` tags them."""
     auth = {"Authorization": f"Bearer {key}"}
@@ -341,7 +345,11 @@ def submit_run(client: TestClient, run: str, key: str) -> list[str]:
         for m in ("alpha", "beta")
         for q in (81, 82)
     ]
-    tags = {"mtbench_run": run, "mtbench_judge": "SmolLM2-135M-Instruct"}
+    tags = {
+        "mtbench_run": run,
+        "mtbench_judge": "SmolLM2-135M-Instruct",
+        **({"category": category} if category else {}),
+    }
     ids = []
     for url, items in ((PAIRWISE, pairs), (SINGLE_URL, grades)):
         response = client.post(url, json={"items": items, "metadata": tags}, headers=auth)
@@ -383,3 +391,249 @@ def test_leaderboard_of_an_mtbench_run(
     assert '<option value="run-1"' in picker and "their-run" not in picker
     assert browser.get("/dashboard/leaderboard?run=their-run").status_code == 404
     assert browser.get("/dashboard/leaderboard?run=nope").status_code == 404
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_jobs_list_shows_metadata_and_filters_by_it(browser: TestClient, api_key: str) -> None:
+    ids = {}
+    for team, run in (("red", "r1"), ("red", "r2"), ("blue", "r1")):
+        body = {"items": [PAIR], "metadata": {"team": team, "run": run}}
+        ids[(team, run)] = browser.post(PAIRWISE, json=body, headers=_auth(api_key)).json()["id"]
+    sign_in(browser, api_key)
+    html = browser.get("/dashboard").text
+    assert 'href="/dashboard?metadata=run%3Dr1"' in html  # a chip is a link to its filter
+    red = browser.get("/dashboard?metadata=team%3Dred").text
+    assert ids[("red", "r1")][:8] in red and ids[("red", "r2")][:8] in red
+    assert ids[("blue", "r1")][:8] not in red
+    both = browser.get("/dashboard", params={"metadata": "team=red, run=r1"}).text
+    assert ids[("red", "r1")][:8] in both and ids[("red", "r2")][:8] not in both
+    assert 'value="team=red, run=r1"' in both  # the form keeps what was asked
+    assert "No jobs match these filters" in browser.get("/dashboard?metadata=team%3Dgreen").text
+    bad = browser.get("/dashboard?metadata=team:red")
+    assert bad.status_code == 422 and "is not `key=value`" in bad.text
+    page = browser.get(f"/dashboard/jobs/{ids[('blue', 'r1')]}").text
+    assert re.search(r'id="job-metadata">.*run=<strong>r1</strong>.*team=<strong>blue</strong>', page, re.S)
+
+
+def test_a_pasted_short_id_opens_its_job(browser: TestClient, state: AppState, api_key: str) -> None:
+    mine = [submit_pairwise(state, "default", [PAIR]) for _ in range(17)]
+    theirs = submit_pairwise(state, "other-team", [PAIR])
+    sign_in(browser, api_key)
+    job = mine[0]
+    for pasted in (job[:8], job[:8].upper(), f"  {job[:13]} ", job):
+        response = browser.get("/dashboard/find", params={"id": pasted}, follow_redirects=False)
+        assert response.status_code == 303, pasted
+        assert response.headers["location"] == f"/dashboard/jobs/{job}"
+    # A short id in the address works too, and keeps the page's query.
+    response = browser.get(f"/dashboard/jobs/{job[:8]}?only=error", follow_redirects=False)
+    assert response.headers["location"] == f"/dashboard/jobs/{job}?only=error"
+    # 17 ids: two of them start with the same hex digit.
+    firsts = [j[0] for j in mine]
+    shared = next(c for c in firsts if firsts.count(c) > 1)
+    ambiguous = browser.get("/dashboard/find", params={"id": shared})
+    assert ambiguous.status_code == 422
+    assert f"more than one job id starts with &#39;{shared}&#39;: paste more of the id" in ambiguous.text
+    other = browser.get("/dashboard/find", params={"id": theirs[:8]})
+    assert other.status_code == 404 and f"no job id starts with &#39;{theirs[:8]}&#39;" in other.text
+    bad = browser.get("/dashboard/find", params={"id": "not-an-id"})
+    assert bad.status_code == 422 and "is not a job id" in bad.text
+
+
+def test_failed_items_and_a_failed_job_are_visible(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    def judge(conv: Conversation) -> str:
+        return "no verdict here" if "broken" in user_text(conv) else "A]]"
+
+    job_id = submit_pairwise(
+        state,
+        "default",
+        [PAIR, with_(PAIR, id="bad-1", question="broken"), with_(PAIR, id="bad-2", question="broken")],
+    )
+    worker(judge)
+    run_job(job_id)
+    sign_in(browser, api_key)
+    listing = browser.get("/dashboard").text
+    assert "2 failed" in listing and 'class="bar-failed"' in listing
+    # One judged item in blue (a third of the bar), two failed ones in red after it.
+    assert re.search(
+        r'class="bar-ok" x="0" y="0" width="33\.333".*class="bar-failed" x="33\.333" y="0" width="66\.667"',
+        listing,
+        re.S,
+    )
+    page = browser.get(f"/dashboard/jobs/{job_id}").text
+    assert "2 of 3 item(s) failed" in page and 'href="?only=error"' in page
+    failed_only = browser.get(f"/dashboard/jobs/{job_id}?only=error").text
+    assert failed_only.count('<article class="item"') == 2 and "2 of 3 items" in failed_only
+
+    # (Not PAIR, which the verdict cache would answer at once.)
+    ended = submit_pairwise(state, "default", [with_(PAIR, question="never judged")])
+    with state.db.unit_of_work() as session:
+        jobs_repo.finish(session, uuid.UUID(ended), "failed", "the judge model is gone")
+    listing = browser.get("/dashboard").text
+    row = re.search(
+        rf'<tr class="job-row job-failed">\s*<td><a href="/dashboard/jobs/{ended}"(.*?)</tr>', listing, re.S
+    )
+    assert row and "the judge model is gone" in row.group(1)
+    page = browser.get(f"/dashboard/jobs/{ended}").text
+    assert "This job failed:</strong> the judge model is gone" in page
+
+
+def test_items_filtered_by_consistency_error_and_verdict(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    def judge(conv: Conversation) -> str:
+        text = user_text(conv)
+        if "broken" in text:
+            return "nothing"
+        if "fair" in text:
+            return "A]]" if "=== Answer A ===\n4\n" in text else "B]]"
+        return first_position_judge(conv)
+
+    job_id = submit_pairwise(
+        state,
+        "default",
+        [
+            with_(PAIR, id="biased"),
+            with_(PAIR, id="fair", question="fair: 2+2?"),
+            with_(PAIR, id="err", question="broken"),
+        ],
+    )
+    worker(judge)
+    run_job(job_id)
+    sign_in(browser, api_key)
+
+    def shown(query: str) -> list[str]:
+        response = browser.get(f"/dashboard/jobs/{job_id}?{query}")
+        assert response.status_code == 200, response.text
+        return re.findall(
+            r'<article class="item" id="item-\d+">\s*<header>.*?<code>(.*?)</code>', response.text, re.S
+        )
+
+    assert shown("") == ["biased", "fair", "err"]
+    assert shown("only=inconsistent") == ["biased"]
+    assert shown("only=error") == ["err"]
+    assert shown("verdict=A") == ["fair"]
+    assert shown("verdict=tie") == ["biased"]
+    assert shown("only=error&verdict=A") == []
+    assert "No items match this filter." in browser.get(f"/dashboard/jobs/{job_id}?verdict=B").text
+    # The figures stay those of every item.
+    assert re.search(
+        r'id="consistency-rate">.*?50\.0%', browser.get(f"/dashboard/jobs/{job_id}?verdict=A").text, re.S
+    )
+    bad = browser.get(f"/dashboard/jobs/{job_id}?verdict=C")
+    assert bad.status_code == 422 and "verdict must be one of A, B, tie" in bad.text
+
+
+def test_job_page_charts_its_summary(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    items = [with_(PAIR, id=f"q{i}", answer_a=f"{'long ' * i}answer") for i in range(4)]
+    body = {"items": items, "metadata": {"model_a": "alpha", "model_b": "beta"}}
+    pairwise = browser.post(PAIRWISE, json=body, headers=_auth(api_key)).json()["id"]
+    grades = [{"question": "q", "answer": a} for a in ("detailed one", "detailed two", "short")]
+    single = browser.post(SINGLE_URL, json={"items": grades}, headers=_auth(api_key)).json()["id"]
+    worker(mtbench_judge)
+    run_job(pairwise)
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{pairwise}").text
+    summary = browser.get(f"/v1/jobs/{pairwise}/summary", headers=_auth(api_key)).json()
+    alpha = next(r for r in summary["win_rates"] if r["model"] == "alpha")
+    chart = re.search(r'<figure class="chart" id="win-rate-chart">(.*?)</figure>', html, re.S)
+    assert chart, html
+    low, high = (f"{100 * alpha['win_rate_interval'][k]:.1f}%" for k in ("low", "high"))
+    assert f"alpha: {100 * alpha['win_rate']:.1f}% [{low}, {high}]" in chart.group(1)
+    assert chart.group(1).count('class="whisker"') == 2  # alpha and beta
+    assert 'id="tie-adjusted-chart"' in html and "95 % bootstrap intervals" in html
+
+    html = browser.get(f"/dashboard/jobs/{single}").text
+    assert re.search(r'id="score-chart">.*A: 6\.33 \[', html, re.S)  # (8 + 8 + 3) / 3
+    hist = re.search(r'<figure class="chart" id="score-histogram">(.*?)</figure>', html, re.S)
+    assert hist and re.findall(r'data-label="(\d+)" data-count="(\d+)"', hist.group(1)) == [
+        ("3", "1"),
+        ("4", "0"),
+        ("5", "0"),
+        ("6", "0"),
+        ("7", "0"),
+        ("8", "2"),
+    ]
+
+
+def test_leaderboard_opens_on_the_newest_run_with_its_charts(
+    browser: TestClient, state: AppState, api_key: str, worker: Worker
+) -> None:
+    submit_run(browser, "older-run", api_key)
+    newest = submit_run(browser, "newer-run", api_key, category="writing")
+    worker(mtbench_judge)
+    for job_id in newest:
+        run_job(job_id)
+    sign_in(browser, api_key)
+    html = browser.get("/dashboard/leaderboard").text
+    assert '<option value="newer-run" selected>' in html and 'id="pairwise-board"' in html
+    assert 'id="win-rate-chart"' in html and 'id="score-chart"' in html
+    categories = re.search(r'id="category-charts"(.*?)</section>', html, re.S)
+    assert categories and "Category: writing" in categories.group(1)
+    histograms = re.search(r'id="score-histograms"(.*?)</section>', html, re.S)
+    assert histograms and histograms.group(1).count("<figure") == 2  # alpha, beta
+    assert '<option value="older-run" selected>' in browser.get("/dashboard/leaderboard?run=older-run").text
+
+
+def test_self_reward_page_charts_its_iterations(browser: TestClient, state: AppState, api_key: str) -> None:
+    job = browser.post("/v1/jobs/self-reward", json={}, headers=_auth(api_key)).json()
+    # What the worker records after each stage (app/self_reward/driver.py).
+    with state.db.unit_of_work() as session:
+        sr_repo.save_iteration(
+            session,
+            uuid.UUID(job["id"]),
+            0,
+            metrics={"training": {"kind": "sft", "loss_history": [2.1, 1.7, 1.4]}},
+        )
+        sr_repo.save_iteration(
+            session,
+            uuid.UUID(job["id"]),
+            1,
+            metrics={
+                "score_histogram": {"0": 0, "1": 0, "2": 1, "3": 3, "4": 4, "5": 2},
+                "pairs": {"kept": 5, "prompts": 8, "tie_dropped": 3},
+                "training": {"kind": "dpo", "loss_history": [0.69, 0.61]},
+                "evaluation": {"win_rate_vs_previous": {"win_rate": 0.75, "n": 8, "errors": 0}},
+            },
+        )
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{job['id']}").text
+    loss = re.search(r'id="loss-chart">(.*?)</figure>', html, re.S)
+    assert loss and loss.group(1).count("<polyline") == 2 and "iteration 1 (DPO)" in loss.group(1)
+    assert re.search(r'id="pairs-chart">.*iteration 1 \(of 8\): 5<', html, re.S)
+    assert re.search(r'id="win-rate-chart">.*iteration 1: 75\.0%', html, re.S)
+    hist = re.search(r'id="score-histogram-0">(.*?)</figure>', html, re.S)
+    assert hist and 'data-label="4" data-count="4"' in hist.group(1)
+
+
+def test_prompt_optimization_page_diffs_the_best_prompt_and_tables_the_candidates(
+    browser: TestClient, api_key: str, worker: Worker
+) -> None:
+    response = browser.post(PROMPT_OPT_URL, json=po_job.body(), headers=_auth(api_key))
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    worker(po_job.scripted)
+    assert run_job(job_id) == "succeeded"
+    results = browser.get(f"/v1/jobs/{job_id}/results", headers=_auth(api_key)).json()
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{job_id}").text
+    diff = re.search(r'<pre class="raw diff" id="prompt-diff">(.*?)</pre>', html, re.S)
+    assert diff, html
+    # What the search added to the initial prompt, in place; the rest unchanged.
+    assert diff.group(1) == po_job.INITIAL.replace(
+        "negative.\n", "negative.<ins> Pay attention to: irony, negation, sarcasm.</ins>\n", 1
+    )
+    assert results["best_prompt"] == re.sub(r"</?ins>", "", diff.group(1))
+    table = re.search(r'<table class="board candidates" id="candidates">(.*?)</table>', html, re.S)
+    assert table and table.group(1).count("<tr") == len(results["candidates"]) + 1
+    assert f'<code>{results["best_key"]}</code> <span class="status status-ok">best</span>' in table.group(1)
+    assert re.search(
+        r'<table class="board" id="evaluation">.*<td>test</td><td>initial</td>.*0\.250', html, re.S
+    )
+    assert '"origin"' not in html  # not the raw JSON
