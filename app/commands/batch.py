@@ -8,16 +8,26 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import typer
 
-from app.commands.exits import ExitCode, client_errors, fail
-from app.commands.options import JSON, KEY, METADATA_HELP, POLL, QUIET, TIMEOUT, URL, connect, labels
+from app.commands.exits import ExitCode, client_errors, ended_code, fail
+from app.commands.options import (
+    JSON,
+    KEY,
+    METADATA_HELP,
+    POLL,
+    QUIET,
+    TIMEOUT,
+    URL,
+    connect,
+    labels,
+    open_output,
+)
 from app.commands.progress import STDERR, JobBar, items_progress
 from judge_client import BadRequest, ItemResult, Job, Judge
 from judge_client.types import Kind, Swap, VerdictMode
@@ -78,7 +88,9 @@ def summarize(results: Iterable[ItemResult], jobs: list[Job], output: str) -> di
         inconsistent += result.consistent is False
     return {
         "status": "succeeded" if all(j.succeeded for j in jobs) else "failed",
-        "jobs": [{"id": j.id, "status": j.status, "error": j.error} for j in jobs],
+        "jobs": [
+            {"id": j.id, "status": j.status, "error": j.error, "failed": j.progress.failed} for j in jobs
+        ],
         "items": sum(statuses.values()),
         "ok": statuses["ok"],
         "errors": statuses["error"],
@@ -136,15 +148,6 @@ def _options(
     return {k: v for k, v in options.items() if v is not None}
 
 
-@contextmanager
-def _open_output(output: Path | None) -> Iterator[IO[str]]:
-    if output is None:
-        yield sys.stdout
-        return
-    with open(output, "w", encoding="utf-8") as fh:
-        yield fh
-
-
 def _submit(judge: Judge, inputs: InputItems, kind: Kind, options: dict[str, Any], chunk: int) -> list[Job]:
     jobs: list[Job] = []
     for start in range(0, len(inputs.items), chunk):
@@ -185,9 +188,8 @@ def batch(
 ) -> None:
     """Judge every item of a JSONL file (fields as in the API: question or turns, answer_a and answer_b
     or answer, ...) and write one result per item, in input order, with the global `index`. With
-    --json, a summary object goes to stdout (results need --output then). Exit 1 if a job failed."""
-    if as_json and output is None:
-        raise typer.BadParameter("--json prints a summary on stdout: write the results with --output")
+    --json, a summary object goes to stdout (holding the results as `results` unless --output is given).
+    Exit 1 if a job failed, 7 if some items failed."""
     options = _options(
         kind,
         model,
@@ -227,21 +229,33 @@ def batch(
                     remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                     ended.append(judge.wait(job, timeout=remaining, poll=poll, on_update=bar))
         except KeyboardInterrupt:
-            STDERR.print("interrupted: the job(s) go on; `judge jobs cancel ID` stops one")
+            STDERR.print(
+                "interrupted: the job(s) go on; `judge jobs results ID` fetches one's results, "
+                "`judge jobs cancel ID` stops one"
+            )
             raise
         results: list[ItemResult] = []
-        with _open_output(output) as out:
-            for start, job in zip(range(0, len(inputs.items), chunk_size), ended, strict=True):
-                for result in judge.results(job):
-                    results.append(result)
-                    where_ = {"index": start + result.index, "job_id": job.id}
-                    record = result.model_dump(mode="json") | where_
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        records: list[dict[str, Any]] = []
+        for start, job in zip(range(0, len(inputs.items), chunk_size), ended, strict=True):
+            for result in judge.results(job):
+                results.append(result)
+                records.append(
+                    result.model_dump(mode="json") | {"index": start + result.index, "job_id": job.id}
+                )
+    # With --json and no --output, stdout holds one JSON document: the summary, with the results.
+    inline = as_json and output is None
+    if not inline:
+        with open_output(output) as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
     summary = summarize(results, ended, str(output) if output else "stdout")
-    if as_json:
+    if inline:
+        typer.echo(json.dumps(summary | {"results": records}, ensure_ascii=False))
+    elif as_json:
         typer.echo(json.dumps(summary))
     else:
         typer.echo(summary_text(summary), err=True)
-    if summary["status"] != "succeeded":
-        raise typer.Exit(int(ExitCode.FAILED))
+    code = ended_code(ended)
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 
@@ -13,6 +13,7 @@ from judge_client import (
     ConnectionFailed,
     Forbidden,
     InvalidArgument,
+    Job,
     JudgeError,
     JudgeTimeout,
     NotFound,
@@ -29,13 +30,17 @@ class ExitCode(IntEnum):
     AUTH = 4
     NOT_FOUND = 5
     TIMEOUT = 6
+    # The job ended, but some of its items ended in error (each result holds its cause); a job whose
+    # every item failed is itself failed (1).
+    ITEMS_FAILED = 7
     INTERRUPTED = 130
 
 
 EPILOG = (
     "Exit codes: 0 success; 1 the job or operation failed; 2 usage error (bad option, argument or "
     "input, including input the service rejects); 3 service unreachable or unavailable; 4 authentication "
-    "or permission refused; 5 not found; 6 timed out waiting; 130 interrupted (Ctrl-C)."
+    "or permission refused; 5 not found; 6 timed out waiting; 7 some items failed (the job ended; each "
+    "failed item's result holds its error); 130 interrupted (Ctrl-C)."
 )
 
 
@@ -52,6 +57,16 @@ def exit_code_for(error: JudgeError) -> ExitCode:
     if isinstance(error, BadRequest | InvalidArgument):
         return ExitCode.USAGE
     return ExitCode.FAILED
+
+
+def ended_code(jobs: Iterable[Job]) -> ExitCode:
+    """What ended jobs say: 1 if one did not succeed, else 7 if one has items that failed, else 0."""
+    ended = list(jobs)
+    if not all(job.succeeded for job in ended):
+        return ExitCode.FAILED
+    if any(job.progress.failed for job in ended):
+        return ExitCode.ITEMS_FAILED
+    return ExitCode.OK
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:

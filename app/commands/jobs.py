@@ -1,18 +1,19 @@
-"""``judge jobs get|list|wait|cancel|summary``: jobs on a running service, through the client."""
+"""``judge jobs get|list|wait|results|cancel|summary``: jobs on a running service, through the client."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import typer
 
-from app.commands.exits import EPILOG, ExitCode, client_errors
-from app.commands.options import JSON, KEY, POLL, QUIET, TIMEOUT, URL, connect, labels
+from app.commands.exits import EPILOG, ExitCode, client_errors, ended_code
+from app.commands.options import JSON, KEY, POLL, QUIET, TIMEOUT, URL, connect, labels, open_output
 from app.commands.progress import JobBar, items_progress
 from app.commands.summaries import summary_text
 from judge_client import Job
-from judge_client.types import JobKind, JobStatus
+from judge_client.types import ItemStatus, JobKind, JobStatus
 
 jobs_cli = typer.Typer(
     help="Jobs on a running service (--url, --key or JUDGE_URL, JUDGE_API_KEY).",
@@ -21,12 +22,20 @@ jobs_cli = typer.Typer(
 )
 
 JOB_ID = typer.Argument(..., help="The job's id.")
+# The service's largest results page.
+RESULTS_PAGE = 1000
+
+
+def progress_text(job: Job) -> str:
+    """``done/total``, with the items that failed: ``7/7 (3 failed)``."""
+    failed = f" ({job.progress.failed} failed)" if job.progress.failed else ""
+    return f"{job.progress.done}/{job.progress.total}{failed}"
 
 
 def job_line(job: Job) -> str:
     """One line per job: id, kind, status, progress, model, creation time."""
     return (
-        f"{job.id}\t{job.kind}\t{job.status}\t{job.progress.done}/{job.progress.total}\t{job.model}\t"
+        f"{job.id}\t{job.kind}\t{job.status}\t{progress_text(job)}\t{job.model}\t"
         f"{job.created_at:%Y-%m-%d %H:%M:%S}"
     )
 
@@ -36,7 +45,7 @@ def job_text(job: Job) -> str:
         f"job       {job.id}",
         f"kind      {job.kind}",
         f"status    {job.status}" + (f" ({job.stage})" if job.stage else ""),
-        f"progress  {job.progress.done}/{job.progress.total}",
+        f"progress  {progress_text(job)}",
         f"model     {job.model}",
         f"created   {job.created_at.isoformat()}",
     ]
@@ -53,7 +62,7 @@ def show(job: Job, as_json: bool) -> None:
 
 @jobs_cli.command("get")
 def get(job_id: str = JOB_ID, url: str = URL, key: str | None = KEY, as_json: bool = JSON) -> None:
-    """Show a job: status, progress, error."""
+    """Show a job: status, progress (with the items that failed), error. Exit 0 whatever its status."""
     with client_errors(), connect(url, key) as judge:
         show(judge.job(job_id), as_json)
 
@@ -96,7 +105,8 @@ def wait(
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
-    """Wait for a job to end, with a progress bar. Exit 0 if it succeeded, 1 if it failed or was cancelled."""
+    """Wait for a job to end, with a progress bar. Exit 0 if it succeeded, 1 if it failed or was cancelled,
+    7 if it succeeded but some of its items failed."""
     with client_errors(), connect(url, key) as judge:
         job = judge.job(job_id)
         typer.echo(f"waiting for job {job.id} ({job.status})", err=True)
@@ -108,8 +118,32 @@ def wait(
             typer.echo(f"interrupted: job {job.id} goes on (`judge jobs cancel {job.id}` stops it)", err=True)
             raise
     show(job, as_json)
-    if not job.succeeded:
-        raise typer.Exit(int(ExitCode.FAILED))
+    code = ended_code([job])
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+@jobs_cli.command("results")
+def results(
+    job_id: str = JOB_ID,
+    status: ItemStatus | None = typer.Option(None, help="Only items in this status (ok, error or pending)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the results here (JSONL) instead of stdout."
+    ),
+    page_size: int = typer.Option(RESULTS_PAGE, min=1, max=RESULTS_PAGE, help="Results per request."),
+    url: str = URL,
+    key: str | None = KEY,
+) -> None:
+    """Fetch a judging job's item results (every page), one JSON object per line in item order, e.g.
+    after an interrupted `judge batch`, or `--status error` for the items that failed."""
+    count = 0
+    with client_errors(), connect(url, key) as judge, open_output(output) as out:
+        for result in judge.results(job_id, page_size=page_size, status=status):
+            out.write(result.model_dump_json() + "\n")
+            count += 1
+        out.flush()
+    where = output if output is not None else "stdout"
+    typer.echo(f"{count} result(s) of job {job_id} written to {where}", err=True)
 
 
 @jobs_cli.command("cancel")

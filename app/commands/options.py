@@ -3,6 +3,12 @@ JUDGE_API_KEY), waiting, output, job labels."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
 import typer
 
 from app.core.config import get_settings
@@ -54,3 +60,13 @@ def connect(url: str, key: str | None) -> Judge:
         return Judge(url, resolve_key(key))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--url") from exc
+
+
+@contextmanager
+def open_output(output: Path | None) -> Iterator[IO[str]]:
+    """``output`` opened for writing (UTF-8), or stdout when None."""
+    if output is None:
+        yield sys.stdout
+        return
+    with open(output, "w", encoding="utf-8") as fh:
+        yield fh

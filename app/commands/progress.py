@@ -44,20 +44,24 @@ def items_progress(quiet: bool) -> Progress:
 
 
 class JobBar:
-    """Keeps one bar in step with jobs as they are polled; ``offset`` counts items of jobs before."""
+    """Keeps one bar in step with jobs as they are polled; ``offset`` counts items of jobs before. The
+    label counts the items that failed, of every job seen."""
 
     def __init__(self, progress: Progress, total: int, label: str) -> None:
         self.progress = progress
         self.label = label
         self.task: TaskID = progress.add_task(label, total=total or None)
         self.offset = 0
+        self._failed: dict[str, int] = {}
 
     def __call__(self, job: Job) -> None:
         stage = f" ({job.stage})" if job.stage else ""
+        self._failed[job.id] = job.progress.failed
+        failed = sum(self._failed.values())
         self.progress.update(
             self.task,
             completed=self.offset + job.progress.done,
-            description=f"{self.label} {job.status}{stage}",
+            description=f"{self.label} {job.status}{stage}" + (f", {failed} failed" if failed else ""),
         )
 
 

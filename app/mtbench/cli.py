@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.progress import Progress
 
-from app.commands.exits import ExitCode
+from app.commands.exits import ExitCode, client_errors, exit_code_for, fail
+from app.commands.options import DEFAULT_URL, KEY, resolve_key
 from app.commands.progress import items_progress
 from app.core.config import Settings, get_settings
 from app.engine.base import Engine
@@ -29,6 +30,7 @@ from app.mtbench.plan import (
 )
 from app.mtbench.prompts import PromptError, Templates
 from app.mtbench.runner import DEFAULT_BATCH_ITEMS, RunOptions, RunSummary, Submitter, existing_judgments, run
+from app.stats.records import baseline_of
 
 mtbench_cli = typer.Typer(
     help="MT-Bench with FastChat's llm_judge files: judge a bench folder, show tables, compute agreement.",
@@ -40,9 +42,20 @@ _MODE_HELP = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
+    return fail(message, code)
+
+
+# `--service` / JUDGE_SERVICE_URL: the names before `--url` / JUDGE_URL, still read.
+_SERVICE = typer.Option(None, "--service", envvar="JUDGE_SERVICE_URL", hidden=True)
+
+
+def _service_url(url: str | None, service: str | None) -> str | None:
+    """The service to judge on: ``--url`` (JUDGE_URL), else the deprecated ``--service``."""
+    if service and not url:
+        typer.echo("warning: --service and JUDGE_SERVICE_URL are deprecated; use --url, JUDGE_URL", err=True)
+        return service
+    return url
 
 
 def _mode(value: str) -> RunMode:
@@ -169,10 +182,18 @@ def run_command(
     output: Path = typer.Option(
         None, help="Judgment file (default: model_judgment/<judge>_single|pair.jsonl)."
     ),
-    service: str = typer.Option(
-        None, envvar="JUDGE_SERVICE_URL", help="Judge service URL; without it, judge in this process."
+    url: str = typer.Option(
+        None,
+        "--url",
+        envvar="JUDGE_URL",
+        show_default=False,
+        help="Judge on the service at this base URL; without it (or JUDGE_URL), judge in this process.",
     ),
-    key: str = typer.Option(None, envvar="JUDGE_API_KEY", help="API key for --service."),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Judge in this process even when JUDGE_URL is set."
+    ),
+    service: str = _SERVICE,
+    key: str | None = KEY,
     verdict_mode: str = typer.Option("generate", help="generate (the judge writes its verdict) or logprobs."),
     parser: str = typer.Option(
         "fastchat",
@@ -193,8 +214,10 @@ def run_command(
     verbose: bool = typer.Option(False, help="Print each judgment as FastChat does."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Judge a bench folder and write FastChat's judgment file; run it again to resume after a stop."""
+    """Judge a bench folder and write FastChat's judgment file; run it again to resume after a stop. Exit
+    7 when some judgments ended in error (FastChat's `error` winner or score -1), 1 when a job failed."""
     run_mode = _mode(mode)
+    target = None if in_process else _service_url(url, service)
     if verdict_mode not in ("generate", "logprobs"):
         raise _fail(f"--verdict-mode must be generate or logprobs, got {verdict_mode!r}")
     if parser not in ("fastchat", "strict"):
@@ -240,7 +263,7 @@ def run_command(
         "already_judged": len(tasks) - len(todo),
         "to_judge": len(todo),
         "output_path": str(out),
-        "judging": f"service {service}" if service else "in-process",
+        "judging": f"service {target}" if target else "in-process",
         "parser": parser,
     }
     typer.echo("Stats:\n" + json.dumps(stats, indent=4))
@@ -250,8 +273,8 @@ def run_command(
         bar = _Bar(progress, len(tasks), len(tasks) - len(todo), verbose)
         summary = _judge(
             settings,
-            service,
-            key,
+            target,
+            resolve_key(key) if target else None,
             judge,
             model_path,
             templates,
@@ -263,6 +286,11 @@ def run_command(
             bar,
         )
     typer.echo(f"done: {summary.written} judgment(s) written ({summary.errors} error(s)) to {out}")
+    if summary.errors:
+        typer.echo(
+            f"error: {summary.errors} judgment(s) ended in error (see their judge outputs in {out})", err=True
+        )
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
 
 def _judge(
@@ -311,10 +339,20 @@ def _judge(
         )
         raise typer.Exit(130) from None
     except failures as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), _failure_code(exc)) from None
     finally:
         if client is not None:
             client.close()
+
+
+def _failure_code(exc: Exception) -> ExitCode:
+    """A judge-client error's own code (4 for a refused key, 3 unreachable, ...); 1 for a job or engine
+    that failed; 2 for input the run could not use."""
+    from judge_client import JudgeError
+
+    if isinstance(exc, JudgeError):
+        return exit_code_for(exc)
+    return ExitCode.USAGE if isinstance(exc, ValueError) else ExitCode.FAILED
 
 
 @mtbench_cli.command("show")
@@ -325,7 +363,11 @@ def show_command(
     input_file: Path = typer.Option(
         None, help="Judgment file (default: model_judgment/<judge>_<kind>.jsonl)."
     ),
-    baseline_model: str = typer.Option(DEFAULT_BASELINE, help="pairwise-baseline: the baseline."),
+    baseline_model: str = typer.Option(
+        None,
+        help="pairwise-baseline: the baseline (default: the one model that every judgment of the file "
+        f"plays against, as the dashboard's leaderboard finds it, else {DEFAULT_BASELINE} if it plays).",
+    ),
     model_list: list[str] = typer.Option(None, help="Only these models (repeat or comma-separate)."),
 ) -> None:
     """Print FastChat's show_result tables: mean scores per turn, or win / loss / tie rates."""
@@ -340,9 +382,11 @@ def show_command(
                 tables.format_single(tables.single_tables(formats.read_single_judgments(path), models))
             )
         else:
-            baseline = baseline_model if run_mode == "pairwise-baseline" else None
             judgments = formats.read_pair_judgments(path)
             present = tables.pair_models(judgments)
+            baseline = None
+            if run_mode == "pairwise-baseline":
+                baseline = baseline_model or _found_baseline(judgments, path)
             if baseline is not None and baseline not in present:
                 typer.echo(
                     f"warning: the baseline model {baseline!r} plays in no judgment of {path} (models there: "
@@ -354,6 +398,22 @@ def show_command(
             typer.echo(tables.format_pairwise(tables.pairwise_table(judgments, baseline, models)))
     except FormatError as exc:
         raise _fail(str(exc)) from None
+
+
+def _found_baseline(judgments: list[formats.PairJudgment], path: Path) -> str:
+    """The baseline of a pairwise-baseline file: the one ``model_2`` of every judgment, never a
+    ``model_1`` (as the dashboard's leaderboard finds a run's baseline), else FastChat's default baseline
+    where it plays; a usage error otherwise."""
+    found = baseline_of((j.model_1, j.model_2) for j in judgments)
+    if found is None and DEFAULT_BASELINE in tables.pair_models(judgments):
+        found = DEFAULT_BASELINE
+    if found is None:
+        raise _fail(
+            f"cannot tell the baseline of {path}: no one model plays second in every judgment and first in "
+            "none; give --baseline-model, or --mode pairwise-all"
+        )
+    typer.echo(f"Baseline: {found}")
+    return found
 
 
 @mtbench_cli.command("agreement")
@@ -384,18 +444,22 @@ def agreement_command(
 @mtbench_cli.command("import-prompts")
 def import_prompts_command(
     judge_prompts: Path = typer.Argument(..., help="FastChat judge_prompts.jsonl."),
-    service: str = typer.Option(..., envvar="JUDGE_SERVICE_URL", help="Judge service URL."),
-    key: str = typer.Option(None, envvar="JUDGE_API_KEY", help="API key."),
+    url: str = typer.Option(
+        None, "--url", envvar="JUDGE_URL", show_default=DEFAULT_URL, help="The service's base URL."
+    ),
+    service: str = _SERVICE,
+    key: str | None = KEY,
 ) -> None:
     """Register FastChat's judge prompts as templates of your tenant (``mtbench-<name>``), so any request
     can name them."""
     from app.mtbench.remote import ensure_templates
-    from judge_client import JudgeError
 
     try:
         templates = prompts.from_fastchat(formats.read_judge_prompts(judge_prompts))
-        refs = ensure_templates(service, key, templates.custom)
-    except (FormatError, PromptError, JudgeError) as exc:
+    except (FormatError, PromptError) as exc:
         raise _fail(str(exc)) from None
+    target = _service_url(url, service) or DEFAULT_URL
+    with client_errors():
+        refs = ensure_templates(target, resolve_key(key), templates.custom)
     for role, spec in templates.specs.items():
         typer.echo(f"{refs[spec.name]}\t(FastChat '{templates.names[role]}')")

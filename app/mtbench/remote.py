@@ -20,7 +20,7 @@ from app.mtbench.formats import repair_tail
 from app.mtbench.plan import Task
 from app.mtbench.records import item_id
 from app.mtbench.runner import Batch, RunOptions
-from judge_client import BatchOptions, Judge, NotFound, PairwiseItem, SingleItem
+from judge_client import BatchOptions, Job, Judge, NotFound, PairwiseItem, SingleItem
 from judge_client import ItemResult as ClientItemResult
 
 LEDGER_SUFFIX = ".jobs.jsonl"
@@ -149,7 +149,7 @@ class ServiceSubmitter:
                 job = self.client.job(entry["job_id"])
             except NotFound:
                 continue
-            if job.status in ("failed", "cancelled"):
+            if job.status == "cancelled" or (job.status == "failed" and not _items_failed(job)):
                 continue
             jobs.append(_OpenJob(job.id, ids))
             covered.update(ids)
@@ -200,7 +200,7 @@ class ServiceSubmitter:
                         yield wanted[rid], to_outcome(result)
                 if job.ended:
                     open_jobs.remove(job_ref)
-                    if job.status != "succeeded":
+                    if job.status != "succeeded" and not _items_failed(job):
                         failures.append(f"job {job.id} {job.status}: {job.error or 'no reason given'}")
             if open_jobs:
                 time.sleep(self.poll_seconds)
@@ -208,6 +208,13 @@ class ServiceSubmitter:
             raise ServiceRunError(
                 "; ".join(failures) + " — the judgments done are written; run again to retry the rest"
             )
+
+
+def _items_failed(job: Job) -> bool:
+    """Whether the job failed only because every one of its items did: those are judgments in error
+    (FastChat's `error` winner, score -1), written like any other, not work left to retry."""
+    total = job.progress.total
+    return job.status == "failed" and total > 0 and job.progress.done == job.progress.failed == total
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:

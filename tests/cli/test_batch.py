@@ -10,7 +10,8 @@ from typing import Any
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
-from tests.client.live import LiveService, free_port
+from tests.client.live import LiveService, free_port, scripted_judge
+from tests.workers.conftest import user_text
 
 PAIRS: list[dict[str, Any]] = [
     {"id": "p0", "question": "What is 2+2?", "answer_a": "It is four.", "answer_b": "5"},
@@ -104,7 +105,6 @@ def test_usage_errors_exit_2(runner: CliRunner, service: LiveService, tmp_path: 
     cases = [
         ([str(bad)], "bad.jsonl line 2: not JSON"),
         ([str(tmp_path / "missing.jsonl")], "cannot read"),
-        ([str(good), "--json"], "--output"),
         ([str(good), "--kind", "single", "--swap", "none"], "--swap applies to --kind pairwise"),
         ([str(good), "--scale-min", "1"], "both --scale-min and --scale-max"),
         ([str(good), "--kind", "triple"], "triple"),
@@ -175,3 +175,45 @@ def test_the_development_key_is_the_default(runner: CliRunner, service: LiveServ
     items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:1])
     result = runner.invoke(cli, ["batch", str(items), "--url", service.url, "--poll", "0.05"])
     assert result.exit_code == 0, result.output
+
+
+def _fail_marked(conv: Any) -> str:
+    """The live judge, but no verdict for a question that says ZZFAIL."""
+    return "no idea" if "ZZFAIL" in user_text(conv) else scripted_judge(conv)
+
+
+def test_json_without_output_holds_the_results_and_failed_items_exit_7(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    """Issue 19, items 4 and 5: one JSON document on stdout; items that failed beside some that did not
+    make exit 7, with the job succeeded and its failed count."""
+    service.engine.reply = _fail_marked
+    rows = [PAIRS[0], {**PAIRS[1], "question": "ZZFAIL capital of France?"}, PAIRS[2]]
+    items = _jsonl(tmp_path / "pairs.jsonl", rows)
+    result = _batch(runner, service, str(items), "--json", "--swap", "none")
+    assert result.exit_code == 7, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["ok"], summary["errors"], summary["output"]) == (
+        "succeeded",
+        2,
+        1,
+        "stdout",
+    )
+    assert summary["jobs"][0]["failed"] == 1
+    assert [(r["index"], r["id"], r["status"]) for r in summary["results"]] == [
+        (0, "p0", "ok"),
+        (1, "p1", "error"),
+        (2, "p2", "ok"),
+    ]
+
+
+def test_every_item_failed_fails_the_job_and_exits_1(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    service.engine.reply = _fail_marked
+    rows = [{**row, "question": f"ZZFAIL {row['question']}"} for row in PAIRS]
+    result = _batch(runner, service, str(_jsonl(tmp_path / "pairs.jsonl", rows)), "--swap", "none")
+    assert result.exit_code == 1, result.output
+    assert len(_lines(result.stdout)) == 3
+    assert "3 item(s): 0 ok, 3 error(s)" in result.stderr
+    assert re.search(r"job \S+ failed: all 3 items failed: ", result.stderr), result.stderr

@@ -18,6 +18,7 @@ from app.cli import cli
 from judge_client import Job, Judge
 from tests.cli.test_batch import plain
 from tests.client.live import LiveService
+from tests.workers.conftest import user_text
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIR = {"question": "What is 2+2?", "answer_a": "It is four.", "answer_b": "5"}
@@ -37,7 +38,14 @@ def test_help_documents_the_exit_codes(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
     text = plain(result.stdout)
-    for meaning in ("0 success", "3 service unreachable", "4 authentication", "5 not found", "6 timed out"):
+    for meaning in (
+        "0 success",
+        "3 service unreachable",
+        "4 authentication",
+        "5 not found",
+        "6 timed out",
+        "7 some items failed",
+    ):
         assert meaning in text
     assert "130 interrupted" in text
 
@@ -146,3 +154,63 @@ def test_ctrl_c_exits_130(service: LiveService) -> None:
     assert f"interrupted: job {job.id} goes on" in err.decode()
     with Judge(service.url, service.key) as judge:
         assert judge.job(job).status == "queued"  # the job is left alone
+
+
+def _some_fail(service: LiveService, n: int, failing: set[int]) -> Job:
+    """A judged job of ``n`` items whose items at ``failing`` get no verdict."""
+    service.engine.reply = lambda conv: "no idea" if "ZZFAIL" in user_text(conv) else "A]]"
+    items = [{**PAIR, "question": f"{'ZZFAIL' if i in failing else 'fine'} {i}"} for i in range(n)]
+    with Judge(service.url, service.key) as judge:
+        return judge.submit_batch(items, swap="none", wait=30, cache="off")
+
+
+def test_failed_items_show_in_get_and_list_and_make_wait_exit_7(
+    runner: CliRunner, service: LiveService
+) -> None:
+    """Issue 19, item 4: `jobs get` reads 0 whatever the job; `jobs wait` says 7 for failed items."""
+    job = _some_fail(service, 4, {1, 3})
+    got = _run(runner, service, "jobs", "get", job.id)
+    assert got.exit_code == 0, got.output
+    assert "status    succeeded" in got.stdout and "progress  4/4 (2 failed)" in got.stdout
+    assert (
+        f"{job.id}\tjudge_pairwise\tsucceeded\t4/4 (2 failed)\t"
+        in _run(runner, service, "jobs", "list").stdout
+    )
+    waited = _run(runner, service, "jobs", "wait", job.id, "--json")
+    assert waited.exit_code == 7, waited.output
+    assert json.loads(waited.stdout)["progress"] == {"done": 4, "total": 4, "failed": 2}
+
+    every = _some_fail(service, 2, {0, 1})
+    failed = _run(runner, service, "jobs", "wait", every.id)
+    assert failed.exit_code == 1, failed.output
+    assert "status    failed" in failed.stdout and "error     all 2 items failed: " in failed.stdout
+
+
+def test_results_fetches_every_page_filtered_to_stdout_or_a_file(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    """Issue 19, item 5: `judge jobs results ID [--status ...] [-o FILE]`."""
+    job = _some_fail(service, 5, {0, 3})
+    every = _run(runner, service, "jobs", "results", job.id, "--page-size", "2")
+    assert every.exit_code == 0, every.output
+    rows = [json.loads(line) for line in every.stdout.splitlines()]
+    assert [(r["index"], r["status"]) for r in rows] == [
+        (0, "error"),
+        (1, "ok"),
+        (2, "ok"),
+        (3, "error"),
+        (4, "ok"),
+    ]
+    assert f"5 result(s) of job {job.id} written to stdout" in every.stderr
+
+    out = tmp_path / "errors.jsonl"
+    errors = _run(
+        runner, service, "jobs", "results", job.id, "--status", "error", "-o", str(out), "--page-size", "1"
+    )
+    assert errors.exit_code == 0 and errors.stdout == "", errors.output
+    failed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in failed] == [0, 3] and all(r["error"] for r in failed)
+
+    assert _run(runner, service, "jobs", "results", job.id, "--status", "lost").exit_code == 2
+    missing = _run(runner, service, "jobs", "results", str(uuid.uuid4()))
+    assert missing.exit_code == 5, missing.output

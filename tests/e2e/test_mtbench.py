@@ -12,6 +12,7 @@ from app.core.config import DEFAULT_MODEL
 from app.mtbench import formats
 from app.mtbench.formats import ModelAnswer, Question
 from app.mtbench.remote import read_ledger
+from app.mtbench.runner import is_error
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.e2e
@@ -40,12 +41,14 @@ def test_mtbench_run_on_the_service_then_show(production_service: Service, tmp_p
     bench = _bench(tmp_path / "bench")
     args = [
         "mtbench", "run", "--bench-dir", str(bench), "--mode", "pairwise-all", "--judge-model", DEFAULT_MODEL,
-        "--service", production_service.url, "--key", str(production_service.key), "--max-tokens", "8",
+        "--url", production_service.url, "--key", str(production_service.key), "--max-tokens", "8",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, f"{result.output}\n{production_service.output()}"
+    assert result.exit_code in (0, 7), f"{result.output}\n{production_service.output()}"
     out = bench / "model_judgment" / f"{DEFAULT_MODEL}_pair.jsonl"
     records = formats.read_pair_judgments(out)
+    # 7: some of the real model's 8-token judgments have no verdict (written as FastChat's `error`).
+    assert result.exit_code == (7 if any(is_error(j) for j in records) else 0), result.output
     # 2 questions x 2 turns x 1 pair, each judged in both orders by the real model.
     assert sorted((j.question_id, j.turn) for j in records) == [(1, 1), (1, 2), (2, 1), (2, 2)]
     for j in records:
@@ -96,7 +99,7 @@ def test_mtbench_run_on_the_service_then_show(production_service: Service, tmp_p
 
     # FastChat-format judge prompts become templates of the tenant; importing again reuses them.
     prompts = str(Path(__file__).parents[1] / "mtbench" / "data" / "judge_prompts.jsonl")
-    service = ["--service", production_service.url, "--key", str(production_service.key)]
+    service = ["--url", production_service.url, "--key", str(production_service.key)]
     first = CliRunner().invoke(cli, ["mtbench", "import-prompts", prompts, *service])
     assert first.exit_code == 0, first.output
     assert "mtbench-pair-math-v1-multi-turn@1\t(FastChat 'pair-math-v1-multi-turn')" in first.output

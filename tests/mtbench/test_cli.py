@@ -23,6 +23,7 @@ def oracle(monkeypatch: pytest.MonkeyPatch) -> OracleEngine:
     engine = OracleEngine()
     monkeypatch.setattr(mtbench_cli, "load_engine", lambda *args: engine)
     monkeypatch.delenv("JUDGE_SERVICE_URL", raising=False)
+    monkeypatch.delenv("JUDGE_URL", raising=False)
     return engine
 
 
