@@ -18,6 +18,11 @@ every row and grow each layer's cache by concatenation at every step. Here:
 
 Only models whose layers all attend to the whole context through transformers' SDPA path qualify
 (:func:`install` says); the engine keeps ``generate()`` for others.
+
+In bfloat16 (or float16) the matrix products run in the model's dtype, but what needs the precision is
+done in float32: the attention softmax and the sum of a row's prefix and own contributions, and, for
+scored tails (:meth:`Decoder.tail_logprobs`), the LM head and the log-softmax. Logits rounded to bf16
+are 0.125 apart near 16: a label's log-probability would move by that much.
 """
 
 from __future__ import annotations
@@ -84,6 +89,24 @@ _PREPARED_MASK = torch.ones(1, 1, 1, 1, dtype=torch.bool)
 
 
 _ACTIVE: ContextVar[_Pass | None] = ContextVar("judge_shared_prefix_pass", default=None)
+# During a scored pass of a model not in float32: the LM head's weight in float32, so the kept
+# positions' logits are computed (from the same hidden states) in float32.
+_FLOAT_HEAD: ContextVar[torch.Tensor | None] = ContextVar("judge_float_head", default=None)
+
+
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension computed in float32, returned in the scores' dtype (a no-op
+    cast in float32)."""
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
+
+
+def _head_in_float32(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> Any:
+    """Forward hook of the LM head: inside a scored pass, the logits again in float32."""
+    weight = _FLOAT_HEAD.get()
+    if weight is None:
+        return None
+    bias = getattr(module, "bias", None)
+    return torch.nn.functional.linear(args[0].float(), weight, None if bias is None else bias.float())
 
 
 def _attention(
@@ -146,8 +169,7 @@ def _attend(
     own = torch.matmul(q, key.transpose(-1, -2)).mul_(scale)  # [rows, kv, g*q, S]
     own.view(rows, kv_heads, groups, queries, -1).masked_fill_(blocked, torch.finfo(own.dtype).min)
     if prefix is None:
-        probs = torch.softmax(own, dim=-1)
-        out = torch.matmul(probs, value)
+        out = torch.matmul(_softmax(own), value)
     else:
         prefix_keys, prefix_values = prefix
         shared = prefix_keys.shape[1]
@@ -155,11 +177,12 @@ def _attend(
         flat = q.transpose(0, 1).reshape(kv_heads, rows * groups * queries, dim)
         scores = torch.bmm(flat, prefix_keys.transpose(1, 2)).mul_(scale)
         scores = scores.view(kv_heads, rows, groups * queries, shared).transpose(0, 1)
-        probs = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
+        probs = _softmax(torch.cat([scores, own], dim=-1))
         out = torch.matmul(probs[..., shared:], value)
         to_prefix = probs[..., :shared].transpose(0, 1).reshape(kv_heads, rows * groups * queries, shared)
         from_prefix = torch.bmm(to_prefix, prefix_values).view(kv_heads, rows, groups * queries, dim)
-        out = out.add_(from_prefix.transpose(0, 1))
+        # Two partial sums of one weighted average: added in float32, rounded once.
+        out = out.float().add_(from_prefix.transpose(0, 1)).to(query.dtype)
     return out.view(rows, heads, queries, dim)
 
 
@@ -180,6 +203,10 @@ def install(model: Any) -> bool:
     if any(type(layer).__name__ != "DynamicLayer" for layer in layers):
         return False
     model.set_attn_implementation(ATTENTION)
+    head = model.get_output_embeddings()
+    hooked = isinstance(head, torch.nn.Module) and _head_in_float32 in head._forward_hooks.values()
+    if isinstance(head, torch.nn.Linear) and not hooked:
+        head.register_forward_hook(_head_in_float32)
     return True
 
 
@@ -296,7 +323,9 @@ class Decoder:
         suffixes = [list(s[shared:]) for s in sequences]
         width = max(len(s) for s in suffixes)
         store = _RowStore(self._model, len(sequences), width, zeroed=width)
-        logits = self._prefill(store, prefix, shared, suffixes, keep, between)
+        weight = self._model.get_output_embeddings().weight
+        head = weight.float() if weight.dtype != torch.float32 else None
+        logits = self._prefill(store, prefix, shared, suffixes, keep, between, head)
         return torch.log_softmax(logits.float(), dim=-1)
 
     def _prefill(
@@ -307,10 +336,12 @@ class Decoder:
         suffixes: list[list[int]],
         keep: int,
         between: Callable[[], object] | None = None,
+        head: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run every row's own prompt tokens into ``store`` (right-aligned at the longest suffix's
         end), chunk by chunk; returns the logits of each row's last ``keep`` positions. ``between``
-        runs between chunks (a scheduler's preemption point).
+        runs between chunks (a scheduler's preemption point). ``head``: the LM head's weight in
+        float32, to compute those logits in float32.
 
         A chunk is rows of similar length within the prefill budget; a single row longer than the
         budget goes in pieces of the budget's width, each attending to the pieces before it, so a
@@ -343,6 +374,7 @@ class Decoder:
                     _Pass(prefix, first, queries_at=low, keys_at=start),
                     store,
                     keep if high == end else 1,
+                    head if high == end else None,
                 )
                 if high == end:
                     out.append(logits)
@@ -370,9 +402,16 @@ class Decoder:
         return [(low, high) for high, low in zip(cuts, cuts[1:], strict=False)][::-1]
 
     def _forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, active: _Pass, store: _RowStore, keep: int
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        active: _Pass,
+        store: _RowStore,
+        keep: int,
+        head: torch.Tensor | None = None,
     ) -> torch.Tensor:
         token = _ACTIVE.set(active)
+        float_head = _FLOAT_HEAD.set(head)
         try:
             out = self._model(
                 input_ids=ids,
@@ -383,6 +422,7 @@ class Decoder:
                 logits_to_keep=keep,
             )
         finally:
+            _FLOAT_HEAD.reset(float_head)
             _ACTIVE.reset(token)
         logits: torch.Tensor = out.logits[:, -keep:]
         return logits

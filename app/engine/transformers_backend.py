@@ -27,6 +27,8 @@ from app.engine.base import (
 from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 from app.engine.decoding import Decoder, install
 from app.engine.encodings import EncodingCache
+from app.engine.hardware import precision_for
+from app.engine.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ class TransformersEngine:
     """A causal LM loaded once with transformers; batched, order-preserving generation and scoring.
 
     ``device`` is ``auto`` (CUDA when available, else CPU) or a torch device string; ``dtype`` is
-    ``auto`` (float32 on CPU, bfloat16/float16 on GPU) or a torch dtype name. ``batch_size`` bounds
+    ``auto`` (on a CPU bfloat16 where it has native bf16 instructions, else float32; bfloat16 or
+    float16 on a GPU: see :mod:`app.engine.precision`) or a torch dtype name. ``batch_size`` bounds
     the sequences decoded together (prompts are grouped by length). On models whose layers all
     attend to the whole context, batches run through :mod:`app.engine.decoding`: with
     ``prefix_cache`` the longest token prefix that all prompts of a batch share (a judge template's
@@ -63,7 +66,8 @@ class TransformersEngine:
         self._model_name = model_name
         self._batch_size = batch_size
         self._device = _resolve_device(device)
-        self._dtype = _resolve_dtype(dtype, self._device)
+        self._precision = precision_for(dtype, self._device)
+        self._dtype = _resolve_dtype(self._precision.dtype)
         # Re-entrant: a scheduler may run a more urgent call between the decode steps of another
         # (same thread, see BatchControl).
         self._lock = threading.RLock()
@@ -92,10 +96,11 @@ class TransformersEngine:
         self._decoder = Decoder(self._model, self._pad_id) if install(self._model) else None
         self._prefix_cache = self._prefix_cache_wanted and self._decoder is not None
         log.info(
-            "loaded %s on %s (%s) in %.1f s",
+            "loaded %s on %s in %s (%s) in %.1f s",
             model_name,
             self._device,
-            str(self._dtype).removeprefix("torch."),
+            self._precision.dtype,
+            self._precision.reason,
             time.perf_counter() - started,
         )
 
@@ -115,6 +120,11 @@ class TransformersEngine:
     @property
     def model_name(self) -> str:
         return self._model_name
+
+    @property
+    def precision(self) -> Precision:
+        """The dtype the model is served in, and why (what ``auto`` chose on this machine)."""
+        return self._precision
 
     @property
     def context_length(self) -> int | None:
@@ -569,11 +579,7 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+def _resolve_dtype(dtype: str) -> torch.dtype:
     resolved = getattr(torch, dtype, None)
     if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
