@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 import app.kinds  # noqa: F401 - registers the job kinds
 from app import health
+from app.apidocs.router import router as apidocs_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
@@ -25,6 +26,7 @@ from app.models.router import router as models_router
 from app.prompt_opt.router import router as prompt_opt_router
 from app.self_reward.router import router as self_reward_router
 from app.summaries.router import router as summaries_router
+from app.webhooks.router import router as webhooks_router
 
 API_VERSION = "0.1.0"
 
@@ -52,6 +54,9 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         description="LLM-as-a-judge over HTTP: pairwise and single-answer grading, reference-guided and "
         "chain-of-thought judging, position swap; jobs queued to model workers.",
         lifespan=lifespan,
+        # Served by app.apidocs with local assets (FastAPI's own pages load theirs from a CDN).
+        docs_url=None,
+        redoc_url=None,
         # Before every route's own validation: Postgres cannot store a NUL character.
         dependencies=[Depends(refuse_nul_bytes)],
     )
@@ -64,8 +69,10 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     add_results_route(job_kinds.results_models())
     app.include_router(jobs_router)
     app.include_router(summaries_router)
+    app.include_router(webhooks_router)
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(dashboard_router)
+    app.include_router(apidocs_router)
     install_metrics(app, settings)
     return app
