@@ -66,6 +66,8 @@ class Job(TimestampMixin, Base):
     # not named `metadata`, which SQLAlchemy's declarative base reserves.)
     job_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONType)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
+    # A jury's member job (one per judge model, on that model's queue) names its jury job here.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
 
     items: Mapped[list[JudgmentItem]] = relationship(back_populates="job", lazy="raise")
 

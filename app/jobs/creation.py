@@ -31,8 +31,10 @@ def record_job(
     total: int,
     tenant: str,
     job_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
 ) -> Job:
-    """Add the job (queued) with the request's metadata and callback URL, under ``job_id`` if given; the
+    """Add the job (queued) with the request's metadata and callback URL, under ``job_id`` if given (a
+    member of ``parent_id`` if given); the
     caller enqueues it after the commit. 422 for a callback the service cannot sign; 429 when the job
     would take the tenant over a cap of active jobs (exact: the tenant's admissions take turns from here
     to their commit, so add little after it)."""
@@ -53,6 +55,7 @@ def record_job(
         metadata=options.metadata,
         callback_url=options.callback_url,
         job_id=job_id,
+        parent_id=parent_id,
     )
     confirm_capacity(session, settings, tenant, kind)
     return job

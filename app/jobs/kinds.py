@@ -30,6 +30,9 @@ class ResultsQuery:
 
 
 ResultsReader = Callable[[Session, Job, ResultsQuery], BaseModel]
+# Called (in the member's transaction, with the parent's row locked) when a member job of a job of
+# this kind progresses or ends: (session, the job queue, the parent job).
+MembersMoved = Callable[[Session, Any, Job], None]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class JobKind:
     # The API key scope that creates jobs of this kind, and alone may read, follow and cancel them.
     scope: str
     long: bool = False
+    # Kinds whose jobs have member jobs (a jury's judges): keeps the parent's progress and ends it.
+    members_moved: MembersMoved | None = None
 
     def validate_params(self, params: dict[str, Any]) -> BaseModel:
         """The job's params as its model (raises pydantic's ValidationError when they do not fit)."""

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import after_commit
 from app.db.tables import Job
+from app.jobs import kinds
 from app.jobs import repository as jobs_repo
 from app.jobs.events import EventName, end_data
 from app.jobs.queue import JobQueue
@@ -52,7 +53,9 @@ def record_progress(
     jobs_repo.set_progress(session, job_id, done, stage, total, failed)
     if before is None:
         return
-    old_done, old_total, old_stage = before
+    old_done, old_total, old_stage, parent_id = before
+    if parent_id is not None:
+        _members_moved(session, queue, parent_id)
     new_total = total if total is not None else old_total
     if (done, new_total) != (old_done, old_total):
         data: dict[str, Any] = {"done": done, "total": new_total}
@@ -90,13 +93,34 @@ def end(
 
 def cancel(session: Session, queue: JobQueue, job: Job) -> None:
     """Ask for the job's cancellation: a queued job ends at once (with its callback); a running one's
-    pending work leaves its model's scheduler and the job ends cancelled within seconds."""
+    pending work leaves its model's scheduler and the job ends cancelled within seconds. A job with
+    members (a jury) cancels them; it ends once they all have."""
+    # Member rows are locked before their parent's, as their workers do (no deadlock with them).
+    members = [m for m in jobs_repo.members(session, job.id) if m.status not in jobs_repo.TERMINAL]
+    for member in members:
+        jobs_repo.request_cancel(session, member)
     jobs_repo.request_cancel(session, job)
     if job.status == "cancelled":
         _ended(session, queue, job)
+    for member in members:
+        if member.status == "cancelled":
+            _ended(session, queue, member)
 
 
 def _ended(session: Session, queue: JobQueue, job: Job, described: str | None = None) -> None:
     outbox.record(session, job)
     # The `end` event and the wake-up of `?wait=` listeners go out together, the event first.
     after_commit(session, functools.partial(queue.announce_end, job.id, end_data(job), described))
+    if job.parent_id is not None:
+        _members_moved(session, queue, job.parent_id)
+
+
+def _members_moved(session: Session, queue: JobQueue, parent_id: uuid.UUID) -> None:
+    """A member job progressed or ended: its parent's kind updates the parent (with its row locked, so
+    members ending at once take turns and the last one sees every other's end)."""
+    parent = jobs_repo.lock_job(session, parent_id)
+    if parent is None or parent.status in jobs_repo.TERMINAL:
+        return
+    hook = kinds.get(parent.kind).members_moved
+    if hook is not None:
+        hook(session, queue, parent)

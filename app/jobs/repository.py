@@ -27,8 +27,9 @@ def create_job(
     metadata: dict[str, str] | None = None,
     callback_url: str | None = None,
     job_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
 ) -> Job:
-    """Add a queued job (with ``job_id`` if given, else a new id)."""
+    """Add a queued job (with ``job_id`` if given, else a new id; ``parent_id``: a member of that job)."""
     job = Job(
         kind=kind,
         model=model,
@@ -39,6 +40,7 @@ def create_job(
         status="queued",
         job_metadata=metadata,
         callback_url=callback_url,
+        parent_id=parent_id,
     )
     if job_id is not None:
         job.id = job_id
@@ -73,8 +75,8 @@ def list_jobs(
 ) -> list[Job]:
     """Newest first; ``after`` is the (created_at, id) of the last job of the previous page;
     ``metadata``: only jobs whose metadata holds every one of these keys with these values; ``kinds``:
-    only jobs of these kinds."""
-    stmt = select(Job).where(Job.tenant == tenant)
+    only jobs of these kinds. Member jobs (a jury's judges) are left out: their jury is the caller's job."""
+    stmt = select(Job).where(Job.tenant == tenant, Job.parent_id.is_(None))
     if kinds is not None:
         stmt = stmt.where(Job.kind.in_(kinds))
     for key, value in (metadata or {}).items():
@@ -90,6 +92,25 @@ def list_jobs(
         stmt = stmt.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
     stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     return list(session.scalars(stmt))
+
+
+def members(session: Session, parent_id: uuid.UUID) -> list[Job]:
+    """The member jobs of ``parent_id`` (a jury's judges), in the order they were recorded."""
+    stmt = (
+        select(Job)
+        .where(Job.parent_id == parent_id)
+        .order_by(Job.created_at, Job.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    """The job as committed now, its row locked until the transaction ends (Postgres; SQLite has one
+    writer anyway)."""
+    session.flush()
+    stmt = select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one_or_none()
 
 
 def claim(session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Job | None:
@@ -148,12 +169,12 @@ def set_progress(
     session.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
-def progress_of(session: Session, job_id: uuid.UUID) -> tuple[int, int, str | None] | None:
-    """The job's (done, total, stage), or None when there is no such job."""
+def progress_of(session: Session, job_id: uuid.UUID) -> tuple[int, int, str | None, uuid.UUID | None] | None:
+    """The job's (done, total, stage, parent job id), or None when there is no such job."""
     row = session.execute(
-        select(Job.progress_done, Job.progress_total, Job.stage).where(Job.id == job_id)
+        select(Job.progress_done, Job.progress_total, Job.stage, Job.parent_id).where(Job.id == job_id)
     ).one_or_none()
-    return (row[0], row[1], row[2]) if row is not None else None
+    return (row[0], row[1], row[2], row[3]) if row is not None else None
 
 
 def set_detail(session: Session, job_id: uuid.UUID, detail: dict[str, Any]) -> None:
@@ -314,11 +335,12 @@ def lock_admissions(session: Session, tenant: str) -> None:
 
 
 def count_active(session: Session, tenant: str, kinds: tuple[str, ...] | None = None) -> int:
-    """The tenant's queued and running jobs (of ``kinds`` only, if given)."""
+    """The tenant's queued and running jobs (of ``kinds`` only, if given); a jury counts once (its member
+    jobs are not counted)."""
     stmt = (
         select(func.count())
         .select_from(Job)
-        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")))
+        .where(Job.tenant == tenant, Job.status.in_(("queued", "running")), Job.parent_id.is_(None))
     )
     if kinds is not None:
         stmt = stmt.where(Job.kind.in_(kinds))

@@ -164,6 +164,21 @@ class OrderResult(BaseModel):
     )
 
 
+class JudgeResult(BaseModel):
+    model: str = Field(description="The judge model.")
+    weight: float = Field(description="Its weight (`aggregate: weighted`; else 1).")
+    job_id: uuid.UUID = Field(description="The jury member job that ran this judge's calls.")
+    status: Literal["pending", "ok", "error"] = Field(description="This judge's status for the item.")
+    verdict: Literal["A", "B", "tie"] | None = Field(default=None, description="This judge's verdict.")
+    score: float | None = Field(default=None, description="This judge's score.")
+    consistent: bool | None = Field(default=None, description="Whether this judge's two orders agreed.")
+    error: str | None = Field(default=None, description="Why this judge's item failed.")
+    cached: bool = Field(default=False, description="This judge's calls all came from the verdict cache.")
+    orders: list[OrderResult] = Field(
+        default_factory=list, description="This judge's calls, with raw output."
+    )
+
+
 class ItemResult(BaseModel):
     index: int = Field(ge=0, description="Position of the item in the request, from 0.")
     id: str | None = Field(default=None, description="The id you gave the item, if any.")
@@ -194,7 +209,7 @@ class ItemResult(BaseModel):
         "`verdict_mode: logprobs`, whether both orders' most likely labels agreed; with `samples` above 1, "
         "whether each order's own majority agreed.",
     )
-    votes: dict[str, int] | None = Field(
+    votes: dict[str, int | float] | None = Field(
         default=None,
         description="`samples` above 1, pairwise: how many parsed samples (of both orders) gave each "
         "verdict, keyed `A`, `B`, `tie`; `verdict` is the one with the most (a tie when labels share it).",
@@ -221,6 +236,14 @@ class ItemResult(BaseModel):
     )
     orders: list[OrderResult] = Field(
         default_factory=list, description="Every order (and sample) judged, with raw output."
+    )
+    judges: list[JudgeResult] | None = Field(
+        default=None,
+        description="A jury's item (`judges`): every judge's own result, in the request's order of judges. "
+        "`verdict` / `score` are then their aggregate, `votes` the judges (or weight) behind each verdict, "
+        "`agreement` the share of judges giving the jury's verdict (or the most common score), "
+        "`score_std` the spread of their scores, and `consistent` whether the jury's verdict over every "
+        "judge's first order equals its verdict over their swapped order.",
     )
 
 

@@ -22,7 +22,7 @@ from app.jobs.kinds import ResultsQuery
 from app.jobs.queue import JobQueue
 from app.jobs.schemas import ItemResult, JobOut, JobPage, Progress, metadata_key_problem
 from app.judging import repository as judging_repo
-from app.judging.results import item_result
+from app.judging.jury_members import with_judges
 
 TERMINAL = frozenset(jobs_repo.TERMINAL)
 # While waiting for a job's end, how often the database is re-read in case its announcement was lost.
@@ -154,7 +154,7 @@ def results_page(
 
 
 def all_results(session: Session, job: Job) -> list[ItemResult]:
-    return [item_result(i) for i in judging_repo.results_page(session, job.id, -1, job.progress_total + 1)]
+    return with_judges(session, job, judging_repo.results_page(session, job.id, -1, job.progress_total + 1))
 
 
 def cancel(session: Session, queue: JobQueue, job_id: uuid.UUID, tenant: str) -> Job:

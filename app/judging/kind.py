@@ -10,8 +10,8 @@ from app.db.tables import Job
 from app.jobs.kinds import JobKind, ResultsQuery
 from app.jobs.schemas import ResultPage
 from app.judging import repository as judging_repo
+from app.judging.jury_members import members_moved, with_judges
 from app.judging.params import JudgingParams
-from app.judging.results import item_result
 
 NAMES = ("judge_pairwise", "judge_single")
 
@@ -27,7 +27,7 @@ def read_results(session: Session, job: Job, query: ResultsQuery) -> ResultPage:
     return ResultPage(
         job_id=job.id,
         status=job.status,  # type: ignore[arg-type]
-        results=[item_result(i) for i in items],
+        results=with_judges(session, job, items),
         next_cursor=next_cursor,
     )
 
@@ -41,6 +41,8 @@ KINDS = tuple(
         # Judging jobs are fused into the worker's judging loop.
         runner="workers.tasks:run_judging",
         scope="judge",
+        # A jury job's members are judging jobs of its kind.
+        members_moved=members_moved,
     )
     for name in NAMES
 )

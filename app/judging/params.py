@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.engine.base import SamplingParams
 from app.judging.domain import JudgeOptions, Mode, Scale, SwapMode, TemplateSpec, VerdictMode, VerdictParser
 from app.judging.execution import MARKER_CLOSE
+from app.judging.jury import Aggregate
 from app.judging.verdict_cache import CachePolicy
 
 Priority = Literal["interactive", "batch"]
@@ -20,6 +21,25 @@ class ScaleParams(BaseModel):
 
     min: int | float
     max: int | float
+
+
+class JurorParams(BaseModel):
+    """One judge of a jury: its model (a member job judges with it), weight and template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    weight: float = Field(default=1.0, gt=0)
+    template: str | None = None
+
+
+class JuryParams(BaseModel):
+    """A jury job's judges (in the request's order) and how their verdicts combine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judges: tuple[JurorParams, ...] = Field(min_length=2)
+    aggregate: Aggregate
 
 
 class JudgingParams(BaseModel):
@@ -51,6 +71,8 @@ class JudgingParams(BaseModel):
     model_key: str | None = None
     # Judgments per order (self-consistency): sampled decoding only, generated verdicts only.
     samples: int = Field(default=1, ge=1)
+    # A jury job (its calls run in its member jobs, one per judge).
+    jury: JuryParams | None = None
 
     @model_validator(mode="after")
     def _samples_are_sampled(self) -> Self:

@@ -150,6 +150,24 @@ class SingleItem(_ItemBase):
         )
 
 
+class JudgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200, description="The judge's registered model name.")
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="The judge's weight under `aggregate: weighted` (default 1); only with `weighted`.",
+    )
+    template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="This judge's template (`name` or `name@version`); default the request's `template`.",
+    )
+
+
 class _JudgeRequestBase(JobOptionsIn):
     model_config = ConfigDict(extra="forbid")
 
@@ -165,6 +183,24 @@ class _JudgeRequestBase(JobOptionsIn):
         max_length=80,
         description="Template name (`name` for the latest version or `name@version`); default: the built-in "
         "template that fits each item (multi-turn, reference, cot).",
+    )
+    judges: list[str | JudgeIn] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=7,
+        description="A jury (Verga et al. 2024): 2 to 7 distinct judge models (names, or `{model, weight, "
+        "template}`) instead of `model`. Each judge judges every item on its own model's queue, with the "
+        "request's other options; each item's `verdict` / `score` is the judges' `aggregate` and its "
+        "`judges` lists every judge's own result. The jury is one job (one id, one progress, one cancel); "
+        "its summary reports inter-judge agreement (Cohen's and Fleiss' kappa) and each judge's "
+        "first-position rate.",
+    )
+    aggregate: Literal["majority", "mean", "weighted"] | None = Field(
+        default=None,
+        description="How a jury's verdicts combine. Pairwise: `majority` (default; the verdict most judges "
+        "gave, verdicts sharing the most votes make a tie) or `weighted` (each judge's verdict counts its "
+        "`weight`; the largest total wins, equal largest totals make a tie). Single: `mean` (default; the "
+        "judges' mean score) or `weighted` (`sum(weight * score) / sum(weight)`). Only with `judges`.",
     )
     cot: bool = Field(default=False, description="Chain-of-thought: the judge works the problem out first.")
     reference: ReferenceAuto | None = Field(

@@ -30,6 +30,7 @@ from app.judging.cached_jobs import find_answer, record_answer
 from app.judging.context_limits import PromptBudget, item_problem
 from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
 from app.judging.execution import engine_labels
+from app.judging.jury_service import submit_jury
 from app.judging.lookups import RecentLookups
 from app.judging.params import JudgingParams, ScaleParams
 from app.judging.parsers import resolve_parser
@@ -175,7 +176,31 @@ def submit(
     caller's commit, unless the verdict cache answers every item (then it has ended, with its results).
     A retry with the same Idempotency-Key returns the first request's job. ``recent`` spares the lookups
     a stream of submissions would repeat (the API process's). ``interactive``: a client waits for the
-    job (``?wait=``), so workers schedule its calls before batch work."""
+    job (``?wait=``), so workers schedule its calls before batch work. A request with ``judges`` records
+    a jury (:mod:`app.judging.jury_service`)."""
+    if request.judges is not None:
+        return submit_jury(
+            session, settings, queue, mode, request, tenant, idem, job_id, recent, interactive, _submit_one
+        )
+    if request.aggregate is not None:
+        raise InvalidInput("`aggregate` combines a jury's verdicts: it needs `judges`", "aggregate")
+    return _submit_one(session, settings, queue, mode, request, tenant, idem, job_id, recent, interactive)
+
+
+def _submit_one(
+    session: Session,
+    settings: Settings,
+    queue: JobQueue,
+    mode: Mode,
+    request: PairwiseRequest | SingleRequest,
+    tenant: str = "default",
+    idem: Idempotency | None = None,
+    job_id: uuid.UUID | None = None,
+    recent: RecentLookups | None = None,
+    interactive: bool = False,
+    parent_id: uuid.UUID | None = None,
+) -> Submitted:
+    """:func:`submit` for one judge model (``parent_id``: as a member of that jury job)."""
     replayed = idempotency.replay_resource(
         session, tenant, idem, lambda id_: jobs_repo.get_job(session, id_, tenant), "job"
     )
@@ -284,6 +309,7 @@ def submit(
         total=len(inputs),
         tenant=tenant,
         job_id=job_id,
+        parent_id=parent_id,
     )
     idempotency.remember(session, tenant, idem, job.id)
     if answer is not None:  # ended: nothing for a worker to do

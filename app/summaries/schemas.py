@@ -99,3 +99,45 @@ class SummaryOut(BaseModel):
     length_controlled: list[LengthControlledOut] = Field(
         description="Games against a baseline: each other model's length-controlled win rate, best first."
     )
+    jury: JuryOut | None = Field(
+        default=None,
+        description="A jury job's summary (`judges`): inter-judge agreement and each judge's own figures.",
+    )
+
+
+class JudgeFiguresOut(BaseModel):
+    model: str = Field(description="The judge model.")
+    job_id: uuid.UUID = Field(description="The jury member job that ran this judge.")
+    weight: float = Field(description="Its weight (`aggregate: weighted`; else 1).")
+    ok: int = Field(ge=0, description="Items this judge judged without error.")
+    consistency_rate: Rate | None = Field(
+        default=None, description="This judge's share of items judged in both orders whose orders agreed."
+    )
+    first_position_rate: Rate | None = Field(
+        default=None,
+        description="Share of this judge's pairwise verdicts that picked the answer shown first.",
+    )
+
+
+class KappaOut(BaseModel):
+    judge_a: str
+    judge_b: str
+    items: int = Field(ge=0, description="Items both judges rated.")
+    kappa: float | None = Field(
+        default=None, description="Cohen's kappa (null: undefined, e.g. both always gave one label)."
+    )
+
+
+class JuryOut(BaseModel):
+    aggregate: str = Field(description="How the jury's verdicts combine (`majority`, `mean`, `weighted`).")
+    ratings: str = Field(
+        description="What the kappas compare: `verdicts` (A / B / tie, unweighted) or `scores` (each score "
+        "rounded to a whole number; Cohen's kappa quadratic-weighted, Fleiss' kappa over the whole scores "
+        "as categories)."
+    )
+    judges: list[JudgeFiguresOut] = Field(description="Each judge's own figures, in the request's order.")
+    cohen_kappa: list[KappaOut] = Field(description="Cohen's kappa of every pair of judges.")
+    fleiss_kappa: float | None = Field(
+        default=None, description="Fleiss' kappa of all the judges over the items every judge rated."
+    )
+    fleiss_items: int = Field(ge=0, description="Items every judge rated.")

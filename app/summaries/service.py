@@ -15,12 +15,15 @@ from app.core.errors import InvalidInput, NotFound
 from app.db.tables import Job
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
+from app.jobs.schemas import ItemResult
 from app.judging import repository as judging_repo
+from app.judging.jury_members import jury_of, ordered_members
 from app.judging.kind import NAMES as JUDGING_KINDS
 from app.judging.results import item_result
 from app.summaries.compose import summarize
+from app.summaries.jury import JudgeRun, jury_figures
 from app.summaries.observations import JudgedItem, observations
-from app.summaries.schemas import SummaryOut
+from app.summaries.schemas import JuryOut, SummaryOut
 
 # The most jobs one summary reads (an MT-Bench run is a few dozen).
 MAX_JOBS = 10_000
@@ -82,8 +85,24 @@ def _summary(
         jobs = pick(session)
         job_ids = [job.id for job in jobs]
         seen = observations(_items(session, jobs))
+        jury = _jury(session, jobs[0]) if len(jobs) == 1 else None
     # The statistics (up to a second or so of bootstrap refits) run after the session has closed.
-    return summarize(job_ids, seen, rounds, options.seed, options.baseline)
+    summary = summarize(job_ids, seen, rounds, options.seed, options.baseline)
+    return summary.model_copy(update={"jury": jury}) if jury is not None else summary
+
+
+def _jury(session: Session, job: Job) -> JuryOut | None:
+    """A jury job's agreement figures, from its members' items (None: not a jury)."""
+    jury = jury_of(job)
+    if jury is None:
+        return None
+    members = ordered_members(session, job, jury)
+    results: dict[uuid.UUID, dict[int, ItemResult]] = {m.id: {} for m in members}
+    for row in judging_repo.items_of_jobs(session, [m.id for m in members]):
+        results[row.job_id][row.index] = item_result(row)
+    weights = {j.model: j.weight for j in jury.judges}
+    runs = [JudgeRun(m.model, m.id, weights[m.model], results[m.id]) for m in members]
+    return jury_figures(jury.aggregate, job.kind == "judge_pairwise", range(job.progress_total), runs)
 
 
 def job_summary(
