@@ -25,7 +25,7 @@ from app.judging.jury import AGGREGATES, DEFAULT_AGGREGATE, Aggregate
 from app.judging.jury_members import members_moved, with_judges
 from app.judging.lookups import RecentLookups
 from app.judging.params import JudgingParams, JurorParams, JuryParams
-from app.judging.schemas import JudgeIn, PairwiseRequest, SingleRequest
+from app.judging.schemas import JurorIn, PairwiseRequest, SingleRequest
 
 if TYPE_CHECKING:
     from app.judging.service import Submitted
@@ -65,7 +65,7 @@ def _jurors(mode: Mode, request: PairwiseRequest | SingleRequest) -> tuple[list[
     jurors: list[JurorParams] = []
     seen: set[str] = set()
     for i, judge in enumerate(request.judges or []):
-        spec = judge if isinstance(judge, JudgeIn) else JudgeIn(model=judge)
+        spec = judge if isinstance(judge, JurorIn) else JurorIn(model=judge)
         if spec.model in seen:
             raise InvalidInput(
                 f"judge '{spec.model}' is named twice; a jury's judges are distinct models",

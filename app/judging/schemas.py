@@ -150,7 +150,7 @@ class SingleItem(_ItemBase):
         )
 
 
-class JudgeIn(BaseModel):
+class JurorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200, description="The judge's registered model name.")
@@ -184,7 +184,7 @@ class _JudgeRequestBase(JobOptionsIn):
         description="Template name (`name` for the latest version or `name@version`); default: the built-in "
         "template that fits each item (multi-turn, reference, cot).",
     )
-    judges: list[str | JudgeIn] | None = Field(
+    judges: list[str | JurorIn] | None = Field(
         default=None,
         min_length=2,
         max_length=7,
