@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 WIDTH = 640.0
 # Horizontal bar charts: the label column, then the plot, then the value's text.
-LABEL_WIDTH = 170.0
-VALUE_WIDTH = 110.0
+LABEL_WIDTH = 140.0
+VALUE_WIDTH = 160.0
 PLOT_WIDTH = WIDTH - LABEL_WIDTH - VALUE_WIDTH
 ROW_HEIGHT = 24.0
 BAR_HEIGHT = 14.0
@@ -22,9 +22,10 @@ PLOT_HEIGHT = 150.0
 MARGIN_LEFT = 48.0
 MARGIN_RIGHT = 12.0
 MARGIN_TOP = 12.0
+LEGEND_WIDTH = 110.0  # line charts: each line's name at its end
 MARGIN_BOTTOM = 30.0
 TICKS = 5
-LABEL_CHARS = 26
+LABEL_CHARS = 22
 
 
 def percent(value: float) -> str:
@@ -76,8 +77,12 @@ class BarChart:
     axis_y: float
 
     @property
-    def center(self) -> float:
-        return BAR_HEIGHT / 2
+    def label_x(self) -> float:
+        return LABEL_WIDTH - 6
+
+    @property
+    def value_x(self) -> float:
+        return LABEL_WIDTH + PLOT_WIDTH + 6
 
 
 def _scale(lo: float, hi: float, start: float, length: float) -> Callable[[float], float]:
@@ -152,7 +157,9 @@ class Histogram:
 
 def histogram(title: str, counts: Sequence[tuple[str, int]]) -> Histogram:
     """Vertical bars, one per bin in the order given (labels under them), heights to scale with counts."""
-    top = max([1, *(c for _, c in counts)])
+    most = max([1, *(c for _, c in counts)])
+    step = -(-most // (TICKS - 1))  # whole counts, at most TICKS ticks
+    top = step * -(-most // step)
     baseline = MARGIN_TOP + PLOT_HEIGHT
     y = _scale(0, top, baseline, -PLOT_HEIGHT)
     slot = (WIDTH - MARGIN_LEFT - MARGIN_RIGHT) / max(len(counts), 1)
@@ -160,8 +167,7 @@ def histogram(title: str, counts: Sequence[tuple[str, int]]) -> Histogram:
         Column(label, count, MARGIN_LEFT + i * slot + slot * 0.1, y(count), slot * 0.8, baseline - y(count))
         for i, (label, count) in enumerate(counts)
     ]
-    steps = min(top, TICKS - 1)
-    ticks = [Tick(y(top * i / steps), str(round(top * i / steps))) for i in range(steps + 1)]
+    ticks = [Tick(y(n), str(n)) for n in range(0, top + 1, step)]
     return Histogram(title, columns, ticks, baseline + MARGIN_BOTTOM, baseline)
 
 
@@ -203,6 +209,10 @@ class LineChart:
     baseline: float
     x_label: str
 
+    @property
+    def right(self) -> float:
+        return WIDTH - MARGIN_RIGHT - LEGEND_WIDTH
+
 
 def line_chart(title: str, series: Sequence[tuple[str, Sequence[float]]], x_label: str = "step") -> LineChart:
     """One line per series, x the value's position (from 1), on one shared y scale."""
@@ -212,7 +222,7 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float]]], x_labe
         lo, hi = lo - 0.5, hi + 0.5
     longest = max([1, *(len(vs) for _, vs in series)])
     baseline = MARGIN_TOP + PLOT_HEIGHT
-    x = _scale(1, max(longest, 2), MARGIN_LEFT, WIDTH - MARGIN_LEFT - MARGIN_RIGHT - 60)
+    x = _scale(1, max(longest, 2), MARGIN_LEFT, WIDTH - MARGIN_LEFT - MARGIN_RIGHT - LEGEND_WIDTH)
     y = _scale(lo, hi, baseline, -PLOT_HEIGHT)
     lines = []
     for n, (label, vs) in enumerate(series):

@@ -8,9 +8,11 @@ import re
 import shutil
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,8 +28,11 @@ from app.core.state import AppState
 from app.engine.base import Conversation
 from app.main import create_app
 from app.models import repository as models_repo
+from app.self_reward import repository as sr_repo
 from tests.api.helpers import PAIR, PAIRWISE, SINGLE, SINGLE_URL, with_
+from tests.api.test_prompt_opt import URL as PROMPT_OPT_URL
 from tests.conftest import TEST_REDIS_URL, scratch_database
+from tests.workers import test_prompt_opt_job as po_job
 from tests.workers.conftest import (
     first_position_judge,
     install_scripted_worker,
@@ -62,6 +67,9 @@ class LiveApp:
     pairwise_job: str
     single_job: str
     cancelled_job: str
+    failing_job: str
+    prompt_opt_job: str
+    self_reward_job: str
 
 
 def _free_port() -> int:
@@ -96,8 +104,13 @@ def _run_items() -> list[dict[str, str]]:
 
 def _judge(conv: Conversation) -> str:
     """Position-biased, except on the "fair" question, where it prefers the answer "4" wherever it is,
-    and on the MT-Bench run, where it prefers the longer answer; grades 7 out of 10."""
+    and on the MT-Bench run, where it prefers the longer answer; grades 7 out of 10; says nothing usable
+    about a "broken" question; plays task model and optimizer of a prompt-optimization job."""
     text = user_text(conv)
+    if "Review:" in text or "prompt engineer" in (conv[0]["content"] if conv[0]["role"] == "system" else ""):
+        return po_job.scripted(conv)
+    if "broken" in text:
+        return "no verdict here"
     if "=== Answer A ===" not in text:
         return "7]]"
     if "MT-Bench question" in text:
@@ -105,6 +118,17 @@ def _judge(conv: Conversation) -> str:
     if "fair" in text:
         return "A]]" if "=== Answer A ===\n4\n" in text else "B]]"
     return first_position_judge(conv)
+
+
+SELF_REWARD_METRICS: list[dict[str, Any]] = [
+    {"training": {"kind": "sft", "loss_history": [2.3, 1.9, 1.6, 1.5]}},
+    {
+        "score_histogram": {"0": 0, "1": 1, "2": 2, "3": 4, "4": 5, "5": 2},
+        "pairs": {"kept": 6, "prompts": 8, "tie_dropped": 2},
+        "training": {"kind": "dpo", "loss_history": [0.69, 0.64, 0.58]},
+        "evaluation": {"win_rate_vs_previous": {"win_rate": 0.625, "n": 8, "errors": 0}},
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +164,40 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         items = [PAIR, with_(PAIR, id="fair-one", question="fair: what is 2+2?"), with_(PAIR, id="third")]
         pairwise = api.post(PAIRWISE, json={"items": items}).json()["id"]
         single = api.post(SINGLE_URL, json={"items": [SINGLE, with_(SINGLE, answer="5")]}).json()["id"]
-        tags = {"mtbench_run": RUN, "mtbench_judge": settings.default_model}
+        tags = {"mtbench_run": RUN, "mtbench_judge": settings.default_model, "category": "writing"}
         run_job_id = api.post(PAIRWISE, json={"items": _run_items(), "metadata": tags}).json()["id"]
+        grades = [
+            {"id": f"{q}|{model}|1", "question": f"MT-Bench question {q}", "answer": answer}
+            for model, answer in RUN_ANSWERS.items()
+            for q in (81, 82)
+        ]
+        run_grades = api.post(SINGLE_URL, json={"items": grades, "metadata": tags}).json()["id"]
+        broken = [with_(PAIR, id=f"broken-{i}", question=f"broken question {i}") for i in range(2)]
+        failing = api.post(
+            PAIRWISE, json={"items": [with_(PAIR, id="fine"), *broken], "metadata": {"team": "browser"}}
+        ).json()["id"]
+        prompt_opt = api.post(PROMPT_OPT_URL, json=po_job.body()).json()["id"]
+        self_reward = api.post("/v1/jobs/self-reward", json={}).json()["id"]
         previous = context._current
         install_scripted_worker(settings, state.db, state.queue, _judge, "browser-test-worker")
         try:
-            # The worker fuses both jobs into its batches.
+            # The worker fuses the judging jobs into its batches.
             assert run_job(pairwise) == "done"
+            assert run_job(prompt_opt) == "succeeded"
         finally:
             context._current = previous
+        with state.db.unit_of_work() as session:
+            # What a self-reward worker records after its stages (training is out of this test's reach).
+            for t, metrics in enumerate(SELF_REWARD_METRICS):
+                sr_repo.save_iteration(session, uuid.UUID(self_reward), t, metrics=metrics)
         assert api.get(f"/v1/jobs/{single}").json()["status"] == "succeeded"
         assert api.get(f"/v1/jobs/{run_job_id}").json()["status"] == "succeeded"
+        assert api.get(f"/v1/jobs/{run_grades}").json()["status"] == "succeeded"
         # Left queued: no worker runs from now on (and the verdict cache, which holds PAIR, is not asked).
         cancelled = api.post(PAIRWISE, json={"items": [PAIR], "cache": "off"}).json()["id"]
-        yield LiveApp(url, key, pairwise, single, cancelled)
+        assert api.get(f"/v1/jobs/{failing}").json()["progress"]["failed"] == 2
+        api.post(f"/v1/jobs/{self_reward}/cancel").raise_for_status()  # (left queued, it never ends)
+        yield LiveApp(url, key, pairwise, single, cancelled, failing, prompt_opt, self_reward)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -203,15 +247,15 @@ def test_sign_in_list_and_job_page_in_chromium(live_app: LiveApp, browser: Brows
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-refresh", "0")
     rows = page.locator("table.jobs tbody tr")
-    expect(rows).to_have_count(4)
+    expect(rows).to_have_count(8)
     expect(page.locator("table.jobs")).to_contain_text("judge_single")
     expect(page.locator("table.jobs")).to_contain_text("cancelled")
-    assert page.locator("table.jobs progress").first.get_attribute("max") is not None
+    assert page.locator("table.jobs svg.bar").first.get_attribute("aria-valuemax") is not None
     shot(page, "jobs.png")
 
     page.select_option("select[name=status]", "cancelled")
-    page.click(".filters button")
-    expect(rows).to_have_count(1)
+    page.click("#job-filters button")
+    expect(rows).to_have_count(2)  # and the self-reward job
     expect(rows.first).to_contain_text(live_app.cancelled_job[:8])
 
     page.goto(f"{live_app.url}/dashboard")
@@ -237,6 +281,8 @@ def test_sign_in_list_and_job_page_in_chromium(live_app: LiveApp, browser: Brows
 
     page.click("a:has-text('Leaderboard')")
     expect(page.locator("select[name=run] option")).to_have_text([RUN])
+    # It opens on the newest run.
+    expect(page.locator("#pairwise-board")).to_be_visible()
     page.click(".filters button")
     expect(page).to_have_url(f"{live_app.url}/dashboard/leaderboard?run={RUN}")
     board = page.locator("#pairwise-board tbody tr")
@@ -250,4 +296,90 @@ def test_sign_in_list_and_job_page_in_chromium(live_app: LiveApp, browser: Brows
     expect(page).to_have_url(f"{live_app.url}/dashboard/sign-in")
     page.goto(f"{live_app.url}/dashboard")
     expect(page).to_have_url(re.compile(r"/dashboard/sign-in"))
+    page.close()
+
+
+def sign_in_page(browser: Browser, live_app: LiveApp) -> Page:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_app.url}/dashboard/sign-in")
+    page.fill("#api_key", live_app.key)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{live_app.url}/dashboard")
+    return page
+
+
+def test_failures_metadata_short_ids_and_charts_in_chromium(live_app: LiveApp, browser: Browser) -> None:
+    page = sign_in_page(browser, live_app)
+    blocked: list[str] = []  # what the page's security policy refused, if anything
+    page.on("console", lambda msg: blocked.append(msg.text) if msg.type == "error" else None)
+
+    # Failed items: their count, and a red share of the bar after the blue one.
+    row = page.locator("tr.job-row", has=page.locator(f"a[href$='{live_app.failing_job}']"))
+    expect(row.locator(".failed-count")).to_have_text("2 failed")
+    ok_box, failed_box = (row.locator(f"rect.bar-{part}").bounding_box() for part in ("ok", "failed"))
+    assert ok_box is not None and failed_box is not None
+    assert failed_box["width"] == pytest.approx(2 * ok_box["width"], rel=0.05)
+    assert failed_box["x"] == pytest.approx(ok_box["x"] + ok_box["width"], abs=1)
+    fill = row.locator("rect.bar-failed").evaluate("e => getComputedStyle(e).fill")
+    assert fill == "rgb(180, 35, 24)", fill
+    shot(page, "jobs-failed-items.png")
+
+    # Metadata: shown as chips; typed as key=value, or a chip clicked, filters the list.
+    page.fill("input[name=metadata]", "team=browser")
+    page.click("#job-filters button")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(live_app.failing_job[:8])
+    page.goto(f"{live_app.url}/dashboard")
+    page.click("a.chip:has-text('category=writing')")
+    expect(rows).to_have_count(2)  # the run's two jobs
+    expect(page.locator("input[name=metadata]")).to_have_value("category=writing")
+
+    # A pasted short id opens the job; its page shows the whole id.
+    page.fill("#find-job input[name=id]", live_app.failing_job[:8])
+    page.click("#find-job button")
+    expect(page).to_have_url(f"{live_app.url}/dashboard/jobs/{live_app.failing_job}")
+    expect(page.locator("#job-id")).to_have_text(live_app.failing_job)
+    expect(page.locator("#failed-items")).to_contain_text("2 of 3 item(s) failed")
+    page.select_option("select[name=only]", "error")
+    page.click("#item-filters button")
+    expect(page.locator("article.item")).to_have_count(2)
+    expect(page.locator("#item-count")).to_have_text("2 of 3 items")
+    page.goto(f"{live_app.url}/dashboard/find?id=zz")
+    expect(page.locator(".alert")).to_contain_text("is not a job id")
+
+    # A judging job's summary as bar charts with interval whiskers.
+    page.goto(f"{live_app.url}/dashboard/jobs/{live_app.pairwise_job}")
+    chart = page.locator("#win-rate-chart")
+    expect(chart).to_be_visible()
+    expect(chart.locator("g.bar-row")).to_have_count(2)  # A and B
+    box = chart.locator("svg").bounding_box()
+    assert box is not None and box["width"] > 300
+    shot(page, "job-charts.png")
+
+    # The leaderboard: the run's win rates with whiskers, its category, score histograms.
+    page.goto(f"{live_app.url}/dashboard/leaderboard")
+    expect(page.locator("#win-rate-chart g.bar-row")).to_have_count(4)  # three models and the baseline
+    expect(page.locator("#win-rate-chart .whisker")).to_have_count(4)
+    expect(page.locator("#category-charts figcaption")).to_have_text(["Category: writing"])
+    expect(page.locator("#score-histograms figure")).to_have_count(4)
+    shot(page, "leaderboard-charts.png")
+
+    # Prompt optimization: the best prompt as a diff, the candidates as a table.
+    page.goto(f"{live_app.url}/dashboard/jobs/{live_app.prompt_opt_job}")
+    expect(page.locator("#prompt-diff ins")).to_contain_text("Pay attention to:")
+    green = page.locator("#prompt-diff ins").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert green == "rgb(220, 250, 230)", green
+    assert page.locator("#candidates tbody tr").count() > 3
+    expect(page.locator("#candidates .status-ok")).to_have_text("best")
+    shot(page, "prompt-opt.png")
+
+    # Self-reward: per-iteration charts.
+    page.goto(f"{live_app.url}/dashboard/jobs/{live_app.self_reward_job}")
+    expect(page.locator("#loss-chart polyline")).to_have_count(2)
+    expect(page.locator("#pairs-chart g.bar-row")).to_have_count(1)
+    expect(page.locator("#win-rate-chart")).to_contain_text("62.5%")
+    expect(page.locator("#score-histogram-0 g.column")).to_have_count(6)
+    shot(page, "self-reward.png")
+    assert not [m for m in blocked if "Content Security Policy" in m], blocked
     page.close()
