@@ -26,6 +26,7 @@ from app.models.router import router as models_router
 from app.prompt_opt.router import router as prompt_opt_router
 from app.self_reward.router import router as self_reward_router
 from app.summaries.router import router as summaries_router
+from app.webhooks.router import router as webhooks_router
 
 API_VERSION = "0.1.0"
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     add_results_route(job_kinds.results_models())
     app.include_router(jobs_router)
     app.include_router(summaries_router)
+    app.include_router(webhooks_router)
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(dashboard_router)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.engine.base import Conversation, Engine
-from app.engine.precision import precision_of
 from app.models.availability import LoadReports
 
 T = TypeVar("T")
@@ -69,7 +68,7 @@ class EnginePool:
         if family:
             if any(e is self.main for e in busy):
                 raise EngineBusy(f"the engine of {self.loaded_model!r} is busy")
-            self._loading(model, lambda: self._swap_in(model), lambda _: self.main)
+            self._loading(model, lambda: self._swap_in(model))
             self.loaded_model = model
             return self.main
         raise RuntimeError(f"this worker serves {self.model!r} and cannot load {model!r}")
@@ -82,7 +81,7 @@ class EnginePool:
                 raise EngineBusy(f"every extra engine is busy; cannot load {model!r}")
             self.extra.pop(victim).close()
         load = self.load_engine
-        engine = self._loading(model, lambda: load(model), lambda loaded: loaded)
+        engine = self._loading(model, lambda: load(model))
         self.extra[model] = engine
         return engine
 
@@ -92,9 +91,8 @@ class EnginePool:
             raise RuntimeError(f"no local weights for {model!r}")
         self.main.load_weights(path, model)
 
-    def _loading(self, model: str, load: Callable[[], T], engine: Callable[[T], Engine]) -> T:
-        """``load()``, its outcome told to ``reports`` (with the dtype of ``engine(outcome)``, the
-        engine that now holds ``model``)."""
+    def _loading(self, model: str, load: Callable[[], T]) -> T:
+        """``load()``, its outcome told to ``reports``."""
         try:
             loaded = load()
         except Exception as error:
@@ -102,7 +100,7 @@ class EnginePool:
                 self.reports.failed(model, error)
             raise
         if self.reports is not None:
-            self.reports.loaded(model, precision_of(engine(loaded)))
+            self.reports.loaded(model)
         return loaded
 
     def _in_family(self, model: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +32,8 @@ CLAIM_MARGIN_SECONDS = 30.0
 POLL_SECONDS = 2.0
 BATCH = 50
 USER_AGENT = "judge-service-webhooks/1"
+# What an attempt led to, by the delivery's status after it.
+ATTEMPT_OUTCOMES = {"delivered": "delivered", "pending": "retrying", "failed": "failed"}
 
 
 def retry_delay(attempt: int, base_seconds: float, cap_seconds: float = MAX_RETRY_DELAY_SECONDS) -> float:
@@ -98,7 +101,9 @@ def deliver_due(
             EVENT_ID_HEADER: str(delivery.id),
             "X-Judge-Delivery-Attempt": str(delivery.attempts),
         }
+        attempted_at, started = utcnow(), time.monotonic()
         result = _send(client, settings, resolve, delivery.url, body, headers)
+        duration_ms = (time.monotonic() - started) * 1000
         if result.ok:
             status, next_at = "delivered", None
         elif delivery.attempts >= settings.webhook_max_attempts:
@@ -122,6 +127,18 @@ def deliver_due(
                 next_attempt_at=next_at,
                 status_code=result.status_code,
                 error=result.error,
+            )
+            # Every attempt is kept, even one whose delivery has moved on meanwhile: it was made.
+            webhooks_repo.add_attempt(
+                session,
+                delivery.id,
+                delivery.attempts,
+                attempted_at=attempted_at,
+                duration_ms=duration_ms,
+                outcome=ATTEMPT_OUTCOMES[status],
+                status_code=result.status_code,
+                error=result.error,
+                next_attempt_at=next_at,
             )
     return len(claimed)
 

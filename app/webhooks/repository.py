@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.tables import WebhookDelivery
+from app.db.tables import WebhookDelivery, WebhookDeliveryAttempt
 
 
 def add(session: Session, *, job_id: uuid.UUID, url: str, payload: dict[str, Any]) -> WebhookDelivery:
@@ -91,3 +91,41 @@ def record_attempt(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_attempt(
+    session: Session,
+    delivery_id: uuid.UUID,
+    attempt: int,
+    *,
+    attempted_at: datetime,
+    duration_ms: float,
+    outcome: str,
+    status_code: int | None,
+    error: str | None,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Keep one POST of a delivery: when, how long, what came back and what follows (``delivered``,
+    ``retrying`` at ``next_attempt_at``, or ``failed``: given up)."""
+    session.add(
+        WebhookDeliveryAttempt(
+            delivery_id=delivery_id,
+            attempt=attempt,
+            attempted_at=attempted_at,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            status_code=status_code,
+            error=error,
+            next_attempt_at=next_attempt_at,
+        )
+    )
+
+
+def attempts_of(session: Session, delivery_id: uuid.UUID) -> list[WebhookDeliveryAttempt]:
+    """The delivery's attempts, first first."""
+    stmt = (
+        select(WebhookDeliveryAttempt)
+        .where(WebhookDeliveryAttempt.delivery_id == delivery_id)
+        .order_by(WebhookDeliveryAttempt.attempt)
+    )
+    return list(session.scalars(stmt))

@@ -61,7 +61,6 @@ def test_models_lists_the_default_model(client: TestClient) -> None:
         "iteration": None,
         "metrics": {},
         "default": True,
-        "dtype": None,
     }
 
 
@@ -91,6 +90,7 @@ def test_openapi_operation_ids_are_stable(client: TestClient) -> None:
         "get_jobs_summary",
         "cancel_job",
         "stream_job_events",
+        "list_job_deliveries",
         "list_models",
         "get_model",
         "create_prompt_optimization_job",

@@ -163,6 +163,7 @@ ID_ROUTES: dict[tuple[str, str], IdRoute] = {
     ),
     ("POST", "/v1/jobs/{job_id}/cancel"): IdRoute("job_id", _jobs, str(uuid.uuid4())),
     ("GET", "/v1/jobs/{job_id}/summary"): IdRoute("job_id", _jobs, str(uuid.uuid4())),
+    ("GET", "/v1/jobs/{job_id}/deliveries"): IdRoute("job_id", _jobs, str(uuid.uuid4())),
     ("GET", "/v1/datasets/{dataset_id}"): IdRoute("dataset_id", _datasets, str(uuid.uuid4())),
     ("GET", "/v1/datasets/{dataset_id}/rows"): IdRoute("dataset_id", _datasets, str(uuid.uuid4())),
     ("DELETE", "/v1/datasets/{dataset_id}"): IdRoute("dataset_id", _datasets, str(uuid.uuid4())),
