@@ -23,6 +23,9 @@ class JudgeOptions(TypedDict, total=False):
     max_tokens: int
     seed: int
     samples: int  # judgments per order, pooled (self-consistency; needs a temperature above 0)
+    # A jury instead of `model`: 2-7 judge model names, or {"model", "weight", "template"} each.
+    judges: Sequence[str | Mapping[str, Any]]
+    aggregate: Literal["majority", "mean", "weighted"]  # how a jury's verdicts combine
     cache: Literal["use", "refresh", "off"]  # the verdict cache; default use (greedy), off (sampled)
     verdict_mode: VerdictMode
     parser: VerdictParser  # how generated verdicts are read: strict or fastchat
@@ -68,6 +71,10 @@ def options_body(kind: Kind, options: Mapping[str, Any]) -> dict[str, Any]:
         if name == "auto_reference":
             if value:
                 body["reference"] = {"auto": True}
+        elif name == "judges":
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise InvalidArgument(f"judges must be a list of model names or mappings, not {value!r}")
+            body["judges"] = [judge if isinstance(judge, str) else dict(judge) for judge in value]
         elif name == "scale":
             if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
                 raise InvalidArgument(f"scale must be a pair (min, max), not {value!r}")

@@ -62,6 +62,33 @@ class LengthControlled(_Response):
     length_weight: float
 
 
+class JudgeFigures(_Response):
+    model: str
+    job_id: str
+    weight: float = 1.0
+    ok: int = 0
+    consistency_rate: float | None = None
+    first_position_rate: float | None = None
+
+
+class Kappa(_Response):
+    judge_a: str
+    judge_b: str
+    items: int
+    kappa: float | None = None
+
+
+class JuryFigures(_Response):
+    """A jury's agreement: Cohen's kappa per pair of judges, Fleiss' kappa overall, each judge's rates."""
+
+    aggregate: str
+    ratings: str
+    judges: list[JudgeFigures] = Field(default_factory=list)
+    cohen_kappa: list[Kappa] = Field(default_factory=list)
+    fleiss_kappa: float | None = None
+    fleiss_items: int = 0
+
+
 class Summary(_Response):
     jobs: list[str]
     bootstrap_rounds: int
@@ -72,3 +99,4 @@ class Summary(_Response):
     scores: list[Score] = Field(default_factory=list)
     ratings: list[Rating] = Field(default_factory=list)
     length_controlled: list[LengthControlled] = Field(default_factory=list)
+    jury: JuryFigures | None = None  # a jury job's (``judges=``)

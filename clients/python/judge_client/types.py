@@ -71,11 +71,28 @@ class OrderResult(_Response):
     cached: bool = False  # served from the verdict cache: no engine call
 
 
+class JudgeResult(_Response):
+    """One judge's own result for a jury's item (``judges=``)."""
+
+    model: str
+    weight: float = 1.0
+    job_id: str
+    status: ItemStatus
+    verdict: Verdict | None = None
+    score: float | None = None
+    consistent: bool | None = None
+    error: str | None = None
+    cached: bool = False
+    orders: list[OrderResult] = Field(default_factory=list)
+
+
 class ItemResult(_Response):
     """The outcome for one item. ``verdict`` is in your labels (``A`` is always answer_a, whatever order
     it was shown in); ``consistent`` says whether both orders agreed (conservative swap). With
     ``samples=`` above 1: ``votes`` per verdict (pairwise; the verdict has the most), ``score_std``
-    (single; ``score`` is the mean) and ``agreement``, the share of samples giving the most common one."""
+    (single; ``score`` is the mean) and ``agreement``, the share of samples giving the most common one.
+    A jury's item (``judges=``): the aggregate, with ``judges`` (each judge's own result), ``votes`` (the
+    judges, or their weight, behind each verdict) and ``agreement`` (the share of judges agreeing)."""
 
     index: int
     id: str | None = None
@@ -85,13 +102,14 @@ class ItemResult(_Response):
     expected_score: float | None = None
     probabilities: dict[str, float] | None = None
     consistent: bool | None = None
-    votes: dict[str, int] | None = None
+    votes: dict[str, float] | None = None
     score_std: float | None = None
     agreement: float | None = None
     error: str | None = None
     generated_references: list[str] | None = None
     cached: bool = False  # every judge call of the item came from the verdict cache
     orders: list[OrderResult] = Field(default_factory=list)
+    judges: list[JudgeResult] | None = None
 
     @property
     def ok(self) -> bool:
