@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.engine.base import Conversation, Engine
+from app.engine.precision import precision_of
 from app.models.availability import LoadReports
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ class EnginePool:
         if family:
             if any(e is self.main for e in busy):
                 raise EngineBusy(f"the engine of {self.loaded_model!r} is busy")
-            self._loading(model, lambda: self._swap_in(model))
+            self._loading(model, lambda: self._swap_in(model), lambda _: self.main)
             self.loaded_model = model
             return self.main
         raise RuntimeError(f"this worker serves {self.model!r} and cannot load {model!r}")
@@ -81,7 +82,7 @@ class EnginePool:
                 raise EngineBusy(f"every extra engine is busy; cannot load {model!r}")
             self.extra.pop(victim).close()
         load = self.load_engine
-        engine = self._loading(model, lambda: load(model))
+        engine = self._loading(model, lambda: load(model), lambda loaded: loaded)
         self.extra[model] = engine
         return engine
 
@@ -91,8 +92,9 @@ class EnginePool:
             raise RuntimeError(f"no local weights for {model!r}")
         self.main.load_weights(path, model)
 
-    def _loading(self, model: str, load: Callable[[], T]) -> T:
-        """``load()``, its outcome told to ``reports``."""
+    def _loading(self, model: str, load: Callable[[], T], engine: Callable[[T], Engine]) -> T:
+        """``load()``, its outcome told to ``reports`` (with the dtype of ``engine(outcome)``, the
+        engine that now holds ``model``)."""
         try:
             loaded = load()
         except Exception as error:
@@ -100,7 +102,7 @@ class EnginePool:
                 self.reports.failed(model, error)
             raise
         if self.reports is not None:
-            self.reports.loaded(model)
+            self.reports.loaded(model, precision_of(engine(loaded)))
         return loaded
 
     def _in_family(self, model: str) -> bool:

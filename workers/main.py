@@ -16,6 +16,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.engine.base import Engine
 from app.engine.factory import build_engine
+from app.engine.precision import precision_of
 from app.jobs.queue import JobQueue, queue_name
 from app.models import registry
 from app.models.availability import LoadReports
@@ -84,7 +85,10 @@ def load_own_engine(settings: Settings, db: Database, redis: Redis, model: str, 
     except Exception as exc:
         reports.failed(model, exc)
         raise
-    reports.loaded(model)
+    precision = precision_of(engine)
+    if precision is not None:
+        log.info("serving model %s in %s (%s)", model, precision.dtype, precision.reason)
+    reports.loaded(model, precision)
     return engine
 
 

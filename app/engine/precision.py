@@ -77,3 +77,10 @@ def choose(requested: str, device_type: str, cuda_bf16: bool, cpu: CpuFacts | No
         return Precision("float32", f"auto: {device_type} device")
     native, why = native_bf16(cpu)
     return Precision("bfloat16" if native else "float32", f"auto: {why}")
+
+
+def precision_of(engine: object) -> Precision | None:
+    """The precision an engine reports it serves its model in; None for one that does not say (a
+    remote server's)."""
+    found = getattr(engine, "precision", None)
+    return found if isinstance(found, Precision) else None

@@ -17,8 +17,10 @@ from pathlib import Path
 from redis import Redis
 
 from app.core.errors import ApiError
+from app.engine.precision import Precision
 from app.jobs.queue import queue_name
 from app.models.service import Route
+from app.models.serving import report_precision
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +137,15 @@ class LoadReports:
         except Exception:
             log.exception("could not report that model %s failed to load", model)
 
-    def loaded(self, model: str) -> None:
+    def loaded(self, model: str, precision: Precision | None = None) -> None:
+        """``model`` loaded: its failures are cleared, and the dtype it is served in (``precision``,
+        when the engine says) recorded for ``GET /v1/models``."""
         try:
             clear_load_failure(self.redis, model, self.queue)
+            if precision is not None:
+                report_precision(self.redis, self.queue, model, precision, self.worker)
         except Exception:
-            log.exception("could not clear the load failures of model %s", model)
+            log.exception("could not report that model %s was loaded", model)
 
 
 def folder_problem(artifact_path: str | None) -> str | None:

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(r
 )
 def list_models(state: AppState = Depends(get_state), tenant: str = Depends(get_tenant)) -> ModelList:
     with state.db.unit_of_work() as session:
-        return service.list_models(session, state.settings.default_model, tenant)
+        return service.list_models(session, state.redis, state.settings.default_model, tenant)
 
 
 @router.get(
@@ -41,4 +41,6 @@ def get_model(
 ) -> ModelDetail:
     operator = keys.allows(caller.scopes, ("admin",))
     with state.db.unit_of_work() as session:
-        return service.model_detail(session, model, state.settings.default_model, caller.tenant, operator)
+        return service.model_detail(
+            session, state.redis, model, state.settings.default_model, caller.tenant, operator
+        )

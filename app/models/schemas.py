@@ -18,6 +18,13 @@ class ModelOut(BaseModel):
     iteration: int | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     default: bool = Field(description="Whether requests without `model` use it.")
+    dtype: str | None = Field(
+        default=None,
+        max_length=32,
+        description="The number format its workers serve it in (`bfloat16`, `float32`, `float16`), as the "
+        "latest worker to load it reported (`JUDGE_DTYPE=auto` picks bfloat16 on CPUs with native bf16); "
+        "null until a worker has loaded it, and for a remote (openai) backend.",
+    )
     created_at: datetime
 
 

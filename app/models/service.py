@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from redis import Redis
 from sqlalchemy.orm import Session
 
 from app.core.errors import InvalidInput, NotFound
@@ -11,6 +13,7 @@ from app.db.tables import ModelRecord
 from app.jobs.queue import queue_name
 from app.models import repository
 from app.models.schemas import ModelDetail, ModelList, ModelOut, ModelRef
+from app.models.serving import served_dtypes
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def _visible(record: ModelRecord, tenant: str) -> bool:
     return record.owner is None or record.owner == tenant
 
 
-def _out(record: ModelRecord, default_model: str) -> ModelOut:
+def _out(record: ModelRecord, default_model: str, dtypes: Mapping[str, str]) -> ModelOut:
     return ModelOut(
         id=record.id,
         name=record.name,
@@ -106,6 +109,7 @@ def _out(record: ModelRecord, default_model: str) -> ModelOut:
         iteration=record.iteration,
         metrics=record.metrics,
         default=record.name == default_model,
+        dtype=dtypes.get(record.name),
         created_at=record.created_at,
     )
 
@@ -114,14 +118,15 @@ def _ref(record: ModelRecord) -> ModelRef:
     return ModelRef(id=record.id, name=record.name, iteration=record.iteration, job_id=record.job_id)
 
 
-def list_models(session: Session, default_model: str, tenant: str) -> ModelList:
-    return ModelList(
-        models=[_out(m, default_model) for m in repository.list_models(session) if _visible(m, tenant)]
-    )
+def list_models(session: Session, redis: Redis, default_model: str, tenant: str) -> ModelList:
+    """The models ``tenant`` may use, each with the dtype its workers reported serving it in."""
+    dtypes = served_dtypes(redis)
+    visible = [m for m in repository.list_models(session) if _visible(m, tenant)]
+    return ModelList(models=[_out(m, default_model, dtypes) for m in visible])
 
 
 def model_detail(
-    session: Session, ref: str, default_model: str, tenant: str, operator: bool = False
+    session: Session, redis: Redis, ref: str, default_model: str, tenant: str, operator: bool = False
 ) -> ModelDetail:
     """The model's detail; its folder on the workers' storage only for an ``operator`` (an admin key):
     a server path tells a tenant about the machine, and is of no use to it."""
@@ -129,7 +134,7 @@ def model_detail(
     if record is None or not _visible(record, tenant):
         raise NotFound(f"no model {ref!r}")
     return ModelDetail(
-        **_out(record, default_model).model_dump(),
+        **_out(record, default_model, served_dtypes(redis)).model_dump(),
         artifact_path=record.artifact_path if operator else None,
         lineage=[_ref(m) for m in repository.ancestors(session, record)],
         children=[_ref(m) for m in repository.children(session, record) if _visible(m, tenant)],

@@ -224,7 +224,7 @@ class _NoEventStreams(httpx.BaseTransport):
         self.inner.close()
 
 
-@pytest.mark.parametrize("status", [404, 502])
+@pytest.mark.parametrize("status", [404, 502, 200])  # 200: JSON, not an event stream
 def test_wait_polls_where_the_event_stream_is_unavailable(
     service: LiveService, sent: list[httpx.Request], status: int
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.engine.hardware import cpu_bf16
 from tests.e2e.services import Service, free_port, spawn, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +48,8 @@ def test_embedded_serve_judges_with_the_real_model(model_cache: Path, tmp_path: 
         assert all(o["raw"].strip() for o in item["orders"])
         models = httpx.get(f"{service.url}/v1/models", headers=headers).json()["models"]
         assert [m["name"] for m in models] == ["SmolLM2-135M-Instruct"]
+        # The worker reported the dtype JUDGE_DTYPE=auto picked on this machine's CPU.
+        assert models[0]["dtype"] == cpu_bf16().dtype
         assert (data / "judge.sqlite3").exists()
     finally:
         stop([proc])

@@ -3,13 +3,16 @@ worker that loads it clears the report."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from redis import Redis
 
 from app.core.config import Settings
+from app.engine.precision import Precision
 from app.jobs.queue import queue_name
 from app.models import repository as models_repo
 from app.models.availability import (
@@ -20,6 +23,7 @@ from app.models.availability import (
     report_load_failure,
 )
 from app.models.registry import ModelUnavailable
+from app.models.serving import served_dtypes
 from tests.conftest import RollbackDatabase
 from workers import main as worker_main
 from workers.engines import EnginePool
@@ -51,6 +55,22 @@ def test_loading_the_model_clears_the_report(
     assert load_failure(redis, queue, "fixed-model") is None
 
 
+def test_the_loaded_engines_dtype_is_reported_and_logged(
+    settings: Settings,
+    db: RollbackDatabase,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = SimpleNamespace(precision=Precision("bfloat16", "auto: the CPU has native bf16 (amx_bf16)"))
+    monkeypatch.setattr(worker_main, "resolve_model_path", lambda *_: None)
+    monkeypatch.setattr(worker_main, "build_engine", lambda *_: engine)
+    with caplog.at_level(logging.INFO, logger=worker_main.__name__):
+        worker_main.load_own_engine(settings, db, redis, "bf16-model", "host:3:bf16-model")
+    assert served_dtypes(redis)["bf16-model"] == "bfloat16"
+    assert "serving model bf16-model in bfloat16 (auto: the CPU has native bf16 (amx_bf16))" in caplog.text
+
+
 # Models loaded on demand ---------------------------------------------------------------------------
 
 
@@ -59,6 +79,7 @@ class _Weights:
 
     def __init__(self) -> None:
         self.broken: str | None = None
+        self.precision = Precision("bfloat16", "auto: the CPU has native bf16")
 
     def load_weights(self, model_path: Path, model_name: str) -> None:
         if model_name == self.broken:
@@ -94,6 +115,8 @@ def test_a_descendant_whose_weights_cannot_load_is_reported_and_a_load_clears_it
     engine.broken = None
     assert pool.get("child-model") is engine
     assert load_failure(redis, queue, "child-model") is None
+    # The descendant runs in the engine it was swapped into, in that engine's dtype.
+    assert served_dtypes(redis)["child-model"] == "bfloat16"
 
 
 def test_a_second_model_that_cannot_load_is_reported_for_the_workers_queue(redis: Redis) -> None:

@@ -163,8 +163,8 @@ def _follow(
         read_timeout=STREAM_QUIET_LIMIT if remaining is None else min(STREAM_QUIET_LIMIT, remaining),
     )
     opened = yield OpenStream(request)
-    if not (isinstance(opened, HttpResponse) and opened.status == 200 and not opened.body):
-        return None
+    if not (isinstance(opened, HttpResponse) and opened.status == 200):
+        return None  # no stream (a 204: the job ended meanwhile), or none here: the caller polls
     while True:
         event = yield NextEvent()
         if not isinstance(event, ServerEvent):

@@ -66,9 +66,9 @@ class Emit:
 
 @dataclass(frozen=True)
 class OpenStream:
-    """Open a Server-Sent Events stream (closing the flow's open one, if any). Reply: the answer's status
-    and headers (with its body when it is not an event stream: the stream is then not open), or a
-    TransportFailure."""
+    """Open a Server-Sent Events stream (closing the flow's open one, if any). Reply: status 200 and the
+    headers when the stream is open; any other answer (an error, or a 200 that is not an event stream,
+    given as 406) as it came, with its body; or a TransportFailure."""
 
     request: HttpRequest
 

@@ -78,6 +78,14 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return response.status_code == 200 and media_type == MEDIA_TYPE
 
 
+def _not_a_stream(response: httpx.Response) -> HttpResponse:
+    """An answer that opened no stream; a 200 of another type is a 406 (it is not what was asked for)."""
+    answer = to_response(response)
+    if answer.status == 200:
+        return HttpResponse(status=406, headers=answer.headers, body=answer.body)
+    return answer
+
+
 def _opened(response: httpx.Response) -> HttpResponse:
     headers = {k.lower(): v for k, v in response.headers.items()}
     return HttpResponse(status=response.status_code, headers=headers, body=b"")
@@ -101,7 +109,7 @@ class EventStream:
                     response.read()
                 finally:
                     response.close()
-                return to_response(response)
+                return _not_a_stream(response)
         except httpx.TransportError as exc:
             return TransportFailure(exc)
         self._response, self._lines, self._decoder = response, response.iter_lines(), EventDecoder()
@@ -141,7 +149,7 @@ class AsyncEventStream:
                     await response.aread()
                 finally:
                     await response.aclose()
-                return to_response(response)
+                return _not_a_stream(response)
         except httpx.TransportError as exc:
             return TransportFailure(exc)
         self._response, self._lines, self._decoder = response, response.aiter_lines(), EventDecoder()
