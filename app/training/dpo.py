@@ -51,7 +51,13 @@ def run_dpo(spec: DPOSpec) -> TrainResult:
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        log.info("DPO of %s on %d pairs (lora=%s)", spec.base_path, len(spec.pairs), spec.lora is not None)
+        log.info(
+            "DPO of %s on %d pairs (lora=%s, bf16 autocast=%s)",
+            spec.base_path,
+            len(spec.pairs),
+            spec.lora is not None,
+            trainer.args.bf16,
+        )
         log_to_logger(trainer)
         trainer.train()
         publish_trained(trainer, tokenizer, staging, spec.output_path, merge_lora=spec.lora is not None)

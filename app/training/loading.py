@@ -24,6 +24,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
+from app.engine.hardware import cpu_bf16
 from app.training.specs import DPOSpec, LoraSpec, SFTSpec
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,18 @@ def resolve_dropout(dropout: float | None) -> float:
     if dropout is not None:
         return dropout
     return PAPER_DROPOUT if torch.cuda.is_available() else 0.0
+
+
+def bf16_autocast(wanted: bool | None) -> bool:
+    """Whether a run trains under bfloat16 autocast (TRL/transformers ``bf16=True``: accelerate wraps
+    the forward pass in ``torch.autocast``, on the CPU too; the weights and optimizer state stay
+    float32): ``wanted`` when given, else on a GPU with bf16 or a CPU with native bf16 instructions
+    (the engine's rule, :mod:`app.engine.precision`; emulated bf16 is slower than float32)."""
+    if wanted is not None:
+        return wanted
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_bf16().dtype == "bfloat16"
 
 
 def load_model(path: str, dropout: float | None = None) -> PreTrainedModel:
@@ -124,7 +137,7 @@ def trainer_arguments(output_dir: Path, spec: SFTSpec | DPOSpec) -> dict[str, An
     The learning rate decays along a cosine to ``spec.min_learning_rate`` (the paper's schedule), with
     no warmup. Every optimizer step is logged (the metrics are the loss history), nothing is saved or
     reported along the way (the caller saves the final model once), and TRL's GPU-minded defaults
-    (bf16, gradient checkpointing) are overridden so that a CPU run works and stays in float32.
+    (gradient checkpointing) are overridden; bf16 autocast where :func:`bf16_autocast` says.
     """
     cuda = torch.cuda.is_available()
     return {
@@ -141,8 +154,8 @@ def trainer_arguments(output_dir: Path, spec: SFTSpec | DPOSpec) -> dict[str, An
         "seed": spec.seed,
         "data_seed": spec.seed,
         "use_cpu": not cuda,
-        # Mixed precision on a GPU that has bf16; the weights themselves stay float32.
-        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        # Mixed precision where the device runs bf16 natively; the weights themselves stay float32.
+        "bf16": bf16_autocast(spec.bf16),
         "fp16": False,
         _CHECKPOINTING_ARG: False,
         "logging_strategy": "steps",

@@ -47,7 +47,11 @@ def run_sft(spec: SFTSpec) -> TrainResult:
             peft_config=lora_config(spec.lora),
         )
         log.info(
-            "SFT of %s on %d examples (lora=%s)", spec.base_path, len(spec.examples), spec.lora is not None
+            "SFT of %s on %d examples (lora=%s, bf16 autocast=%s)",
+            spec.base_path,
+            len(spec.examples),
+            spec.lora is not None,
+            trainer.args.bf16,
         )
         log_to_logger(trainer)
         trainer.train()

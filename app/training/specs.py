@@ -59,7 +59,8 @@ class SFTSpec:
     The learning rate decays along a cosine from ``learning_rate`` to ``min_learning_rate`` at the last
     step (equal values: a constant rate); ``dropout`` is set on every dropout probability the model's
     config has, for the training only (None: :func:`app.training.loading.resolve_dropout` decides by
-    device)."""
+    device). ``bf16``: train under bfloat16 autocast, the weights and optimizer state in float32 (None:
+    where the device runs bf16 natively, see :func:`app.training.loading.bf16_autocast`)."""
 
     base_path: str
     output_path: str
@@ -72,6 +73,7 @@ class SFTSpec:
     max_length: int = 512
     seed: int = 0
     lora: LoraSpec | None = None
+    bf16: bool | None = None
 
     def __post_init__(self) -> None:
         _check_rows(self.examples, ("prompt", "completion"), "examples")
@@ -82,8 +84,8 @@ class SFTSpec:
 class DPOSpec:
     """Direct preference optimisation of ``base_path`` on ``pairs`` ({"prompt", "chosen", "rejected"}),
     against ``base_path`` itself as the frozen reference, saved as a full model folder at
-    ``output_path``. ``loss_type`` is a TRL DPO loss ("sigmoid" is the paper's). The learning rate and
-    ``dropout`` work as in :class:`SFTSpec`; the reference model never drops out."""
+    ``output_path``. ``loss_type`` is a TRL DPO loss ("sigmoid" is the paper's). The learning rate,
+    ``dropout`` and ``bf16`` work as in :class:`SFTSpec`; the reference model never drops out."""
 
     base_path: str
     output_path: str
@@ -98,6 +100,7 @@ class DPOSpec:
     max_length: int = 512
     seed: int = 0
     lora: LoraSpec | None = None
+    bf16: bool | None = None
 
     def __post_init__(self) -> None:
         _check_rows(self.pairs, ("prompt", "chosen", "rejected"), "pairs")
