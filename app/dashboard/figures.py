@@ -20,7 +20,7 @@ from app.dashboard.charts import (
     percent,
     score_counts,
 )
-from app.summaries.schemas import SummaryOut
+from app.summaries.schemas import JuryOut, SummaryOut
 
 RATE = (0.0, 1.0)
 # Landis and Koch's words for a kappa, from the lowest band up: (upper end, word).
@@ -130,75 +130,53 @@ def score_histogram(title: str, scores: Iterable[float]) -> Histogram | None:
 @dataclass(frozen=True)
 class AgreementCell:
     kappa: float | None
-    band: str  # CSS class suffix: neg, 0 to 4 (Landis and Koch's bands), self, none
+    band: str  # CSS class suffix: neg, 0 to 5 (Landis and Koch's bands), self, none
     words: str
+    items: int  # items both judges rated
 
 
 @dataclass(frozen=True)
 class AgreementMatrix:
+    jury: JuryOut
     judges: list[str]
     rows: list[list[AgreementCell]]
-    overall: float | None  # Fleiss' kappa
-    first_position: dict[str, float]
 
 
-def _cell(kappa: float | None) -> AgreementCell:
+def _cell(kappa: float | None, items: int) -> AgreementCell:
     if kappa is None:
-        return AgreementCell(None, "none", "no shared items")
+        return AgreementCell(None, "none", "undefined (e.g. both always gave one label)", items)
     if kappa < 0:
-        return AgreementCell(kappa, "neg", "worse than chance")
+        return AgreementCell(kappa, "neg", "worse than chance", items)
     for band, (upper, word) in enumerate(KAPPA_BANDS):
         if kappa <= upper:
-            return AgreementCell(kappa, str(band), word)
-    return AgreementCell(kappa, "5", "almost perfect")
+            return AgreementCell(kappa, str(band), word, items)
+    return AgreementCell(kappa, "5", "almost perfect", items)
 
 
-def _first(entry: Mapping[str, Any], *keys: str) -> Any:
-    return next((entry[k] for k in keys if entry.get(k) is not None), None)
-
-
-def _pair(entry: Mapping[str, Any]) -> tuple[str, str, float | None] | None:
-    names = entry.get("judges") or entry.get("pair")
-    if isinstance(names, list | tuple) and len(names) == 2:
-        a, b = names
-    else:
-        a, b = _first(entry, "judge_a", "a", "first"), _first(entry, "judge_b", "b", "second")
-    if a is None or b is None:
+def agreement_matrix(jury: JuryOut | None) -> AgreementMatrix | None:
+    """A jury's Cohen's kappa of every pair of judges as a symmetric judges x judges matrix (None: not a
+    jury)."""
+    if jury is None:
         return None
-    kappa = _first(entry, "kappa", "cohen_kappa", "cohens_kappa")
-    return str(a), str(b), float(kappa) if kappa is not None else None
-
-
-def agreement_matrix(summary: Mapping[str, Any]) -> AgreementMatrix | None:
-    """The jury's pairwise agreement (Cohen's kappa per pair of judges, Fleiss' kappa overall) from a
-    summary's `agreement` (or `jury`) section, if it has one with pairs; None otherwise."""
-    section = _first(summary, "agreement", "jury", "judge_agreement")
-    if not isinstance(section, Mapping):
-        return None
-    pairs = [
-        p for p in map(_pair, _first(section, "pairs", "pairwise", "cohen_kappa") or []) if p is not None
-    ]
-    if not pairs:
-        return None
-    named = [
-        str(j) if not isinstance(j, Mapping) else str(j.get("model") or j.get("name"))
-        for j in section.get("judges") or []
-    ]
-    judges = list(dict.fromkeys([*named, *(n for a, b, _ in pairs for n in (a, b))]))
-    kappas = {frozenset((a, b)): k for a, b, k in pairs}
-    rows = [
-        [
-            AgreementCell(1.0, "self", "same judge") if a == b else _cell(kappas.get(frozenset((a, b))))
-            for b in judges
-        ]
-        for a in judges
-    ]
-    overall = _first(section, "fleiss_kappa", "fleiss", "overall")
-    first = _first(section, "first_position_rates", "first_position_rate", "first_position") or {}
-    first_position = (
-        {str(k): float(v) for k, v in first.items() if v is not None} if isinstance(first, Mapping) else {}
+    judges = list(
+        dict.fromkeys(
+            [*(j.model for j in jury.judges), *(n for k in jury.cohen_kappa for n in (k.judge_a, k.judge_b))]
+        )
     )
-    return AgreementMatrix(judges, rows, float(overall) if overall is not None else None, first_position)
+    pairs = {frozenset((k.judge_a, k.judge_b)): k for k in jury.cohen_kappa}
+    rows = []
+    for a in judges:
+        row = []
+        for b in judges:
+            pair = pairs.get(frozenset((a, b)))
+            if a == b:
+                row.append(AgreementCell(1.0, "self", "the same judge", 0))
+            elif pair is None:
+                row.append(AgreementCell(None, "none", "not compared", 0))
+            else:
+                row.append(_cell(pair.kappa, pair.items))
+        rows.append(row)
+    return AgreementMatrix(jury, judges, rows)
 
 
 # -- self-reward -----------------------------------------------------------------------------------------

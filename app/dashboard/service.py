@@ -31,6 +31,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs_service
 from app.jobs.schemas import ItemResult, JobOut, JobPage, JobStatus
 from app.judging import repository as judging_repo
+from app.judging.jury_members import with_judges
 from app.judging.results import item_result
 from app.mtbench.formats import ERROR_SCORE, SingleJudgment
 from app.mtbench.tables import LeaderboardRow, leaderboard
@@ -180,7 +181,7 @@ def job_detail(
             return _long_job(out, outcome)
         rows = judging_repo.results_page(session, job.id, -1, job.progress_total + 1)
         inputs = [row.inputs for row in rows]
-        results = [item_result(row) for row in rows]
+        results = with_judges(session, job, rows)  # a jury's items carry each judge's own result
     kept = [i for i, result in enumerate(results) if shown.keeps(result)]
     pages = max(1, -(-len(kept) // ITEMS_PER_PAGE))
     if not 1 <= page <= pages:
@@ -198,7 +199,7 @@ def job_detail(
         matching=len(kept),
         summary=summary,
         charts=summary_charts(summary),
-        agreement=agreement_matrix(summary.model_dump(mode="json")),
+        agreement=agreement_matrix(summary.jury),
         scores=score_histogram("Scores given", scores),
     )
     return JobDetail(job=out, judging=view)
@@ -258,7 +259,7 @@ def leaderboard_page(db: Database, settings: Settings, tenant: str, run: str | N
         board,
         summary,
         summary_charts(summary),
-        agreement_matrix(summary.model_dump(mode="json")),
+        agreement_matrix(summary.jury),
         histograms,
     )
 

@@ -19,17 +19,20 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from redis import Redis
+from sqlalchemy import select
 
 from app.auth.keys import SCOPES
 from app.auth.service import create_key
 from app.core.config import Settings
 from app.core.migrate import upgrade
 from app.core.state import AppState
+from app.db.tables import Job
 from app.engine.base import Conversation
 from app.main import create_app
 from app.models import repository as models_repo
 from app.self_reward import repository as sr_repo
-from tests.api.helpers import PAIR, PAIRWISE, SINGLE, SINGLE_URL, with_
+from tests.api import test_juries as jury_tests
+from tests.api.helpers import DEFAULT_MODEL, PAIR, PAIRWISE, SINGLE, SINGLE_URL, with_
 from tests.api.test_prompt_opt import URL as PROMPT_OPT_URL
 from tests.conftest import TEST_REDIS_URL, scratch_database
 from tests.workers import test_prompt_opt_job as po_job
@@ -70,6 +73,7 @@ class LiveApp:
     failing_job: str
     prompt_opt_job: str
     self_reward_job: str
+    jury_job: str
 
 
 def _free_port() -> int:
@@ -120,6 +124,13 @@ def _judge(conv: Conversation) -> str:
     return first_position_judge(conv)
 
 
+# A jury of the default model under three names: two prefer the longer answer, one what it sees first.
+JURY = {
+    DEFAULT_MODEL: longer_answer_judge,
+    jury_tests.OTHER: longer_answer_judge,
+    jury_tests.THIRD: first_position_judge,
+}
+
 SELF_REWARD_METRICS: list[dict[str, Any]] = [
     {"training": {"kind": "sft", "loss_history": [2.3, 1.9, 1.6, 1.5]}},
     {
@@ -146,7 +157,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     )
     state = AppState.build(settings)
     with state.db.unit_of_work() as session:
-        models_repo.upsert(session, settings.default_model, "transformers", None)
+        for model in JURY:
+            models_repo.upsert(session, model, "transformers", None)
         _, key = create_key(session, "default", list(SCOPES), "browser test")
     port = _free_port()
     server = uvicorn.Server(
@@ -190,6 +202,21 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
             # What a self-reward worker records after its stages (training is out of this test's reach).
             for t, metrics in enumerate(SELF_REWARD_METRICS):
                 sr_repo.save_iteration(session, uuid.UUID(self_reward), t, metrics=metrics)
+        jury_items = [
+            {"question": "jury question 1", "answer_a": "a long answer", "answer_b": "short"},
+            {"question": "jury question 2", "answer_a": "short", "answer_b": "a long answer"},
+        ]
+        jury = api.post(PAIRWISE, json={"items": jury_items, "judges": list(JURY)}).json()["id"]
+        with state.db.unit_of_work() as session:
+            rows = session.execute(select(Job.model, Job.id).where(Job.parent_id == uuid.UUID(jury)))
+            members = {str(model): str(job_id) for model, job_id in rows}
+        # Each judge of the jury is a member job on its own model's queue, run by that model's worker.
+        patch = pytest.MonkeyPatch()
+        try:
+            for model, reply in JURY.items():
+                jury_tests.run_as(state, model, reply, members[model], patch)
+        finally:
+            patch.undo()
         assert api.get(f"/v1/jobs/{single}").json()["status"] == "succeeded"
         assert api.get(f"/v1/jobs/{run_job_id}").json()["status"] == "succeeded"
         assert api.get(f"/v1/jobs/{run_grades}").json()["status"] == "succeeded"
@@ -197,7 +224,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         cancelled = api.post(PAIRWISE, json={"items": [PAIR], "cache": "off"}).json()["id"]
         assert api.get(f"/v1/jobs/{failing}").json()["progress"]["failed"] == 2
         api.post(f"/v1/jobs/{self_reward}/cancel").raise_for_status()  # (left queued, it never ends)
-        yield LiveApp(url, key, pairwise, single, cancelled, failing, prompt_opt, self_reward)
+        assert api.get(f"/v1/jobs/{jury}").json()["status"] == "succeeded"
+        yield LiveApp(url, key, pairwise, single, cancelled, failing, prompt_opt, self_reward, jury)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -247,7 +275,7 @@ def test_sign_in_list_and_job_page_in_chromium(live_app: LiveApp, browser: Brows
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-refresh", "0")
     rows = page.locator("table.jobs tbody tr")
-    expect(rows).to_have_count(8)
+    expect(rows).to_have_count(9)
     expect(page.locator("table.jobs")).to_contain_text("judge_single")
     expect(page.locator("table.jobs")).to_contain_text("cancelled")
     assert page.locator("table.jobs svg.bar").first.get_attribute("aria-valuemax") is not None
@@ -381,5 +409,19 @@ def test_failures_metadata_short_ids_and_charts_in_chromium(live_app: LiveApp, b
     expect(page.locator("#win-rate-chart")).to_contain_text("62.5%")
     expect(page.locator("#score-histogram-0 g.column")).to_have_count(6)
     shot(page, "self-reward.png")
+
+    # A jury: its judges' agreement as a matrix, coloured by Landis and Koch's bands.
+    page.goto(f"{live_app.url}/dashboard/jobs/{live_app.jury_job}")
+    matrix = page.locator("#agreement table.matrix")
+    expect(matrix.locator("thead th[scope=col]")).to_have_text(list(JURY))
+    first_row = matrix.locator("tbody tr").first.locator("td")
+    expect(first_row).to_have_count(3)
+    expect(first_row.nth(0)).to_have_text("1.00")  # itself
+    expect(first_row.nth(1)).to_have_text("1.00")  # the other judge that prefers the longer answer
+    colour = first_row.nth(1).evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == "rgb(134, 207, 160)", colour  # almost perfect
+    expect(page.locator("#fleiss-kappa")).to_contain_text("Fleiss' κ over all judges")
+    expect(page.locator("#jury-judges tbody tr")).to_have_count(3)
+    shot(page, "jury.png")
     assert not [m for m in blocked if "Content Security Policy" in m], blocked
     page.close()

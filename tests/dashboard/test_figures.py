@@ -23,6 +23,9 @@ from app.dashboard.filters import ItemFilter, job_ref, metadata_filters
 from app.jobs.schemas import ItemResult
 from app.summaries.schemas import (
     IntervalOut,
+    JudgeFiguresOut,
+    JuryOut,
+    KappaOut,
     LengthControlledOut,
     RatingOut,
     ScoreOut,
@@ -129,28 +132,29 @@ def test_summary_charts_show_the_summarys_own_figures() -> None:
     assert summary_charts(_summary()).empty
 
 
-def test_agreement_matrix_from_a_jury_summary() -> None:
-    summary = {
-        "agreement": {
-            "judges": ["j1", "j2", "j3"],
-            "pairs": [
-                {"judges": ["j1", "j2"], "kappa": 0.9},
-                {"judge_a": "j1", "judge_b": "j3", "cohen_kappa": -0.1},
-                {"judges": ["j2", "j3"], "kappa": None},
-            ],
-            "fleiss_kappa": 0.35,
-            "first_position_rates": {"j1": 0.6, "j2": 0.5},
-        }
-    }
-    matrix = agreement_matrix(summary)
+def test_agreement_matrix_of_a_jury() -> None:
+    def judge(model: str) -> JudgeFiguresOut:
+        return JudgeFiguresOut(model=model, job_id=uuid.uuid4(), weight=1, ok=4)
+
+    jury = JuryOut(
+        aggregate="majority",
+        ratings="verdicts",
+        judges=[judge("j1"), judge("j2"), judge("j3")],
+        cohen_kappa=[
+            KappaOut(judge_a="j1", judge_b="j2", items=4, kappa=0.9),
+            KappaOut(judge_a="j1", judge_b="j3", items=4, kappa=-0.1),
+            KappaOut(judge_a="j2", judge_b="j3", items=4, kappa=None),
+        ],
+        fleiss_kappa=0.35,
+        fleiss_items=4,
+    )
+    matrix = agreement_matrix(jury)
     assert matrix is not None and matrix.judges == ["j1", "j2", "j3"]
-    j1 = matrix.rows[0]
-    assert [c.band for c in j1] == ["self", "5", "neg"]
-    assert matrix.rows[1][0].kappa == 0.9  # symmetric
+    assert [c.band for c in matrix.rows[0]] == ["self", "5", "neg"]
+    assert matrix.rows[1][0].kappa == 0.9 and matrix.rows[1][0].items == 4  # symmetric
     assert matrix.rows[1][2].band == "none" and matrix.rows[2][1].kappa is None
-    assert matrix.overall == 0.35 and matrix.first_position == {"j1": 0.6, "j2": 0.5}
-    assert agreement_matrix({"win_rates": []}) is None
-    assert agreement_matrix({"agreement": {"pairs": []}}) is None
+    assert [c.words for c in matrix.rows[2]][0] == "worse than chance"
+    assert agreement_matrix(None) is None
 
 
 def test_self_reward_iterations_give_loss_histogram_pairs_and_win_rate_charts() -> None:

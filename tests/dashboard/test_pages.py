@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from rq import Queue
 from sqlalchemy import select
 
 from app.auth.cache import PrincipalCache
@@ -18,11 +19,13 @@ from app.dashboard import service as dashboard_service
 from app.db.tables import DashboardSession
 from app.engine.base import Conversation
 from app.jobs import repository as jobs_repo
-from app.jobs.queue import JobQueue
+from app.jobs.queue import JobQueue, queue_name
 from app.judging import service as judging_service
 from app.judging.schemas import PairwiseRequest
+from app.models import repository as models_repo
 from app.self_reward import repository as sr_repo
-from tests.api.helpers import PAIR, PAIRWISE, SINGLE_URL, with_
+from tests.api import test_juries as jury_tests
+from tests.api.helpers import DEFAULT_MODEL, PAIR, PAIRWISE, SINGLE_URL, with_
 from tests.api.test_prompt_opt import URL as PROMPT_OPT_URL
 from tests.api.test_prompt_opt import body as prompt_opt_body
 from tests.workers import test_prompt_opt_job as po_job
@@ -637,3 +640,53 @@ def test_prompt_optimization_page_diffs_the_best_prompt_and_tables_the_candidate
         r'<table class="board" id="evaluation">.*<td>test</td><td>initial</td>.*0\.250', html, re.S
     )
     assert '"origin"' not in html  # not the raw JSON
+
+
+def test_a_jury_jobs_page_shows_its_judge_agreement_matrix(
+    browser: TestClient, state: AppState, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = [DEFAULT_MODEL, jury_tests.OTHER, jury_tests.THIRD]
+    with state.db.unit_of_work() as session:
+        for name in models[1:]:
+            models_repo.upsert(session, name, "transformers", None)
+    items = [
+        {"question": "q1", "answer_a": "a long answer", "answer_b": "short"},
+        {"question": "q2", "answer_a": "short", "answer_b": "a long answer"},
+    ]
+    jury = browser.post(PAIRWISE, json={"items": items, "judges": models}, headers=_auth(api_key)).json()
+    replies = {
+        DEFAULT_MODEL: longer_answer_judge,
+        models[1]: longer_answer_judge,
+        models[2]: first_position_judge,
+    }
+    for model in models:
+        (delivered,) = Queue(queue_name(model), connection=state.redis).job_ids
+        jury_tests.run_as(state, model, replies[model], delivered.rsplit("_", 1)[0], monkeypatch)
+    panel = browser.get(f"/v1/jobs/{jury['id']}/summary", headers=_auth(api_key)).json()["jury"]
+    sign_in(browser, api_key)
+    html = browser.get(f"/dashboard/jobs/{jury['id']}").text
+    section = re.search(r'<section class="card" id="agreement">(.*?)</section>', html, re.S)
+    assert section, html
+    header = re.findall(r'<th scope="col">(.*?)</th>', section.group(1))
+    assert header == models
+    cells = [
+        re.findall(r'<td class="kappa kappa-[^"]+"[^>]*>(.*?)</td>', row)
+        for row in re.findall(r'<tr><th scope="row">.*?</tr>', section.group(1), re.S)
+    ]
+    kappa = {(k["judge_a"], k["judge_b"]): k["kappa"] for k in panel["cohen_kappa"]}
+    for i, a in enumerate(models):
+        for j, b in enumerate(models):
+            value = 1.0 if a == b else kappa.get((a, b), kappa.get((b, a)))
+            assert cells[i][j] == (f"{value:.2f}" if value is not None else "—"), (a, b)
+    assert cells[0][1] == "1.00"  # the two judges that prefer the longer answer
+    fleiss = f"{panel['fleiss_kappa']:.2f}" if panel["fleiss_kappa"] is not None else "undefined"
+    assert f"Fleiss' κ over all judges: <strong>{fleiss}</strong>" in section.group(1)
+    judges_table = re.search(r'id="jury-judges">(.*?)</table>', section.group(1), re.S)
+    assert judges_table and "100.0%" in judges_table.group(1)  # the third judge's first-position rate
+    # Each item shows every judge's own verdict.
+    first = re.search(r'<article class="item" id="item-0">(.*?)</article>', html, re.S)
+    assert first
+    jurors = re.findall(
+        r'<tr><td>(.*?)</td>.*?<td class="juror-verdict">(?:<strong>(.*?)</strong>)?', first.group(1), re.S
+    )
+    assert [(m.split(" ")[0], v) for m, v in jurors] == list(zip(models, ["A", "A", "tie"], strict=True))
