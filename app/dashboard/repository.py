@@ -14,13 +14,18 @@ from app.db.tables import Job
 def ids_starting_with(
     session: Session, tenant: str, digits: str, kinds: tuple[str, ...], limit: int
 ) -> list[uuid.UUID]:
-    """Ids of the tenant's jobs of ``kinds`` whose hex digits (dashes left out) start with ``digits``
-    (lowercase hex), newest first, at most ``limit``."""
+    """Ids of the tenant's jobs of ``kinds`` (not a jury's members) whose hex digits (dashes left out)
+    start with ``digits`` (lowercase hex), newest first, at most ``limit``."""
     # Postgres spells a UUID with dashes, SQLite stores 32 hex digits: compare without the dashes.
     hex_id = func.replace(func.lower(cast(Job.id, String)), "-", "")
     stmt = (
         select(Job.id)
-        .where(Job.tenant == tenant, Job.kind.in_(kinds), hex_id.startswith(digits, autoescape=True))
+        .where(
+            Job.tenant == tenant,
+            Job.parent_id.is_(None),  # a jury's member jobs are shown through their jury
+            Job.kind.in_(kinds),
+            hex_id.startswith(digits, autoescape=True),
+        )
         .order_by(Job.created_at.desc())
         .limit(limit)
     )
@@ -32,7 +37,7 @@ def latest_metadata_value(session: Session, tenant: str, key: str) -> str | None
     value = Job.job_metadata[key].as_string()
     stmt = (
         select(value)
-        .where(Job.tenant == tenant, value.is_not(None))
+        .where(Job.tenant == tenant, Job.parent_id.is_(None), value.is_not(None))
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(1)
     )

@@ -659,9 +659,11 @@ def test_a_jury_jobs_page_shows_its_judge_agreement_matrix(
         models[1]: longer_answer_judge,
         models[2]: first_position_judge,
     }
+    members = []
     for model in models:
         (delivered,) = Queue(queue_name(model), connection=state.redis).job_ids
-        jury_tests.run_as(state, model, replies[model], delivered.rsplit("_", 1)[0], monkeypatch)
+        members.append(delivered.rsplit("_", 1)[0])
+        jury_tests.run_as(state, model, replies[model], members[-1], monkeypatch)
     panel = browser.get(f"/v1/jobs/{jury['id']}/summary", headers=_auth(api_key)).json()["jury"]
     sign_in(browser, api_key)
     html = browser.get(f"/dashboard/jobs/{jury['id']}").text
@@ -683,6 +685,10 @@ def test_a_jury_jobs_page_shows_its_judge_agreement_matrix(
     assert f"Fleiss' κ over all judges: <strong>{fleiss}</strong>" in section.group(1)
     judges_table = re.search(r'id="jury-judges">(.*?)</table>', section.group(1), re.S)
     assert judges_table and "100.0%" in judges_table.group(1)  # the third judge's first-position rate
+    # A judge's member job is reached through its jury, not by its own id's prefix.
+    found = browser.get("/dashboard/find", params={"id": jury["id"][:12]}, follow_redirects=False)
+    assert found.headers["location"] == f"/dashboard/jobs/{jury['id']}"
+    assert browser.get("/dashboard/find", params={"id": members[1][:12]}).status_code == 404
     # Each item shows every judge's own verdict.
     first = re.search(r'<article class="item" id="item-0">(.*?)</article>', html, re.S)
     assert first
