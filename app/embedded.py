@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from fakeredis import TcpFakeServer
 from pydantic import SecretStr
@@ -22,7 +24,13 @@ from pydantic import SecretStr
 from app.core.config import Settings
 from app.core.db import Database
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from uvicorn import Server
+
 log = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
@@ -78,7 +86,9 @@ class WorkerProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         setup = functools.partial(_die_with_parent, os.getpid())
-        return subprocess.Popen(self.command(), env=self.env, preexec_fn=setup)
+        # A process group of its own: a terminal's Ctrl-C reaches `judge serve` only, which stops its
+        # children in order (a child stopped by the same Ctrl-C would be restarted by its supervisor).
+        return subprocess.Popen(self.command(), env=self.env, preexec_fn=setup, process_group=0)
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -101,6 +111,13 @@ class WorkerProcess:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+    def kill(self) -> None:
+        """Stop now, without waiting for the work in hand (a second Ctrl-C)."""
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
 
 class TrainerProcess(WorkerProcess):
@@ -149,9 +166,50 @@ def dev_webhook_secret(settings: Settings) -> Settings:
     return settings.model_copy(update={"webhook_secret": secret})
 
 
-def run_embedded(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
+def _api_server(app: FastAPI, host: str, port: int) -> Server:
+    from uvicorn import Config, Server
 
+    class ApiServer(Server):
+        """uvicorn's server, except that the signal which stopped it is not raised again once it has
+        stopped (uvicorn does, to end the process): `judge serve` then stops its worker and trainer,
+        and only then its in-process Redis, which they use to the end."""
+
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return ApiServer(Config(app, host=host, port=port, log_level="info"))
+
+
+def stop_children(children: list[WorkerProcess]) -> None:
+    """Stop ``children`` one after another (each finishes or hands back the work in hand); a further
+    Ctrl-C or SIGTERM meanwhile kills them at once."""
+
+    def hurry(signum: int, frame: FrameType | None) -> None:
+        log.warning("signal %s: killing the embedded processes", signum)
+        for child in children:
+            child.kill()
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, hurry) for sig in _STOP_SIGNALS} if main else {}
+    try:
+        for child in children:
+            log.info("stopping the embedded %s", child.role)
+            child.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_embedded(settings: Settings, host: str, port: int) -> None:
     from app.core.migrate import upgrade
     from app.main import create_app
     from app.models.registry import ensure_local_model
@@ -176,8 +234,8 @@ def run_embedded(settings: Settings, host: str, port: int) -> None:
         for child in children:
             child.start()
         try:
-            uvicorn.run(create_app(live), host=host, port=port, log_level="info")
+            _api_server(create_app(live), host, port).run()
         finally:
-            # The worker first: its waiting trainings are answered while the trainer still runs.
-            for child in children:
-                child.stop()
+            # The worker first: its waiting trainings are answered while the trainer still runs; the
+            # in-process Redis last, when no child uses it any more.
+            stop_children(children)
