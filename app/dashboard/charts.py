@@ -171,12 +171,14 @@ def histogram(title: str, counts: Sequence[tuple[str, int]]) -> Histogram:
     return Histogram(title, columns, ticks, baseline + MARGIN_BOTTOM, baseline)
 
 
-def score_counts(scores: Sequence[float]) -> list[tuple[str, int]]:
-    """Scores counted per whole point (halves up), every point from the lowest to the highest present."""
+def score_counts(scores: Sequence[float], scale: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+    """Scores counted per whole point (halves up), every point of ``scale`` (low, high) and any score
+    outside it; without a scale, from the lowest score to the highest."""
     points = [int(s + 0.5) if s >= 0 else -int(-s + 0.5) for s in scores]
     if not points:
         return []
-    return [(str(p), points.count(p)) for p in range(min(points), max(points) + 1)]
+    low, high = scale if scale is not None else (min(points), max(points))
+    return [(str(p), points.count(p)) for p in range(min(low, *points), max(high, *points) + 1)]
 
 
 def keyed_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:

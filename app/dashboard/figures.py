@@ -121,8 +121,11 @@ def _shared_domain(*groups: Sequence[BarRow]) -> tuple[float, float]:
     return (min([0.0, *values]), max([1.0, *values]))
 
 
-def score_histogram(title: str, scores: Iterable[float]) -> Histogram | None:
-    counts = score_counts(list(scores))
+def score_histogram(
+    title: str, scores: Iterable[float], scale: tuple[int, int] | None = None
+) -> Histogram | None:
+    """How many of ``scores`` fall on each whole point of ``scale`` (None: no score)."""
+    counts = score_counts(list(scores), scale)
     return histogram(title, counts) if counts else None
 
 

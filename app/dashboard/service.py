@@ -47,6 +47,10 @@ STATUSES: tuple[str, ...] = get_args(JobStatus)
 # The metadata key that tags the jobs of an MT-Bench run (`judge mtbench run`).
 RUN_TAG = "mtbench_run"
 MAX_RUN_JOBS = 10_000
+# MT-Bench grades answers from 1 to 10.
+MTBENCH_SCALE = (1, 10)
+# A grading job's scale when its parameters name none (the judging default).
+DEFAULT_SCALE = (1, 10)
 
 
 def _choice(value: str | None, allowed: tuple[str, ...], field: str) -> str | None:
@@ -148,6 +152,13 @@ def _shown(inputs: dict[str, Any], result: ItemResult) -> ShownItem:
     )
 
 
+def _scale(params: dict[str, Any]) -> tuple[int, int]:
+    scale = params.get("scale")
+    if isinstance(scale, dict) and isinstance(scale.get("min"), int) and isinstance(scale.get("max"), int):
+        return scale["min"], scale["max"]
+    return DEFAULT_SCALE
+
+
 def _long_job(job: JobOut, outcome: PromptOptimizationResults | SelfRewardResults) -> JobDetail:
     if isinstance(outcome, PromptOptimizationResults):
         best = outcome.best_prompt
@@ -200,7 +211,7 @@ def job_detail(
         summary=summary,
         charts=summary_charts(summary),
         agreement=agreement_matrix(summary.jury),
-        scores=score_histogram("Scores given", scores),
+        scores=score_histogram("Scores given", scores, _scale(out.params)),
     )
     return JobDetail(job=out, judging=view)
 
@@ -252,7 +263,7 @@ def leaderboard_page(db: Database, settings: Settings, tenant: str, run: str | N
     histograms = [
         h
         for model, grades in sorted(board.grades.items())
-        if (h := score_histogram(model, grades)) is not None
+        if (h := score_histogram(model, grades, MTBENCH_SCALE)) is not None
     ]
     return LeaderboardPage(
         runs,

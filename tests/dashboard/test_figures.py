@@ -52,6 +52,16 @@ def test_bars_and_whiskers_sit_where_their_values_are() -> None:
 
 def test_histogram_columns_scale_with_their_counts() -> None:
     assert score_counts([1.0, 3.0, 3.4, 2.5]) == [("1", 1), ("2", 0), ("3", 3)]
+    assert score_counts([2.0, 7.0], (1, 5)) == [
+        ("1", 0),
+        ("2", 1),
+        ("3", 0),
+        ("4", 0),
+        ("5", 0),
+        ("6", 0),
+        ("7", 1),
+    ]
+    assert score_counts([], (1, 5)) == []
     chart = histogram("Scores", [("1", 1), ("2", 0), ("3", 4)])
     one, two, three = chart.columns
     assert three.height == pytest.approx(4 * one.height) and two.height == 0

@@ -555,14 +555,11 @@ def test_job_page_charts_its_summary(
     html = browser.get(f"/dashboard/jobs/{single}").text
     assert re.search(r'id="score-chart">.*A: 6\.33 \[', html, re.S)  # (8 + 8 + 3) / 3
     hist = re.search(r'<figure class="chart" id="score-histogram">(.*?)</figure>', html, re.S)
-    assert hist and re.findall(r'data-label="(\d+)" data-count="(\d+)"', hist.group(1)) == [
-        ("3", "1"),
-        ("4", "0"),
-        ("5", "0"),
-        ("6", "0"),
-        ("7", "0"),
-        ("8", "2"),
-    ]
+    # Every point of the job's scale (1 to 10 by default).
+    counts = {str(p): "0" for p in range(1, 11)} | {"3": "1", "8": "2"}
+    assert hist and re.findall(r'data-label="(\d+)" data-count="(\d+)"', hist.group(1)) == list(
+        counts.items()
+    )
 
 
 def test_leaderboard_opens_on_the_newest_run_with_its_charts(
