@@ -74,6 +74,7 @@ class LiveApp:
     prompt_opt_job: str
     self_reward_job: str
     jury_job: str
+    failed_job: str
 
 
 def _free_port() -> int:
@@ -188,6 +189,9 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         failing = api.post(
             PAIRWISE, json={"items": [with_(PAIR, id="fine"), *broken], "metadata": {"team": "browser"}}
         ).json()["id"]
+        all_failed = api.post(PAIRWISE, json={"items": [with_(PAIR, question="broken question 9")]}).json()[
+            "id"
+        ]
         prompt_opt = api.post(PROMPT_OPT_URL, json=po_job.body()).json()["id"]
         self_reward = api.post("/v1/jobs/self-reward", json={}).json()["id"]
         previous = context._current
@@ -225,7 +229,10 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         assert api.get(f"/v1/jobs/{failing}").json()["progress"]["failed"] == 2
         api.post(f"/v1/jobs/{self_reward}/cancel").raise_for_status()  # (left queued, it never ends)
         assert api.get(f"/v1/jobs/{jury}").json()["status"] == "succeeded"
-        yield LiveApp(url, key, pairwise, single, cancelled, failing, prompt_opt, self_reward, jury)
+        assert api.get(f"/v1/jobs/{all_failed}").json()["status"] == "failed"
+        yield LiveApp(
+            url, key, pairwise, single, cancelled, failing, prompt_opt, self_reward, jury, all_failed
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -275,7 +282,7 @@ def test_sign_in_list_and_job_page_in_chromium(live_app: LiveApp, browser: Brows
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-refresh", "0")
     rows = page.locator("table.jobs tbody tr")
-    expect(rows).to_have_count(9)
+    expect(rows).to_have_count(10)
     expect(page.locator("table.jobs")).to_contain_text("judge_single")
     expect(page.locator("table.jobs")).to_contain_text("cancelled")
     assert page.locator("table.jobs svg.bar").first.get_attribute("aria-valuemax") is not None
@@ -350,6 +357,14 @@ def test_failures_metadata_short_ids_and_charts_in_chromium(live_app: LiveApp, b
     assert failed_box["x"] == pytest.approx(ok_box["x"] + ok_box["width"], abs=1)
     fill = row.locator("rect.bar-failed").evaluate("e => getComputedStyle(e).fill")
     assert fill == "rgb(180, 35, 24)", fill
+    # A job whose only item failed ended failed: its row is marked, with the reason, its bar all red.
+    failed = page.locator("tr.job-failed", has=page.locator(f"a[href$='{live_app.failed_job}']"))
+    expect(failed.locator(".status")).to_have_text("failed")
+    expect(failed.locator(".job-error")).to_contain_text("its only item failed")
+    track, red = (failed.locator(f"rect.bar-{part}").bounding_box() for part in ("track", "failed"))
+    assert track is not None and red is not None and red["width"] == pytest.approx(track["width"], abs=1)
+    shade = failed.locator("td").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert shade == "rgb(255, 246, 245)", shade
     shot(page, "jobs-failed-items.png")
 
     # Metadata: shown as chips; typed as key=value, or a chip clicked, filters the list.

@@ -18,7 +18,6 @@ from app.core.state import AppState
 from app.dashboard import service as dashboard_service
 from app.db.tables import DashboardSession
 from app.engine.base import Conversation
-from app.jobs import repository as jobs_repo
 from app.jobs.queue import JobQueue, queue_name
 from app.judging import service as judging_service
 from app.judging.schemas import PairwiseRequest
@@ -472,17 +471,19 @@ def test_failed_items_and_a_failed_job_are_visible(
     failed_only = browser.get(f"/dashboard/jobs/{job_id}?only=error").text
     assert failed_only.count('<article class="item"') == 2 and "2 of 3 items" in failed_only
 
-    # (Not PAIR, which the verdict cache would answer at once.)
-    ended = submit_pairwise(state, "default", [with_(PAIR, question="never judged")])
-    with state.db.unit_of_work() as session:
-        jobs_repo.finish(session, uuid.UUID(ended), "failed", "the judge model is gone")
+    # A job whose every item failed ends failed, with the reason.
+    ended = submit_pairwise(
+        state, "default", [with_(PAIR, id=f"bad-{i}", question=f"broken {i}") for i in range(2)]
+    )
+    run_job(ended)
     listing = browser.get("/dashboard").text
     row = re.search(
         rf'<tr class="job-row job-failed">\s*<td><a href="/dashboard/jobs/{ended}"(.*?)</tr>', listing, re.S
     )
-    assert row and "the judge model is gone" in row.group(1)
+    assert row and "all 2 items failed" in row.group(1) and "status-failed" in row.group(1)
+    assert 'class="bar-ok" x="0" y="0" width="0.000"' in row.group(1) and "2 failed" in row.group(1)
     page = browser.get(f"/dashboard/jobs/{ended}").text
-    assert "This job failed:</strong> the judge model is gone" in page
+    assert "This job failed:</strong> all 2 items failed: " in page
 
 
 def test_items_filtered_by_consistency_error_and_verdict(
