@@ -75,6 +75,7 @@ class BarChart:
     ticks: list[Tick]
     height: float
     axis_y: float
+    width: float = WIDTH
 
     @property
     def label_x(self) -> float:
@@ -153,6 +154,9 @@ class Histogram:
     ticks: list[Tick]
     height: float
     baseline: float  # y of the x axis
+    width: float = WIDTH
+    left: float = MARGIN_LEFT
+    right: float = WIDTH - MARGIN_RIGHT
 
 
 def histogram(title: str, counts: Sequence[tuple[str, int]]) -> Histogram:
@@ -210,10 +214,9 @@ class LineChart:
     height: float
     baseline: float
     x_label: str
-
-    @property
-    def right(self) -> float:
-        return WIDTH - MARGIN_RIGHT - LEGEND_WIDTH
+    width: float = WIDTH
+    left: float = MARGIN_LEFT
+    right: float = WIDTH - MARGIN_RIGHT - LEGEND_WIDTH
 
 
 def line_chart(title: str, series: Sequence[tuple[str, Sequence[float]]], x_label: str = "step") -> LineChart:
