@@ -19,8 +19,8 @@ def summary_text(summary: Summary) -> str:
     """Verdict figures, then each table the summary has (95 % intervals in brackets)."""
     f = summary.figures
     verdicts = " ".join(f"{k}={v}" for k, v in sorted(f.verdicts.items())) or "-"
-    lines = [
-        f"jobs               {len(summary.jobs)}",
+    lines = [f"jobs               {len(summary.jobs)}"] if summary.jobs else []  # (a file's: none)
+    lines += [
         f"items              {f.items} ({f.ok} ok, {f.errors} errors, {f.pending} pending)",
         f"verdicts           {verdicts}",
         f"consistency        {_pct(f.consistency_rate)} of {f.swapped} judged in both orders",

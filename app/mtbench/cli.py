@@ -369,18 +369,33 @@ def show_command(
         f"plays against, as the dashboard's leaderboard finds it, else {DEFAULT_BASELINE} if it plays).",
     ),
     model_list: list[str] = typer.Option(None, help="Only these models (repeat or comma-separate)."),
+    stats: bool = typer.Option(
+        False,
+        "--stats",
+        help="After FastChat's tables: consistency and first-position rates, win rates and mean scores (per "
+        "category, from question.jsonl) with bootstrap 95 % intervals, and Bradley-Terry ratings "
+        "(pairwise-all) or the length-controlled win rate (pairwise-baseline; lengths from model_answer/), "
+        "as `judge jobs summary` computes them.",
+    ),
+    rounds: int | None = typer.Option(
+        None, min=0, help="--stats: bootstrap resamples (default JUDGE_SUMMARY_BOOTSTRAP_ROUNDS)."
+    ),
+    seed: int = typer.Option(0, help="--stats: the bootstrap's seed."),
 ) -> None:
-    """Print FastChat's show_result tables: mean scores per turn, or win / loss / tie rates."""
+    """Print FastChat's show_result tables: mean scores per turn, or win / loss / tie rates; with
+    --stats, the run's statistics with confidence intervals too."""
     run_mode = _mode(mode)
-    judge = judge_model or get_settings().default_model
+    settings = get_settings()
+    judge = judge_model or settings.default_model
     path = input_file or formats.judgment_path(bench_dir, judge, _kind(run_mode))
     models = _models(model_list)
     typer.echo(f"Mode: {run_mode}\nInput file: {path}")
+    baseline = None
     try:
         if run_mode == "single":
-            typer.echo(
-                tables.format_single(tables.single_tables(formats.read_single_judgments(path), models))
-            )
+            singles = formats.read_single_judgments(path)
+            typer.echo(tables.format_single(tables.single_tables(singles, models)))
+            shown: list[formats.Judgment] = [j for j in singles if models is None or j.model in models]
         else:
             judgments = formats.read_pair_judgments(path)
             present = tables.pair_models(judgments)
@@ -396,8 +411,50 @@ def show_command(
                 )
                 raise typer.Exit(ExitCode.USAGE)
             typer.echo(tables.format_pairwise(tables.pairwise_table(judgments, baseline, models)))
+            shown = [
+                j
+                for j in judgments
+                if (models is None or j.model_1 in models)
+                and (baseline is None or baseline in (j.model_1, j.model_2))
+            ]
+        if stats:
+            typer.echo("")
+            typer.echo(
+                _stats(
+                    bench_dir,
+                    shown,
+                    baseline,
+                    settings.summary_bootstrap_rounds if rounds is None else rounds,
+                    seed,
+                )
+            )
     except FormatError as exc:
         raise _fail(str(exc)) from None
+
+
+def _stats(
+    bench_dir: Path, judgments: list[formats.Judgment], baseline: str | None, rounds: int, seed: int
+) -> str:
+    """``show --stats``: the judgments' summary, as `judge jobs summary` prints one."""
+    from app.commands.summaries import summary_text
+    from app.mtbench.summary import file_observations
+    from app.summaries.compose import summarize
+    from judge_client.summaries import Summary
+
+    questions = bench_dir / formats.QUESTION_FILE
+    categories = (
+        {q.question_id: q.category for q in formats.read_questions(questions)} if questions.is_file() else {}
+    )
+    answer_dir = bench_dir / formats.ANSWER_DIR
+    answers = formats.read_answer_dir(answer_dir) if answer_dir.is_dir() else {}
+    if baseline is not None and not answers:
+        typer.echo(
+            f"warning: no answers in {answer_dir}: the length-controlled win rate counts every answer as "
+            "empty (give --bench-dir)",
+            err=True,
+        )
+    summary = summarize([], file_observations(judgments, categories, answers), rounds, seed, baseline)
+    return summary_text(Summary.model_validate(summary.model_dump(mode="json")))
 
 
 def _found_baseline(judgments: list[formats.PairJudgment], path: Path) -> str:
