@@ -74,10 +74,12 @@ def where(field: str | None, inputs: InputItems, offset: int) -> str:
 
 
 def summarize(results: Iterable[ItemResult], jobs: list[Job], output: str) -> dict[str, Any]:
-    """Counts over the results: ok and error items, verdicts, inconsistent pairs, mean score."""
+    """Counts over the results: ok and error items, verdicts, inconsistent pairs, mean score; with
+    several samples (or judges) per item, their mean agreement and the items they split on."""
     statuses: Counter[str] = Counter()
     verdicts: Counter[str] = Counter()
     scores: list[float] = []
+    agreements: list[float] = []
     inconsistent = 0
     for result in results:
         statuses[result.status] += 1
@@ -85,6 +87,8 @@ def summarize(results: Iterable[ItemResult], jobs: list[Job], output: str) -> di
             verdicts[result.verdict] += 1
         if result.score is not None:
             scores.append(result.score)
+        if result.agreement is not None:
+            agreements.append(result.agreement)
         inconsistent += result.consistent is False
     return {
         "status": "succeeded" if all(j.succeeded for j in jobs) else "failed",
@@ -97,6 +101,8 @@ def summarize(results: Iterable[ItemResult], jobs: list[Job], output: str) -> di
         "verdicts": dict(verdicts),
         "inconsistent": inconsistent,
         "mean_score": sum(scores) / len(scores) if scores else None,
+        "mean_agreement": sum(agreements) / len(agreements) if agreements else None,
+        "split": sum(1 for a in agreements if a < 1),
         "output": output,
     }
 
@@ -108,6 +114,10 @@ def summary_text(summary: dict[str, Any]) -> str:
         text += f"; {summary['inconsistent']} inconsistent"
     if summary["mean_score"] is not None:
         text += f"; mean score {summary['mean_score']:.2f}"
+    if summary["mean_agreement"] is not None:
+        text += (
+            f"; agreement {100 * summary['mean_agreement']:.0f}% on average, {summary['split']} item(s) split"
+        )
     for job in summary["jobs"]:
         if job["status"] != "succeeded":
             text += f"\njob {job['id']} {job['status']}" + (f": {job['error']}" if job["error"] else "")
@@ -126,6 +136,7 @@ def _options(
     max_tokens: int | None,
     seed: int | None,
     scale: tuple[float | None, float | None],
+    samples: int | None = None,
 ) -> dict[str, Any]:
     if (scale[0] is None) != (scale[1] is None):
         raise typer.BadParameter("give both --scale-min and --scale-max, or neither")
@@ -144,6 +155,7 @@ def _options(
         "max_tokens": max_tokens,
         "seed": seed,
         "scale": scale if scale[0] is not None else None,
+        "samples": samples,
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -173,6 +185,12 @@ def batch(
     temperature: float | None = typer.Option(None, min=0.0, max=2.0),
     max_tokens: int | None = typer.Option(None, min=1),
     seed: int | None = typer.Option(None, min=0),
+    samples: int | None = typer.Option(
+        None,
+        min=1,
+        help="Self-consistency: judge each order this many times (with --temperature above 0); each "
+        "result then carries its `votes` (or `score_std`) and `agreement`.",
+    ),
     scale_min: float | None = typer.Option(None, help="Grading scale (single), with --scale-max."),
     scale_max: float | None = typer.Option(None),
     metadata: list[str] | None = typer.Option(None, help=METADATA_HELP),
@@ -202,6 +220,7 @@ def batch(
         max_tokens,
         seed,
         (scale_min, scale_max),
+        samples,
     )
     if metadata:
         options["metadata"] = labels(metadata)

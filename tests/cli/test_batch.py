@@ -217,3 +217,32 @@ def test_every_item_failed_fails_the_job_and_exits_1(
     assert len(_lines(result.stdout)) == 3
     assert "3 item(s): 0 ok, 3 error(s)" in result.stderr
     assert re.search(r"job \S+ failed: all 3 items failed: ", result.stderr), result.stderr
+
+
+def test_self_consistency_samples_show_each_items_votes_and_agreement(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    calls = iter(range(10_000))
+
+    def wavering(conv: Any) -> str:  # every third sample of an order changes its mind
+        answer = scripted_judge(conv)
+        return ("B]]" if answer == "A]]" else "A]]") if next(calls) % 3 == 2 else answer
+
+    steady, service.engine.reply = service.engine.reply, wavering
+    try:
+        items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:2])
+        result = _batch(runner, service, str(items), "--samples", "3", "--temperature", "0.7")
+    finally:
+        service.engine.reply = steady
+    assert result.exit_code == 0, result.output
+    rows = _lines(result.stdout)
+    for row in rows:
+        assert sum(row["votes"].values()) == 6  # 3 samples of each order
+        assert row["agreement"] == max(row["votes"].values()) / 6
+        assert len(row["orders"]) == 6 and {o["sample"] for o in row["orders"]} == {0, 1, 2}
+    mean = 100 * sum(r["agreement"] for r in rows) / len(rows)
+    split = sum(1 for r in rows if r["agreement"] < 1)
+    assert split > 0
+    assert f"agreement {mean:.0f}% on average, {split} item(s) split" in result.stderr
+    [job] = json.loads(_run(runner, service, "jobs", "list", "--json").stdout)["jobs"]
+    assert job["params"]["samples"] == 3
