@@ -179,6 +179,11 @@ class JudgeResult(BaseModel):
     )
 
 
+class ItemRubric(BaseModel):
+    criteria: str = Field(description="What the answer was judged on.")
+    descriptions: dict[str, str] = Field(description="What each score means, keyed by the score.")
+
+
 class ItemResult(BaseModel):
     index: int = Field(ge=0, description="Position of the item in the request, from 0.")
     id: str | None = Field(default=None, description="The id you gave the item, if any.")
@@ -236,6 +241,9 @@ class ItemResult(BaseModel):
     )
     orders: list[OrderResult] = Field(
         default_factory=list, description="Every order (and sample) judged, with raw output."
+    )
+    rubric: ItemRubric | None = Field(
+        default=None, description="The item's own rubric, as it was graded with (single grading)."
     )
     judges: list[JudgeResult] | None = Field(
         default=None,

@@ -32,6 +32,21 @@ class Scale:
 
 
 @dataclass(frozen=True)
+class Rubric:
+    """An item's own grading rubric (prometheus-eval style): what is judged, and what each whole score
+    on the scale means, lowest first."""
+
+    criteria: str
+    descriptions: tuple[tuple[int, str], ...]
+
+    def text(self) -> str:
+        """The rubric as the judge reads it."""
+        lines = [f"Criteria: {self.criteria}"]
+        lines += [f"Score {score}: {description}" for score, description in self.descriptions]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class JudgeItem:
     """One item to judge, normalised: a single-turn item is a conversation of one turn.
 
@@ -44,6 +59,8 @@ class JudgeItem:
     answers_b: tuple[str, ...] | None = None
     references: tuple[str, ...] | None = None
     turn: int = -1
+    # Single grading: the item's own rubric, shown by a rubric template ({rubric}).
+    rubric: Rubric | None = None
 
     @property
     def judged_turn(self) -> int:

@@ -119,4 +119,5 @@ def item_result(item: StoredItem, calls: Iterable[StoredCall] | None = None) -> 
         generated_references=item.generated_references,
         cached=bool(orders) and all(o.cached for o in orders),
         orders=orders,
+        rubric=item.inputs.get("rubric"),
     )

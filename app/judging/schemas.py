@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.jobs.schemas import JobOptionsIn
-from app.judging.domain import JudgeItem
+from app.judging.domain import JudgeItem, Rubric
 
 
 def _bad(field: str, message: str) -> PydanticCustomError:
@@ -129,9 +129,31 @@ class PairwiseItem(_ItemBase):
         )
 
 
+class RubricIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    criteria: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="What the answer is judged on (e.g. 'Is the proof correct?').",
+    )
+    descriptions: dict[str, str] = Field(
+        min_length=2,
+        max_length=10,
+        description='What each whole score of the request\'s scale means, keyed by the score (`"1"` to '
+        '`"5"` for `scale: {min: 1, max: 5}`); every score of the scale needs one.',
+    )
+
+
 class SingleItem(_ItemBase):
     answer: str | None = Field(default=None, description="The answer to grade (single turn).")
     answers: list[str] | None = Field(default=None, description="The assistant's answers, one per turn.")
+    rubric: RubricIn | None = Field(
+        default=None,
+        description="This item's own rubric (prometheus-eval style): graded with a rubric template "
+        "(default `single-rubric`, or `single-rubric-ref` with a reference), which shows it as `{rubric}`. "
+        "Single-turn items, a whole-number scale of at most 10 scores; kept on the item's result.",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -147,7 +169,21 @@ class SingleItem(_ItemBase):
             answers_a=tuple(_answers(self.answer, self.answers, len(turns), "answer", "answers")),
             references=self._refs(),
             turn=(self.turn - 1) if self.turn is not None else len(turns) - 1,
+            rubric=_rubric(self.rubric),
         )
+
+
+def _rubric(rubric: RubricIn | None) -> Rubric | None:
+    """The rubric with its scores in order (each key a whole number: the service checks them against the
+    request's scale)."""
+    if rubric is None:
+        return None
+    scored = sorted((int(score), text) for score, text in rubric.descriptions.items() if _whole(score))
+    return Rubric(criteria=rubric.criteria, descriptions=tuple(scored))
+
+
+def _whole(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit()
 
 
 class JurorIn(BaseModel):

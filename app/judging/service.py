@@ -28,20 +28,21 @@ from app.jobs.schemas import ItemResult, JobOut
 from app.judging import repository as judging_repo
 from app.judging.cached_jobs import find_answer, record_answer
 from app.judging.context_limits import PromptBudget, item_problem
-from app.judging.domain import JudgeItem, JudgeOptions, Mode, Scale, TemplateSpec
+from app.judging.domain import JudgeItem, JudgeOptions, Mode, Rubric, Scale, TemplateSpec
 from app.judging.execution import engine_labels
 from app.judging.jury_service import submit_jury
 from app.judging.lookups import RecentLookups
 from app.judging.params import JudgingParams, ScaleParams
 from app.judging.parsers import resolve_parser
 from app.judging.probabilities import verdict_labels
-from app.judging.schemas import PairwiseRequest, SingleRequest, TemplateIn
+from app.judging.schemas import PairwiseRequest, RubricIn, ScaleIn, SingleRequest, TemplateIn
 from app.judging.template_catalog import resolve_template
 from app.judging.templates import (
     TemplateError,
     builtin_templates,
     check_template_fits,
     default_template_name,
+    rubric_template_name,
     template_placeholders,
     validate_template,
 )
@@ -69,7 +70,7 @@ _CONTEXT_WINDOWS = ContextWindows()
 
 
 def _item_inputs(item: JudgeItem, client_id: str | None, template: str) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "id": client_id,
         "turns": list(item.turns),
         "answers_a": list(item.answers_a),
@@ -78,6 +79,12 @@ def _item_inputs(item: JudgeItem, client_id: str | None, template: str) -> dict[
         "turn": item.judged_turn,
         "template": template,
     }
+    if item.rubric is not None:  # (only then: items without one are stored as before)
+        data["rubric"] = {
+            "criteria": item.rubric.criteria,
+            "descriptions": {str(score): text for score, text in item.rubric.descriptions},
+        }
+    return data
 
 
 def item_from_inputs(inputs: dict[str, Any]) -> JudgeItem:
@@ -87,7 +94,54 @@ def item_from_inputs(inputs: dict[str, Any]) -> JudgeItem:
         answers_b=tuple(inputs["answers_b"]) if inputs.get("answers_b") is not None else None,
         references=tuple(inputs["references"]) if inputs.get("references") is not None else None,
         turn=int(inputs["turn"]),
+        rubric=_stored_rubric(inputs.get("rubric")),
     )
+
+
+def _stored_rubric(stored: dict[str, Any] | None) -> Rubric | None:
+    if stored is None:
+        return None
+    scored = sorted((int(score), text) for score, text in stored["descriptions"].items())
+    return Rubric(criteria=stored["criteria"], descriptions=tuple(scored))
+
+
+def _rubric_problem(rubric: RubricIn, scale: ScaleIn) -> str | None:
+    """Why an item's rubric does not fit the request's scale: it needs one description per whole score."""
+    if not (float(scale.min).is_integer() and float(scale.max).is_integer()) or scale.max - scale.min > 9:
+        return (
+            "a rubric describes each whole score, so the scale must run between whole numbers with at most "
+            f"10 scores (the request's is {scale.min:g} to {scale.max:g}); e.g. scale {{min: 1, max: 5}}"
+        )
+    wanted = [str(n) for n in range(int(scale.min), int(scale.max) + 1)]
+    missing = [score for score in wanted if score not in rubric.descriptions]
+    extra = sorted(set(rubric.descriptions) - set(wanted))
+    if not missing and not extra:
+        return None
+    told = [
+        f"missing {', '.join(missing)}" if missing else "",
+        f"not on the scale: {', '.join(extra)}" if extra else "",
+    ]
+    return (
+        "the rubric's descriptions must be keyed by each score of the scale "
+        f"{int(scale.min)} to {int(scale.max)} ({', '.join(wanted)}): {'; '.join(t for t in told if t)}"
+    )
+
+
+def _rubric_template(item: JudgeItem, has_reference: bool, cot: bool, index: int) -> str:
+    """The built-in rubric template for an item with a rubric (422 for what none of them grades)."""
+    if item.multi_turn:
+        raise InvalidInput(
+            "the built-in rubric templates grade single-turn items; name a multi-turn template that shows "
+            "{rubric} with `template`",
+            f"items[{index}].rubric",
+        )
+    if cot:
+        raise InvalidInput(
+            "the built-in rubric templates give the score only; use cot false, or name a chain-of-thought "
+            "template that shows {rubric} with `template`",
+            "cot",
+        )
+    return rubric_template_name(has_reference)
 
 
 def _check_logprobs(request: PairwiseRequest | SingleRequest) -> None:
@@ -250,6 +304,11 @@ def _submit_one(
         item = item_in.to_domain()
         items.append(item)
         has_reference = item.references is not None or auto_reference
+        rubric = getattr(item_in, "rubric", None)
+        if isinstance(request, SingleRequest) and rubric is not None:
+            bad_rubric = _rubric_problem(rubric, request.scale)
+            if bad_rubric:
+                raise InvalidInput(bad_rubric, f"items[{i}].rubric")
         if requested is not None:
             problem = check_template_fits(requested, item, mode, has_reference, request.cot)
             if problem:
@@ -257,6 +316,8 @@ def _submit_one(
                     f"template '{requested.name}' cannot judge this item: {problem}", f"items[{i}]"
                 )
             spec = requested
+        elif item.rubric is not None:
+            spec = builtin_templates()[_rubric_template(item, has_reference, request.cot, i)]
         else:
             spec = builtin_templates()[
                 default_template_name(mode, item.multi_turn, has_reference, request.cot)

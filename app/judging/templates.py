@@ -25,6 +25,9 @@ MAX_RESPONSE_PREFIX = 200
 _MODES: tuple[str, ...] = get_args(Mode)
 _PARSERS: tuple[str, ...] = get_args(VerdictParser)
 _SCALE_FIELDS = frozenset({"scale_min", "scale_max"})
+# A single-grading template that shows an item's own rubric uses this placeholder (and then judges only
+# items that carry one).
+RUBRIC = "rubric"
 
 # The judge model writes its own answer with this instruction when references are {"auto": true}.
 REFERENCE_SYSTEM_PROMPT = (
@@ -53,7 +56,7 @@ def allowed_placeholders(mode: Mode, multi_turn: bool, reference: bool) -> froze
     if reference:
         names.add("reference")
     if mode == "single":
-        names |= _SCALE_FIELDS
+        names |= _SCALE_FIELDS | {RUBRIC}
     return frozenset(names)
 
 
@@ -204,6 +207,16 @@ def default_template_name(mode: Mode, multi_turn: bool, reference: bool, cot: bo
     return mode + ("-multi" if multi_turn else "") + ("-ref" if reference else "") + ("-cot" if cot else "")
 
 
+def rubric_template_name(reference: bool) -> str:
+    """The built-in template for items with their own rubric (single-turn, no chain of thought)."""
+    return "single-rubric" + ("-ref" if reference else "")
+
+
+def uses_rubric(spec: TemplateSpec) -> bool:
+    """Whether the template shows an item's own rubric."""
+    return RUBRIC in template_placeholders(spec)
+
+
 def check_template_fits(
     spec: TemplateSpec, item: JudgeItem, mode: Mode, has_reference: bool, cot: bool
 ) -> str | None:
@@ -232,6 +245,13 @@ def check_template_fits(
         return (
             f"template '{spec.name}' judges single-turn items but the item has {len(item.turns)} turns; "
             f"use a multi-turn template such as '{suggestion}'"
+        )
+    if mode == "single" and uses_rubric(spec) != (item.rubric is not None):
+        if item.rubric is None:
+            return f"template '{spec.name}' shows the item's rubric ({{rubric}}) but the item has no `rubric`"
+        return (
+            f"the item has a `rubric` but template '{spec.name}' does not show it ({{rubric}}); use a rubric "
+            f"template such as '{rubric_template_name(has_reference)}'"
         )
     return _item_problem(item, mode)
 
@@ -314,6 +334,10 @@ def _values(spec: TemplateSpec, item: JudgeItem, order: Order, scale: Scale) -> 
     if spec.mode == "single":
         values["scale_min"] = format_number(scale.min)
         values["scale_max"] = format_number(scale.max)
+        if item.rubric is not None:
+            values[RUBRIC] = item.rubric.text()
+        elif uses_rubric(spec):
+            raise ValueError(f"template '{spec.name}' shows a rubric but the item has none")
     return values
 
 

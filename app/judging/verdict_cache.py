@@ -102,7 +102,10 @@ class CallScope:
 
 def item_identity(item: JudgeItem) -> str:
     """The hash of what the judge is shown of the item (not the client's id for it)."""
-    return _digest([item.turns, item.answers_a, item.answers_b, item.references, item.judged_turn])
+    shown: list[object] = [item.turns, item.answers_a, item.answers_b, item.references, item.judged_turn]
+    if item.rubric is not None:  # (only then: the keys of items without one stay as they were)
+        shown.append([item.rubric.criteria, item.rubric.descriptions])
+    return _digest(shown)
 
 
 def call_key(scope: CallScope, template: TemplateSpec, item: str, order: Order, sample: int = 0) -> str:

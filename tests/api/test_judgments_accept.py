@@ -484,6 +484,8 @@ def test_results_are_pending_before_a_worker_runs(client: TestClient) -> None:
             "agreement": None,
             "cached": False,
             "orders": [],
+            "rubric": None,
+            "judges": None,
         }
         for i, item_id in enumerate(["first", None, "third"])
     ]

@@ -15,7 +15,7 @@ BUILTINS = {
     for multi in ("", "-multi")
     for ref in ("", "-ref")
     for cot in ("", "-cot")
-}
+} | {"single-rubric", "single-rubric-ref"}
 
 PAIRWISE_USER = "Question: {question}\nA: {answer_a}\nB: {answer_b}\nReply [[A]], [[B]] or [[C]]."
 
@@ -33,7 +33,7 @@ def _templates(client: TestClient) -> list[dict[str, Any]]:
 
 def test_builtins_are_listed(client: TestClient) -> None:
     templates = _templates(client)
-    assert len(BUILTINS) == 16
+    assert len(BUILTINS) == 18
     assert {t["name"] for t in templates} == BUILTINS
     by_name = {t["name"]: t for t in templates}
     for name, t in by_name.items():

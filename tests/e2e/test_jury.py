@@ -1,6 +1,7 @@
 """A jury end to end: `judge serve`, and one `judge worker` per judge model — the real default model
 under its own name and under a second name (with another template), and an OpenAI-compatible judge
-served on loopback by a tiny fake server — judging one job together."""
+served on loopback by a tiny fake server — judging one job together. The same stack grades an item
+carrying its own rubric with the real model."""
 
 from __future__ import annotations
 
@@ -147,3 +148,32 @@ def test_a_jury_of_two_local_judges_and_a_remote_one(jury_service: Service) -> N
         assert [j["model"] for j in summary["judges"]] == [DEFAULT_MODEL, SECOND, REMOTE]
         assert summary["judges"][2]["first_position_rate"] == 1.0
         assert len(summary["cohen_kappa"]) == 3
+
+
+def test_an_item_with_its_own_rubric_is_graded_by_the_real_model(jury_service: Service) -> None:
+    rubric = {
+        "criteria": "Does the answer state the correct sum of 2 and 2?",
+        "descriptions": {
+            "1": "No number, or an unrelated one.",
+            "2": "A wrong number.",
+            "3": "The right number buried in confusion.",
+            "4": "The right number with a small slip.",
+            "5": "The right number, stated plainly.",
+        },
+    }
+    item = {"id": "r", "question": "What is 2+2?", "answer": "2+2 equals 4.", "rubric": rubric}
+    with jury_service.client() as http:
+        response = http.post(
+            "/v1/judgments/single",
+            params={"wait": 240},
+            json={"items": [item], "scale": {"min": 1, "max": 5}, "cache": "off"},
+            timeout=300,
+        )
+    assert response.status_code == 200, jury_service.output() + response.text
+    job = response.json()
+    result = job["results"][0]
+    assert result["rubric"] == rubric
+    assert result["orders"][0]["raw"].startswith("Rating: [[")
+    if result["status"] == "ok":
+        assert 1 <= result["score"] <= 5
+    assert job["status"] == "succeeded" or result["status"] == "error"

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.judging.domain import JudgeItem, Mode, Order, Scale, TemplateSpec
+from app.judging.domain import JudgeItem, Mode, Order, Rubric, Scale, TemplateSpec
 from app.judging.templates import (
     REFERENCE_SYSTEM_PROMPT,
     TemplateError,
@@ -15,6 +15,7 @@ from app.judging.templates import (
     render,
     required_placeholders,
     template_placeholders,
+    uses_rubric,
     validate_template,
 )
 
@@ -75,26 +76,32 @@ SINGLE_USER = "Q: {question}\nAnswer: {answer}\nScale {scale_min}-{scale_max}"
             {"conversation_a", "conversation_b", "turn", "question", "reference"},
             {"conversation_a", "conversation_b", "reference"},
         ),
-        ("single", False, False, {"question", "answer", "scale_min", "scale_max"}, {"question", "answer"}),
+        (
+            "single",
+            False,
+            False,
+            {"question", "answer", "scale_min", "scale_max", "rubric"},
+            {"question", "answer"},
+        ),
         (
             "single",
             False,
             True,
-            {"question", "answer", "scale_min", "scale_max", "reference"},
+            {"question", "answer", "scale_min", "scale_max", "rubric", "reference"},
             {"question", "answer", "reference"},
         ),
         (
             "single",
             True,
             False,
-            {"conversation", "turn", "question", "scale_min", "scale_max"},
+            {"conversation", "turn", "question", "scale_min", "scale_max", "rubric"},
             {"conversation"},
         ),
         (
             "single",
             True,
             True,
-            {"conversation", "turn", "question", "scale_min", "scale_max", "reference"},
+            {"conversation", "turn", "question", "scale_min", "scale_max", "rubric", "reference"},
             {"conversation", "reference"},
         ),
     ],
@@ -204,7 +211,8 @@ def test_builtin_names() -> None:
         f"{mode}{'-multi' if multi else ''}{'-ref' if ref else ''}{'-cot' if cot else ''}"
         for mode, multi, ref, cot in KINDS
     }
-    assert set(builtin_templates()) == expected
+    # Items with their own rubric (single grading) have two more.
+    assert set(builtin_templates()) == expected | {"single-rubric", "single-rubric-ref"}
     assert len(expected) == 16
 
 
@@ -280,12 +288,17 @@ TWO_TURN_PAIR = JudgeItem(
 )
 
 
-def _for(item: JudgeItem, mode: Mode, reference: bool) -> JudgeItem:
+def _for(item: JudgeItem, mode: Mode, reference: bool, rubric: bool = False) -> JudgeItem:
     if mode == "single":
         item = replace(item, answers_b=None)
     if not reference:
         item = replace(item, references=None)
+    if rubric:
+        item = replace(item, rubric=RUBRIC)
     return item
+
+
+RUBRIC = Rubric("RUBRIC-CRITERIA", tuple((n, f"RUBRIC-SCORE-{n}") for n in range(1, 11)))
 
 
 FITTING = [
@@ -299,7 +312,7 @@ FITTING = [
 @pytest.mark.parametrize(("name", "base"), FITTING)
 def test_every_builtin_renders_fitting_items(name: str, base: JudgeItem) -> None:
     template = builtin_templates()[name]
-    item = _for(base, template.mode, template.reference)
+    item = _for(base, template.mode, template.reference, uses_rubric(template))
     assert check_template_fits(template, item, template.mode, template.reference, template.cot) is None
     orders: tuple[Order, ...] = ("single",) if template.mode == "single" else ("AB", "BA")
     for order in orders:
@@ -317,6 +330,7 @@ def test_every_builtin_renders_fitting_items(name: str, base: JudgeItem) -> None
         else:
             assert "from 1 to 10" in text
         assert ("REF-" + str(len(item.turns)) in text) is template.reference
+        assert ("Criteria: RUBRIC-CRITERIA\nScore 1: RUBRIC-SCORE-1" in text) is uses_rubric(template)
 
 
 # --- fitting ----------------------------------------------------------------------------------
