@@ -53,6 +53,16 @@ class JudgeWorker(SimpleWorker):
         super().heartbeat(timeout, pipe)
         pipe.execute()
 
+    def unsubscribe(self) -> None:
+        """RQ's, without its minute-long wait: RQ runs redis-py's pub/sub thread with a 60-second sleep,
+        which, once unsubscribed, waits that long for a subscription, and redis-py's ``stop()`` now
+        joins it. The thread is a daemon: it goes with the process."""
+        if self.pubsub_thread:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop(timeout=1)
+            self.pubsub.close()
+
     def request_stop(self, signum: Any, frame: Any) -> None:
         """Warm shutdown (SIGTERM / first Ctrl-C): RQ takes no new delivery and waits for the current
         one; the running job sees ``shutdown`` at its next batch or step and hands its work back. A

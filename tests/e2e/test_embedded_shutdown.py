@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.services import ROOT, Service, free_port, wait_ready
@@ -71,11 +72,27 @@ def test_stopping_serve_stops_its_children_then_redis_quietly(
         assert "Listening on judge." in log.read_text(), service.output()
         children = _children(proc.pid)
         assert len(children) == 2  # the worker and the trainer
+        key = (data / "dev-api-key").read_text().strip()
+        body = {
+            "max_tokens": 4,
+            "items": [{"question": "Is water wet?", "answer_a": "Yes.", "answer_b": "No."}],
+        }
+        r = httpx.post(
+            f"{service.url}/v1/judgments/pairwise",
+            params={"wait": 120},
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=180,
+        )
+        assert r.status_code == 200, r.text  # the worker has served a job (and is idle again)
         if how == "ctrl-c":
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
+        started = time.monotonic()
         assert proc.wait(timeout=90) == 0, service.output()
+        # Well within the 30 s that judge serve gives each child before killing it.
+        assert time.monotonic() - started < 20, service.output()
         output = log.read_text()
         assert "Traceback" not in output, output
         assert "restarting" not in output, output
