@@ -46,7 +46,7 @@ from app.models.registry import register  # noqa: E402
 from bench.judge_bench import items  # noqa: E402
 from tests.e2e.services import free_port, make_stack, spawn, wait_ready  # noqa: E402
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = "redis://127.0.0.1:6379/10"
 URL = "/v1/judgments/pairwise"
 JUDGES = (DEFAULT_MODEL, "jury-bench-2", "jury-bench-3")
 TEMPLATES: dict[str, dict[str, Any]] = {
