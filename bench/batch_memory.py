@@ -10,7 +10,8 @@ in the environment pass through, e.g. `JUDGE_BATCH_TOKENS`) on a scratch databas
 pairwise job of ``--items`` items whose prompts are about ``--prompt-tokens`` tokens each (conservative
 swap: two rows per item), waits for it, and compares the worker's peak memory (VmHWM) with:
 
-- the model alone: the worker's resident memory before the job (weights, tokenizer, Python);
+- the model alone: the worker's resident memory after a one-item warm-up job (weights, tokenizer,
+  Python, and what a first forward pass leaves resident: kernels, thread pools, allocator arenas);
 - the batch token budget: the worker's logged budget (tokens) x the model's key/value bytes per token;
 - what the job would need in one batch without a budget: rows x (prompt + new tokens) x bytes per token.
 
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,6 +58,18 @@ def logged(path: Path, pattern: str, timeout: float = 60.0) -> re.Match[str]:
             return found
         time.sleep(0.5)
     raise SystemExit(f"{path} never logged {pattern!r}")
+
+
+def warm_up(client: Any) -> None:
+    """One short item, waited for: the model's first forward pass allocates what stays resident after
+    it (kernels, thread pools, allocator arenas), which is the model's cost, not the batch's."""
+    r = client.post(
+        "/v1/judgments/pairwise?wait=300",
+        json={"max_tokens": 4, "items": [{"question": "Hi?", "answer_a": "Hello.", "answer_b": "Hey."}]},
+        timeout=330,
+    )
+    if r.status_code not in (200, 202) or r.json()["status"] != "succeeded":
+        raise SystemExit(f"warm-up job did not succeed: {r.status_code} {r.text[:500]}")
 
 
 def main() -> None:
@@ -92,6 +106,8 @@ def main() -> None:
         limits = logged(worker_log, r"batches of at most (\d+) rows and (\d+) tokens")
         per_token = int(logged(worker_log, r"key/value memory at (\d+) bytes per token").group(1))
         budget_tokens = int(limits.group(2))
+        with service.client() as client:
+            warm_up(client)
         _, model_only = memory_mib(worker_pid)
         half = args.prompt_tokens // 2
         items = [
@@ -142,7 +158,7 @@ def main() -> None:
         f"job: {args.items} items ({rows} rows) submitted, prompts of {shortest}-{longest} tokens; "
         f"{judged} items judged in {elapsed:.0f} s ({job['status']})"
     )
-    print(f"model alone (worker resident before the job): {model_only:8.0f} MiB")
+    print(f"model alone (worker resident after a warm-up item): {model_only:8.0f} MiB")
     print(f"batch token budget: {budget_tokens} tokens x {per_token} B = {budget_mib:8.0f} MiB")
     print(f"one unbounded batch of this job would hold:     {unbounded:8.0f} MiB of keys/values")
     print(f"worker peak (VmHWM): {peak:.0f} MiB; resident after: {resident:.0f} MiB")
