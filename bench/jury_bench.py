@@ -27,6 +27,7 @@ Figures are what this machine measured; nothing here measures accuracy.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -95,11 +96,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5, help="samples per order of the self-consistent run")
     parser.add_argument("--redis-url", default=REDIS_URL, help="flushed first")
     parser.add_argument("--db-name", default="judge_jury", help="scratch database (dropped and re-created)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // len(JUDGES)),
+        help="each worker's JUDGE_TORCH_THREADS: the three share this host's cores (default: cores / 3, "
+        "at least 1), as an operator would set it for three workers on one CPU host",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     model_dir = pull_default_model(Settings().models_dir).parent
     stack = make_stack(args.db_name, args.redis_url, model_dir, Path(tempfile.mkdtemp(prefix="judge-jury-")))
+    stack.env["JUDGE_TORCH_THREADS"] = str(args.torch_threads)
     db = Database(Settings(database_url=stack.db_url).sqlalchemy_url)
     with db.unit_of_work() as session:
         for name in JUDGES[1:]:
@@ -143,7 +152,8 @@ def main() -> None:
     calls = 2 * args.items
     print(
         f"# {args.items} pairwise items, conservative swap, greedy, max_tokens={args.max_tokens}, cache off; "
-        f"judges: the default model under 3 names and templates, one worker each"
+        f"judges: the default model under 3 names and templates, one worker each "
+        f"({args.torch_threads} torch thread(s) each, {os.cpu_count()} cores)"
     )
     print("(a) throughput")
     print(f"  jury (3 judges, one job)       {jury_s:8.2f} s  {3 * calls / jury_s:6.2f} judge calls/s")

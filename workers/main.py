@@ -102,6 +102,16 @@ def load_own_engine(settings: Settings, db: Database, redis: Redis, model: str, 
     return engine
 
 
+def apply_torch_threads(settings: Settings) -> None:
+    """`JUDGE_TORCH_THREADS`, when set: the CPU threads this worker's torch computes on."""
+    if settings.torch_threads is None or settings.backend != "transformers":
+        return
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    log.info("torch computes on %d CPU thread(s) (JUDGE_TORCH_THREADS)", torch.get_num_threads())
+
+
 def run_worker(settings: Settings, model: str | None = None, burst: bool = False) -> None:
     """Serve ``model``'s queue until stopped (or, with ``burst``, until the queue is empty)."""
     if not settings.redis_url:
@@ -111,6 +121,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     redis = Redis.from_url(settings.redis_url)
     name = queue_name(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
+    apply_torch_threads(settings)
     engine = load_own_engine(settings, db, redis, model, worker_id)
     job_queue = JobQueue.from_settings(redis, settings)
     ctx = context.WorkerContext(

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     device: str = Field(default="auto", description="transformers device: auto, cpu, cuda, cuda:1 ...")
     dtype: str = Field(default="auto", description="auto, float32, bfloat16, float16")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads a worker's torch runs its operations on; unset: torch's default (one per "
+        "core). Where several model workers share one CPU host (a jury's judges), give each a share of the "
+        "cores: threads beyond the cores make every worker slower.",
+    )
     tensor_parallel_size: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(
         default=0.85,
