@@ -641,7 +641,7 @@ def main() -> None:
                 f"x{gen_rate / naive_rate['float32']:.1f} vs naive float32, "
                 f"x{gen_rate / naive_rate['bfloat16']:.1f} vs naive bfloat16; same outputs as the naive loop "
                 f"in {dtype} {same}/{len(sample)}; {tokens_out:.0f} new tokens on average; verdicts parsed "
-                f"{parsed}/{n_calls}; {gen_gflops:.0f} GFLOP/s = {100 * gen_gflops / peaks['bfloat16']:.0f}% "
+                f"{parsed}/{n_calls}; {gen_gflops:.1f} GFLOP/s = {100 * gen_gflops / peaks['bfloat16']:.0f}% "
                 f"of the bf16 peak, {100 * gen_gflops / peak:.0f}% of the {dtype} peak"
             )
 
@@ -656,7 +656,7 @@ def main() -> None:
                 print(
                     f"service, logprob mode:         {lp_rate:8.3f} judgments/s  "
                     f"x{lp_rate / naive_rate['float32']:.1f} vs naive float32, "
-                    f"x{lp_rate / naive_rate['bfloat16']:.1f} vs naive bfloat16; {lp_gflops:.0f} GFLOP/s = "
+                    f"x{lp_rate / naive_rate['bfloat16']:.1f} vs naive bfloat16; {lp_gflops:.1f} GFLOP/s = "
                     f"{100 * lp_gflops / peaks['bfloat16']:.0f}% of the bf16 peak, "
                     f"{100 * lp_gflops / peak:.0f}% of the {dtype} peak"
                 )
