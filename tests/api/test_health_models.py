@@ -61,6 +61,7 @@ def test_models_lists_the_default_model(client: TestClient) -> None:
         "iteration": None,
         "metrics": {},
         "default": True,
+        "dtype": None,
     }
 
 
