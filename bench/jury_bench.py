@@ -93,7 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--items", type=int, default=64, help="pairwise items (2 judge calls each per judge)")
     parser.add_argument("--max-tokens", type=int, default=32, help="most new tokens per judge call")
-    parser.add_argument("--samples", type=int, default=5, help="samples per order of the self-consistent run")
+    parser.add_argument(
+        "--samples", type=int, default=5, help="samples per order of the self-consistent run (0: no such run)"
+    )
     parser.add_argument("--redis-url", default=REDIS_URL, help="flushed first")
     parser.add_argument("--db-name", default="judge_jury", help="scratch database (dropped and re-created)")
     parser.add_argument(
@@ -137,14 +139,15 @@ def main() -> None:
                     judged(client, {**base, "model": one["model"], "template": one.get("template")})
                 )
             sequential_s = sum(s for s, _ in singles)
-            sampled_s, sampled = judged(
-                client, {**base, "model": JUDGES[0], "samples": args.samples, "temperature": 0.7, "seed": 7}
-            )
-            rates = {
-                "judge 1 alone (greedy)": consistency(client, singles[0][1]),
-                f"judge 1, samples: {args.samples} (t=0.7)": consistency(client, sampled),
-                "3-judge jury (majority)": consistency(client, jury),
-            }
+            rates = {"judge 1 alone (greedy)": consistency(client, singles[0][1])}
+            sampled_s = None
+            if args.samples:
+                sampled_s, sampled = judged(
+                    client,
+                    {**base, "model": JUDGES[0], "samples": args.samples, "temperature": 0.7, "seed": 7},
+                )
+                rates[f"judge 1, samples: {args.samples} (t=0.7)"] = consistency(client, sampled)
+            rates["3-judge jury (majority)"] = consistency(client, jury)
             agreement = client.get(f"/v1/jobs/{jury['id']}/summary", params={"rounds": 0}).json()["jury"]
     finally:
         stack.close()
@@ -163,7 +166,8 @@ def main() -> None:
         f"  three single jobs in a row     {sequential_s:8.2f} s  "
         f"{3 * calls / sequential_s:6.2f} judge calls/s"
     )
-    print(f"  samples: {args.samples} run (for (b))          {sampled_s:8.2f} s")
+    if sampled_s is not None:
+        print(f"  samples: {args.samples} run (for (b))          {sampled_s:8.2f} s")
     print("(b) consistency rate (items judged in both orders whose orders agreed)")
     for name, (rate, counted) in rates.items():
         shown = f"{rate:.3f}" if rate is not None else "n/a"
