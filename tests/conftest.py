@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,13 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.db import Database, _run_after_commit
 from app.core.migrate import downgrade, upgrade
+
+# A suite started in the background by a shell without job control (`cmd &` in a script) inherits SIGINT
+# ignored, and so would every process the tests start: the Ctrl-C tests (a `judge` command or `judge
+# serve` interrupted like a terminal would) need it delivered. A Python handler, unlike "ignored", is
+# not inherited across exec: the processes the tests start get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
