@@ -43,6 +43,8 @@ from workers.tasks import run_job
 if TYPE_CHECKING:
     from httpx2 import Response  # what TestClient answers with
 
+    from app.engine.base import Conversation
+
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "fuzz"
 # Requests the whole run must send at least (counted, and checked by the last test of this module).
@@ -156,6 +158,12 @@ def _created(response: Response) -> str:
     return str(response.json()["id"])
 
 
+def _verdict_or_rating(conv: Conversation) -> str:
+    """Grading prompts (their reply starts "Rating") get a rating, pairwise ones the first position: every
+    seeded item is judged (a job whose every item failed now ends failed)."""
+    return "7]]" if conv[-1]["content"].startswith("Rating") else first_position_judge(conv)
+
+
 def _seed(client: TestClient, state: AppState) -> Seeded:
     """A dataset, a template, judging jobs (one queued, two judged by a scripted worker), a queued
     prompt optimization and self-reward job, and a model trained for the tenant; valid bodies."""
@@ -171,7 +179,7 @@ def _seed(client: TestClient, state: AppState) -> Seeded:
     }
     assert client.post("/v1/templates", json=template).status_code == 201
 
-    install_scripted_worker(state.settings, state.db, state.queue, first_position_judge, "fuzz-worker")
+    install_scripted_worker(state.settings, state.db, state.queue, _verdict_or_rating, "fuzz-worker")
     judged = _created(client.post("/v1/judgments/pairwise", json={"items": [pair, pair]}))
     graded = _created(client.post("/v1/judgments/single", json={"items": [single]}))
     run_job(judged)
