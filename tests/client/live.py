@@ -87,6 +87,22 @@ class LiveService:
     # Cleared: delivered jobs wait (stay queued) until it is set again.
     running: threading.Event = field(default_factory=threading.Event)
 
+    def release_when(self, seen: Callable[[], bool], then: float = 0.0, limit: float = 30.0) -> None:
+        """Sets `running` `then` seconds after `seen()` first holds (at most `limit` s from now).
+
+        Tied to what the client did, not to a timer: on a loaded machine a request can take longer
+        than any fixed delay, and the job would then end before the client got to the step under test.
+        """
+
+        def release() -> None:
+            deadline = time.monotonic() + limit
+            while not seen() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(then)
+            self.running.set()
+
+        threading.Thread(target=release, daemon=True).start()
+
     def new_key(self, scopes: list[str], tenant: str | None = None) -> str:
         with self.state.db.unit_of_work() as session:
             _, token = create_key(session, tenant or self.tenant, scopes, "live test")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 
 import httpx
@@ -69,8 +68,8 @@ async def test_wait_follows_the_event_stream(service: LiveService) -> None:
     async with AsyncJudge(service.url, service.key, http=http) as judge:
         service.running.clear()
         job = await judge.submit_batch([{"question": "q", "answer": "a b c"}] * 3, "single")
-        threading.Timer(0.5, service.running.set).start()
         sent.clear()
+        service.release_when(lambda: any(r.url.path.endswith("/events") for r in sent), then=0.5)
         seen: list[str] = []
         ended = await judge.wait(job, poll=0.05, on_update=lambda j: seen.append(j.status))
     await http.aclose()
@@ -92,7 +91,7 @@ async def test_wait_polls_where_the_event_stream_is_unavailable(service: LiveSer
     async with AsyncJudge(service.url, service.key, http=http) as judge:
         service.running.clear()
         job = await judge.submit_batch([{"question": "q", "answer": "a"}], "single")
-        threading.Timer(0.4, service.running.set).start()
+        service.release_when(lambda: len(polls) >= 3)
         ended = await judge.wait(job, poll=0.05, timeout=30, on_update=lambda j: polls.append(j.status))
     await http.aclose()
     await inner.aclose()

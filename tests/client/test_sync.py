@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,7 +108,7 @@ def test_pairwise_polls_when_the_server_wait_runs_out(
 ) -> None:
     monkeypatch.setattr(service.state.settings, "max_wait_seconds", 0.2)
     service.running.clear()
-    threading.Timer(0.6, service.running.set).start()
+    service.release_when(lambda: any(r.method == "GET" for r in sent))
     result = judge.pairwise("Q?", "a", "bb", id="late", poll=0.05)
     assert (result.id, result.verdict) == ("late", "B")
     post, *gets = sent
@@ -193,8 +192,8 @@ def test_wait_follows_the_event_stream_instead_of_polling(
     service.running.clear()
     job = judge.submit_batch(PAIRS * 2)
     seen: list[tuple[str, int]] = []
-    threading.Timer(0.5, service.running.set).start()
     sent.clear()
+    service.release_when(lambda: bool(_events_requests(sent)), then=0.5)
     ended = judge.wait(job, poll=0.05, on_update=lambda j: seen.append((j.status, j.progress.done)))
     assert (ended.status, ended.progress.done) == ("succeeded", 6)
     # One stream, then one read of the ended job: no polling (at poll=0.05, 0.5 s queued would be ~10 GETs).
@@ -232,8 +231,8 @@ def test_wait_polls_where_the_event_stream_is_unavailable(
     with Judge(service.url, service.key, http=http, retries=0) as judge:
         service.running.clear()
         job = judge.submit_batch(PAIRS)
-        threading.Timer(0.4, service.running.set).start()
         sent.clear()
+        service.release_when(lambda: len([r for r in sent if r.url.path == f"/v1/jobs/{job.id}"]) >= 3)
         assert judge.wait(job, poll=0.05, timeout=30).status == "succeeded"
     http.close()
     assert len(_events_requests(sent)) == 1
@@ -252,8 +251,8 @@ def test_wait_polls_when_the_event_stream_drops(
     monkeypatch.setattr(event_stream, "follow", cut_short)
     service.running.clear()
     job = judge.submit_batch(PAIRS)
-    threading.Timer(0.4, service.running.set).start()
     sent.clear()
+    service.release_when(lambda: len([r for r in sent if r.url.path == f"/v1/jobs/{job.id}"]) >= 3)
     assert judge.wait(job, poll=0.05, timeout=30).status == "succeeded"
     assert len(_events_requests(sent)) == 1
     assert len([r for r in sent if r.url.path == f"/v1/jobs/{job.id}"]) >= 3
