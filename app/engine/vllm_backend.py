@@ -38,6 +38,7 @@ from app.engine.base import (
 )
 from app.engine.chat import label_distribution, label_token_ids, render_with_tokenizer
 from app.engine.event_loop import LoopThread
+from app.engine.precision import Precision
 from app.engine.vllm_errors import engine_error, is_engine_dead, needs_v2_runner
 from app.engine.vllm_requests import (
     MAX_LOGPROB_TOKEN_IDS,
@@ -261,6 +262,20 @@ class VLLMEngine:
         config = getattr(llm, "model_config", None)
         value = getattr(config, "max_model_len", None)
         return int(value) if isinstance(value, int) else None
+
+    @property
+    def precision(self) -> Precision | None:
+        """The dtype vLLM resolved for the model (``model_config.dtype``; with ``auto``, the
+        checkpoint's own, or for a float32 checkpoint the platform's first supported dtype: bfloat16
+        on GPUs that have it), None before it started."""
+        config = getattr(self._llm, "model_config", None)
+        dtype = getattr(config, "dtype", None)
+        if dtype is None:
+            return None
+        name = str(dtype).removeprefix("torch.")
+        requested = self._args.get("dtype", "auto")
+        why = f"JUDGE_DTYPE={requested}" if requested != "auto" else "auto: vLLM's choice for this checkpoint"
+        return Precision(name, why)
 
     def count_tokens(self, conversation: Conversation) -> int:
         """The prompt's length in tokens, chat template included (what vLLM is sent)."""

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import torch
+
 
 class VLLMError(Exception):
     pass
@@ -82,7 +84,12 @@ class FakeAsyncLLM:
 
     def __init__(self, args: FakeEngineArgs) -> None:
         self.args = args.kwargs
-        self.model_config = SimpleNamespace(max_model_len=args.kwargs.get("max_model_len", 2048))
+        # vLLM resolves "auto" from the checkpoint (a float32 one: the GPU's first supported dtype).
+        dtype = args.kwargs.get("dtype", "auto")
+        self.model_config = SimpleNamespace(
+            max_model_len=args.kwargs.get("max_model_len", 2048),
+            dtype=getattr(torch, "bfloat16" if dtype == "auto" else dtype),
+        )
         self.requests: list[tuple[list[int], FakeSamplingParams, str, int]] = []
         self.calls: list[str] = []
         self.aborted: set[str] = set()

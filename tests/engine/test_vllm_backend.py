@@ -18,6 +18,7 @@ from app.core.config import Settings
 from app.engine import vllm_memory
 from app.engine.base import Conversation, Engine, EngineError, NotServing, SamplingParams, SelfBatchingEngine
 from app.engine.factory import build_engine, vllm_memory_share
+from app.engine.precision import Precision, precision_of
 from app.engine.vllm_backend import VLLMEngine
 from tests.engine import fake_vllm
 from tests.engine.fake_vllm import FakeAsyncLLM, fake_logprob
@@ -100,6 +101,20 @@ def test_starts_asyncllm_with_prefix_caching_and_priorities(
     engine.close()
     with pytest.raises(EngineError, match="closed"):
         engine.generate([user("hi")], SamplingParams())
+
+
+def test_reports_the_dtype_vllm_resolved(fake: Any, default_model_path: Path) -> None:
+    """GET /v1/models and the worker's log show what vLLM serves in (model_config.dtype)."""
+    auto = VLLMEngine(default_model_path, "smol", gpu_memory_utilization=0.2, on_fatal=fatal.append)
+    named = VLLMEngine(
+        default_model_path, "smol2", gpu_memory_utilization=0.2, dtype="float16", on_fatal=fatal.append
+    )
+    try:
+        assert precision_of(auto) == Precision("bfloat16", "auto: vLLM's choice for this checkpoint")
+        assert precision_of(named) == Precision("float16", "JUDGE_DTYPE=float16")
+    finally:
+        auto.close()
+        named.close()
 
 
 def test_a_second_engine_that_does_not_fit_is_refused(engine: VLLMEngine, default_model_path: Path) -> None:
