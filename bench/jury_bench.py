@@ -6,16 +6,18 @@ Run from the repository root with Postgres and Redis up (see bench/README.md):
     TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/jury_bench.py [--items 64] [--max-tokens 32] [--samples 5]
 
-It starts the real `judge serve` and one `judge worker` per judge on a scratch database
-(``judge_jury``) and a flushed Redis database. The judges are the default model registered under three
-names, each with its own template (the built-in `pairwise` and two registered wordings), so the
-three disagree where the wording matters; each name has its own queue and worker, as three different
-models would. Every job judges the same N MT-Bench-like pairwise items (judge_bench's) with
-conservative swap and `cache: "off"` (every call reaches an engine):
+It starts the real `judge serve` and one `judge worker` on a scratch database (``judge_jury``) and a
+flushed Redis database. The judges are the default model registered under three names for the same
+folder, each with its own template (the built-in `pairwise` and two registered wordings), so the
+three disagree where the wording matters. Names registered for the same weights share the engine
+that holds them (one queue, one worker, their calls in the same batches), as an operator running
+three templates of one model would want: the weights are loaded once. Every job judges the same N
+MT-Bench-like pairwise items (judge_bench's) with conservative swap and `cache: "off"` (every call
+reaches an engine):
 
   (a) throughput: the jury job (`judges`: all three, `?wait=`), then the three single-judge jobs one
       after another (each `?wait=`): the jury must not take longer than the three in a row
-      (2N calls per judge either way; the jury's three workers run at once);
+      (2N calls per judge either way; the jury's calls of the three judges share batches);
   (b) consistency rate (the summary's: items judged in both orders whose orders agreed; a jury's item
       is consistent when the jury's majority over every judge's first order equals its majority over
       their swapped order): judge 1 alone (greedy), judge 1 with `samples: k` (temperature 0.7, each
@@ -101,16 +103,16 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads",
         type=int,
-        default=max(1, (os.cpu_count() or 1) // len(JUDGES)),
-        help="each worker's JUDGE_TORCH_THREADS: the three share this host's cores (default: cores / 3, "
-        "at least 1), as an operator would set it for three workers on one CPU host",
+        default=None,
+        help="the worker's JUDGE_TORCH_THREADS (default: torch's own, every core)",
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     model_dir = pull_default_model(Settings().models_dir).parent
     stack = make_stack(args.db_name, args.redis_url, model_dir, Path(tempfile.mkdtemp(prefix="judge-jury-")))
-    stack.env["JUDGE_TORCH_THREADS"] = str(args.torch_threads)
+    if args.torch_threads is not None:
+        stack.env["JUDGE_TORCH_THREADS"] = str(args.torch_threads)
     db = Database(Settings(database_url=stack.db_url).sqlalchemy_url)
     with db.unit_of_work() as session:
         for name in JUDGES[1:]:
@@ -119,15 +121,15 @@ def main() -> None:
     base = {"swap": "conservative", "max_tokens": args.max_tokens, "cache": "off", "items": items(args.items)}
     try:
         service = stack.serve(free_port())
-        for n, name in enumerate(JUDGES):
-            stack.procs.append(spawn(["worker", "--model", name], stack.env, stack.logs / f"worker-{n}.log"))
+        # One worker: the other two names have the default model's weights, served by its engine.
+        stack.procs.append(spawn(["worker", "--model", JUDGES[0]], stack.env, stack.logs / "worker.log"))
         wait_ready(service)
         with service.client() as client:
             for template in TEMPLATES.values():
                 client.post("/v1/templates", json=template).raise_for_status()
             judges = [JUDGES[0]] + [{"model": m, "template": TEMPLATES[m]["name"]} for m in JUDGES[1:]]
             warm = {**base, "items": base["items"][:1], "max_tokens": 1}
-            for judge in judges:  # every worker's first batch, not timed
+            for judge in judges:  # the worker's first batches, not timed
                 one = judge if isinstance(judge, dict) else {"model": judge}
                 judged(client, {**warm, "model": one["model"], "template": one.get("template")})
 
@@ -155,8 +157,8 @@ def main() -> None:
     calls = 2 * args.items
     print(
         f"# {args.items} pairwise items, conservative swap, greedy, max_tokens={args.max_tokens}, cache off; "
-        f"judges: the default model under 3 names and templates, one worker each "
-        f"({args.torch_threads} torch thread(s) each, {os.cpu_count()} cores)"
+        f"judges: the default model under 3 names and templates, served by one worker's engine "
+        f"({args.torch_threads or 'default'} torch thread(s), {os.cpu_count()} cores)"
     )
     print("(a) throughput")
     print(f"  jury (3 judges, one job)       {jury_s:8.2f} s  {3 * calls / jury_s:6.2f} judge calls/s")

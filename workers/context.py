@@ -44,6 +44,8 @@ class WorkerContext:
     # and the root of a model's lineage.
     family_path: Callable[[str], Path] | None = None
     family_of: Callable[[str], str | None] | None = None
+    # The model whose engine serves a model's weights (names registered for the same folder share one).
+    weights_owner: Callable[[str], str] | None = None
     # Set when the worker is asked to stop (SIGTERM): running work finishes its current batch or step
     # and hands its jobs back to the queue.
     shutdown: threading.Event = field(default_factory=threading.Event)
@@ -68,6 +70,7 @@ class WorkerContext:
             self.family_path,
             self.family_of,
             LoadReports(self.queue.redis, self.queue_name, self.worker_id),
+            self.weights_owner,
         )
         limits = Limits(
             rows=self.settings.batch_size,

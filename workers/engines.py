@@ -26,7 +26,9 @@ class EnginePool:
     """``main`` serves ``model`` (and, by swapping its weights in place, models trained from it when no
     separate engine can be loaded). Other models get engines of their own, loaded on demand, at most
     ``max_extra`` at once (least recently used closed first). A load on demand that fails is told to
-    ``reports`` (the API then refuses that model's jobs, saying why), one that succeeds clears it."""
+    ``reports`` (the API then refuses that model's jobs, saying why), one that succeeds clears it.
+    ``weights_owner`` names the model whose engine serves a model's weights (another name registered
+    for the same folder is served by that model's engine: see :meth:`serving_name`)."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class EnginePool:
         family_path: Callable[[str], Path] | None = None,
         family_of: Callable[[str], str | None] | None = None,
         reports: LoadReports | None = None,
+        weights_owner: Callable[[str], str] | None = None,
     ) -> None:
         self.main = main
         self.model = model
@@ -45,9 +48,26 @@ class EnginePool:
         self.family_path = family_path
         self.family_of = family_of
         self.reports = reports
+        self.weights_owner = weights_owner
+        self._owners: dict[str, str] = {}
         self.extra: OrderedDict[str, Engine] = OrderedDict()
         # Whose weights ``main`` holds now: ``model``, or a descendant it swapped to.
         self.loaded_model = model
+
+    def serving_name(self, model: str) -> str:
+        """The name ``model``'s requests are batched and served under: the model registered first for
+        its weights (remembered: a registered model keeps its folder), else ``model``."""
+        if self.weights_owner is None or model == self.model:
+            return model
+        found = self._owners.get(model)
+        if found is None:
+            try:
+                found = self.weights_owner(model)
+            except Exception:  # noqa: BLE001 - the registry unreachable: serve it under its own name
+                log.warning("could not look up whose weights %r are", model, exc_info=True)
+                return model
+            self._owners[model] = found
+        return found
 
     def peek(self, model: str) -> Engine | None:
         """The engine holding ``model``'s weights now, without loading anything."""

@@ -119,6 +119,11 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     model = model or settings.default_model
     db = Database(settings.sqlalchemy_url)
     redis = Redis.from_url(settings.redis_url)
+    owner = registry.weights_owner(db, model)
+    if owner != model:
+        # Its jobs go to that model's queue (app/models/service.py): this worker serves it there.
+        log.info("model %s has the weights of %s: serving %s's queue", model, owner, owner)
+        model = owner
     name = queue_name(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{model}"
     apply_torch_threads(settings)
@@ -135,6 +140,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
         load_engine=lambda other: build_engine(settings, other, resolve_model_path(settings, db, other)),
         family_path=lambda other: registry.ensure_local_model(settings, db, other),
         family_of=lambda other: registry.lineage_root(db, other),
+        weights_owner=lambda other: registry.weights_owner(db, other),
     )
     context.install(ctx)
     lease = LeaseKeeper(db, worker_id, settings.job_lease_seconds).__enter__()

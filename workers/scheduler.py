@@ -191,6 +191,8 @@ class InferenceScheduler:
     ) -> list[Future[Any]]:
         futures: list[Future[Any]] = []
         now = time.monotonic()
+        # Names registered for the same weights share their engine, and their requests share batches.
+        model = self.engines.serving_name(model)
         sized = [(prompt, self._size(model, prompt, new_tokens)) for prompt in prompts]
         with self._cond:
             for prompt, (tokens, problem) in sized:

@@ -97,7 +97,16 @@ def _data_dir_copy(settings: Settings, name: str) -> Path | None:
 
 
 def lineage_root(db: Database, name: str) -> str | None:
-    """The name of the model at the top of ``name``'s lineage; None when ``name`` is not registered."""
+    """The name of the model whose queue serves ``name`` (its lineage's root, or the model registered
+    first for the root's weights: ``repository.serving_root``); None when ``name`` is not registered."""
     with db.unit_of_work() as session:
         record = repository.get_by_name(session, name)
-        return repository.root(session, record).name if record is not None else None
+        return repository.serving_root(session, record).name if record is not None else None
+
+
+def weights_owner(db: Database, name: str) -> str:
+    """The name of the model whose engine serves ``name``'s weights (``repository.weights_owner``;
+    ``name`` itself when it is not registered)."""
+    with db.unit_of_work() as session:
+        record = repository.get_by_name(session, name)
+        return repository.weights_owner(session, record).name if record is not None else name

@@ -68,6 +68,33 @@ def root(session: Session, record: ModelRecord) -> ModelRecord:
     return chain[-1] if chain else record
 
 
+def weights_owner(session: Session, record: ModelRecord) -> ModelRecord:
+    """The model whose engine serves ``record``'s weights: the first registered of the operator's
+    models (no parent) with the same backend and the same folder (``record`` itself when it is the
+    first, or has no folder of its own, or was trained). Names registered for the same folder (one per
+    template, say) share one engine and one queue: the weights are loaded once and their calls batch
+    together."""
+    if record.parent_id is not None or record.artifact_path is None or record.backend == "openai":
+        return record
+    first = session.scalars(
+        select(ModelRecord)
+        .where(
+            ModelRecord.backend == record.backend,
+            ModelRecord.artifact_path == record.artifact_path,
+            ModelRecord.parent_id.is_(None),
+        )
+        .order_by(ModelRecord.created_at, ModelRecord.name)
+        .limit(1)
+    ).one_or_none()
+    return first if first is not None else record
+
+
+def serving_root(session: Session, record: ModelRecord) -> ModelRecord:
+    """The model whose queue serves ``record``'s jobs: its lineage's root (whose workers load a trained
+    descendant's weights when asked), or the root's :func:`weights_owner`."""
+    return weights_owner(session, root(session, record))
+
+
 def register_trained(
     session: Session,
     *,

@@ -19,7 +19,8 @@ from app.models.serving import served_dtypes
 @dataclass(frozen=True)
 class Serving:
     """A model and the queue its jobs go to: the queue of the model at the top of its lineage, whose
-    workers load a trained descendant's weights when a job asks for it."""
+    workers load a trained descendant's weights when a job asks for it (and serve the other names
+    registered for the same weights with the same engine: ``repository.serving_root``)."""
 
     record: ModelRecord
     queue: str
@@ -47,7 +48,7 @@ def serving(session: Session, ref: str, field: str, tenant: str | None = None) -
             or "none"
         )
         raise InvalidInput(f"unknown model '{ref}' (registered models: {known})", field)
-    return Serving(record, queue_name(repository.root(session, record).name))
+    return Serving(record, queue_name(repository.serving_root(session, record).name))
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,11 @@ def _visible(record: ModelRecord, tenant: str) -> bool:
     return record.owner is None or record.owner == tenant
 
 
-def _out(record: ModelRecord, default_model: str, dtypes: Mapping[str, str]) -> ModelOut:
+def _out(session: Session, record: ModelRecord, default_model: str, dtypes: Mapping[str, str]) -> ModelOut:
+    dtype = dtypes.get(record.name)
+    if dtype is None and record.parent_id is None:
+        # Another name for weights a worker holds is served in that engine's dtype.
+        dtype = dtypes.get(repository.weights_owner(session, record).name)
     return ModelOut(
         id=record.id,
         name=record.name,
@@ -109,7 +114,7 @@ def _out(record: ModelRecord, default_model: str, dtypes: Mapping[str, str]) -> 
         iteration=record.iteration,
         metrics=record.metrics,
         default=record.name == default_model,
-        dtype=dtypes.get(record.name),
+        dtype=dtype,
         created_at=record.created_at,
     )
 
@@ -122,7 +127,7 @@ def list_models(session: Session, redis: Redis, default_model: str, tenant: str)
     """The models ``tenant`` may use, each with the dtype its workers reported serving it in."""
     dtypes = served_dtypes(redis)
     visible = [m for m in repository.list_models(session) if _visible(m, tenant)]
-    return ModelList(models=[_out(m, default_model, dtypes) for m in visible])
+    return ModelList(models=[_out(session, m, default_model, dtypes) for m in visible])
 
 
 def model_detail(
@@ -134,7 +139,7 @@ def model_detail(
     if record is None or not _visible(record, tenant):
         raise NotFound(f"no model {ref!r}")
     return ModelDetail(
-        **_out(record, default_model, served_dtypes(redis)).model_dump(),
+        **_out(session, record, default_model, served_dtypes(redis)).model_dump(),
         artifact_path=record.artifact_path if operator else None,
         lineage=[_ref(m) for m in repository.ancestors(session, record)],
         children=[_ref(m) for m in repository.children(session, record) if _visible(m, tenant)],

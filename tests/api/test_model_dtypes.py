@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from redis import Redis
 
+from app.core.state import AppState
 from app.engine.precision import Precision
 from app.jobs.queue import queue_name
+from app.models import repository as models_repo
 from app.models.availability import LoadReports
 from tests.api.helpers import DEFAULT_MODEL
 
@@ -37,3 +41,18 @@ def test_the_dtype_a_worker_loaded_the_model_in_is_listed_and_the_latest_load_wi
     # A load whose engine does not say (a remote backend) changes nothing.
     LoadReports(redis, queue, "host-c:1").loaded(DEFAULT_MODEL)
     assert dtypes(client) == {DEFAULT_MODEL: "float32"}
+
+
+def test_another_name_for_loaded_weights_shows_their_dtype(
+    client: TestClient, redis: Redis, state: AppState, tmp_path: Path
+) -> None:
+    """A name registered for the default model's folder is served by its engine, in its dtype."""
+    with state.db.unit_of_work() as session:
+        models_repo.upsert(session, DEFAULT_MODEL, "transformers", str(tmp_path))
+        models_repo.upsert(session, "smol-terse", "transformers", str(tmp_path))
+        models_repo.upsert(session, "other-judge", "transformers", str(tmp_path / "other"))
+    LoadReports(redis, queue_name(DEFAULT_MODEL), "host-a:1").loaded(
+        DEFAULT_MODEL, Precision("bfloat16", "auto")
+    )
+    assert dtypes(client) == {DEFAULT_MODEL: "bfloat16", "smol-terse": "bfloat16", "other-judge": None}
+    assert client.get("/v1/models/smol-terse").json()["dtype"] == "bfloat16"

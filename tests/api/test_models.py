@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -171,6 +172,33 @@ def test_a_trained_model_by_name_is_judged_on_its_root_models_queue(
     assert response.status_code == 202, response.text
     assert response.json()["model"] == "smol-sr-1"
     assert _queued(redis, DEFAULT_QUEUE) == [f"{response.json()['id']}_0"]
+
+
+def test_names_registered_for_the_same_weights_are_judged_on_one_queue(
+    client: TestClient, redis: Redis, state: AppState, tmp_path: Path
+) -> None:
+    """A second name for the default model's folder (its own template, say, for a jury) goes to the
+    default model's queue, whose workers serve it with the engine they hold; another folder has its
+    own queue."""
+    folder, other = tmp_path / "smol", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    with state.db.unit_of_work() as session:
+        models_repo.upsert(session, DEFAULT_MODEL, "transformers", str(folder))
+        models_repo.upsert(session, "smol-terse", "transformers", str(folder))
+        models_repo.upsert(session, "other-judge", "transformers", str(other))
+        terse = models_repo.get_by_name(session, "smol-terse")
+        assert terse is not None
+        assert models_repo.weights_owner(session, terse).name == DEFAULT_MODEL
+    jobs = {}
+    for model in ("smol-terse", "other-judge"):
+        response = client.post(PAIRWISE, json={"items": [PAIR], "model": model})
+        assert response.status_code == 202, response.text
+        assert response.json()["model"] == model
+        jobs[model] = response.json()["id"]
+    assert _queued(redis, DEFAULT_QUEUE) == [f"{jobs['smol-terse']}_0"]
+    assert _queued(redis, "judge.smol-terse") == []
+    assert _queued(redis, "judge.other-judge") == [f"{jobs['other-judge']}_0"]
 
 
 @pytest.mark.parametrize("by", ["name", "id"])

@@ -1,7 +1,7 @@
-"""A jury end to end: `judge serve`, and one `judge worker` per judge model — the real default model
-under its own name and under a second name (with another template), and an OpenAI-compatible judge
-served on loopback by a tiny fake server — judging one job together. The same stack grades an item
-carrying its own rubric with the real model."""
+"""A jury end to end: `judge serve`, and a `judge worker` per judge's weights — the real default model
+under its own name and under a second name (with another template; one engine serves both), and an
+OpenAI-compatible judge served on loopback by a tiny fake server — judging one job together. The
+same stack grades an item carrying its own rubric with the real model."""
 
 from __future__ import annotations
 
@@ -84,15 +84,15 @@ def jury_service(
     )
     db = Database(Settings(database_url=stack.db_url).sqlalchemy_url)
     with db.unit_of_work() as session:
-        # The default model's folder under a second name: its own queue and worker.
+        # The default model's folder under a second name: no worker of its own, the default model's
+        # worker serves it with the engine it holds (same weights, same queue, shared batches).
         register(session, Settings(), SECOND, model_cache / DEFAULT_MODEL)
     db.dispose()
     service = stack.serve(free_port())
     stack.worker()
-    stack.procs.append(spawn(["worker", "--model", SECOND], stack.env, stack.logs / "second.log"))
     remote_env = {**stack.env, "JUDGE_BACKEND": "openai", "JUDGE_OPENAI_BASE_URL": remote}
     stack.procs.append(spawn(["worker", "--model", REMOTE], remote_env, stack.logs / "remote.log"))
-    service.logs.extend(stack.logs / f"{name}.log" for name in ("worker", "second", "remote"))
+    service.logs.extend(stack.logs / f"{name}.log" for name in ("worker", "remote"))
     try:
         wait_ready(service)
         yield service

@@ -271,3 +271,33 @@ def test_serving_work_is_a_clients_or_a_judging_jobs_request_not_a_long_jobs() -
     assert scheduler.has_serving_work()
     scheduler.results(background + judging)
     assert not scheduler.has_serving_work()
+
+
+def test_names_for_the_same_weights_share_batches() -> None:
+    """Requests for a second name of the engine's weights (a jury's judge with its own template) run
+    on the engine that holds them, in the same batches as the first name's."""
+    engine = SteppingEngine()
+    owners = {"stepper-terse": "stepper", "stepper-strict": "stepper"}
+    looked_up: list[str] = []
+
+    def owner(model: str) -> str:
+        looked_up.append(model)
+        return owners.get(model, model)
+
+    pool = EnginePool(engine, "stepper", 0, weights_owner=owner)
+    scheduler = InferenceScheduler(pool, Limits(rows=8, tokens=10_000, aging_s=30))
+    futures = [
+        future
+        for model, text in [
+            ("stepper", "a"),
+            ("stepper-terse", "b"),
+            ("stepper-strict", "c"),
+            ("stepper-terse", "d"),
+        ]
+        for future in scheduler.submit_generate(
+            model, [prompt(text)], GREEDY, priority=Priority.BATCH, tenant="t"
+        )
+    ]
+    assert [g.text for g in scheduler.results(futures)] == ["A", "B", "C", "D"]
+    assert engine.batches == [["a", "b", "c", "d"]]
+    assert looked_up == ["stepper-terse", "stepper-strict"]  # once per name
