@@ -37,6 +37,36 @@ _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "
 
 # A shared prefix shorter than this is not worth an extra forward pass and a cache copy.
 _MIN_SHARED_PREFIX = 16
+# A run of prompts sharing a prefix decodes as its own sub-batch only with at least this many rows
+# (fewer: they join the rest, whose decode steps they share).
+_MIN_GROUP_ROWS = 8
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    limit = min(len(a), len(b))
+    return next((i for i in range(limit) if a[i] != b[i]), limit)
+
+
+def prefix_groups(
+    sequences: Sequence[Sequence[int]], min_shared: int = _MIN_SHARED_PREFIX, min_rows: int = _MIN_GROUP_ROWS
+) -> list[list[int]]:
+    """Indices of ``sequences`` split into groups that share a prefix of at least ``min_shared``
+    tokens (one template's instructions), each of at least ``min_rows``; the rest, if any, is one
+    group more. One group (everything) when nothing splits: a prefix shared by every sequence is the
+    batch's own. Groups come in the order of their first sequence."""
+    if len(sequences) < 2 * min_rows:
+        return [list(range(len(sequences)))]
+    order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))  # prefix-sharing runs adjacent
+    runs: list[list[int]] = [[order[0]]]
+    for prev, cur in zip(order, order[1:], strict=False):
+        if _common_length(sequences[prev], sequences[cur]) >= min_shared:
+            runs[-1].append(cur)
+        else:
+            runs.append([cur])
+    kept = [sorted(run) for run in runs if len(run) >= min_rows]
+    rest = sorted(i for run in runs if len(run) < min_rows for i in run)
+    groups = kept + ([rest] if rest else [])
+    return sorted(groups, key=lambda g: g[0]) if len(groups) > 1 else [list(range(len(sequences)))]
 
 
 class TransformersEngine:
@@ -456,10 +486,14 @@ class TransformersEngine:
                 )
 
     def _length_sorted_batches(self, sequences: list[list[int]]) -> Iterator[list[int]]:
-        """Indices of ``sequences`` in batches of similar length, to keep padding small."""
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        for start in range(0, len(order), self._batch_size):
-            yield order[start : start + self._batch_size]
+        """Indices of ``sequences`` in batches of similar length, to keep padding small; with prefix
+        caching, first split by shared prefix (:func:`prefix_groups`), so that a batch of several
+        templates' prompts computes each template's instructions once instead of none at all."""
+        groups = prefix_groups(sequences) if self._prefix_cache else [list(range(len(sequences)))]
+        for group in groups:
+            order = sorted(group, key=lambda i: len(sequences[i]))
+            for start in range(0, len(order), self._batch_size):
+                yield order[start : start + self._batch_size]
 
     def _pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask, left-padded (for transformers' own generate/forward)."""

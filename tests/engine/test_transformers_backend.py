@@ -254,6 +254,23 @@ def test_prefix_cached_generation_equals_uncached_and_one_by_one(
     assert [g.stop_string for g in stopped] == [g.stop_string for g in hf.generate(SHARED, stopping)]
 
 
+def test_a_batch_of_two_templates_computes_each_templates_prefix_once(
+    wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two wordings' prompts interleaved in one call (a jury of one model's names): two sub-batches,
+    each with its own shared prefix, where one batch would share only the chat template's opening."""
+    terse = "Pick the better answer to the question. Reply with the letter of the better answer only."
+    questions = [(f"What is {n} + {n}?", str(2 * n), str(2 * n + 1)) for n in range(8)]
+    first = [judged(*q) for q in questions]
+    second = [[{"role": "system", "content": terse}, *judged(*q)[1:]] for q in questions]
+    mixed = [p for pair in zip(first, second, strict=True) for p in pair]
+    computed = prefix_lengths(wide, monkeypatch)
+    sampling = SamplingParams(max_tokens=4)
+    got = wide.generate(mixed, sampling)
+    assert len(computed) == 2 and min(computed) >= 16, computed
+    assert outcomes(got) == outcomes(plain.generate(mixed, sampling))
+
+
 @pytest.mark.parametrize("labels", [["A", "B"], ["A", "B", "10"]], ids=["one-token", "multi-token"])
 def test_prefix_cached_label_probabilities_equal_uncached(
     wide: TransformersEngine,
