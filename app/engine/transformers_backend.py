@@ -398,7 +398,7 @@ class TransformersEngine:
         # The longest prefix common to all sequences is the one common to the lexicographic extremes.
         low, high = min(sequences), max(sequences)
         limit = min(len(s) for s in sequences) - keep
-        shared = next((i for i in range(limit) if low[i] != high[i]), max(limit, 0))
+        shared = min(_common_length(low, high), max(limit, 0))
         return shared if shared >= _MIN_SHARED_PREFIX else 0
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
