@@ -30,7 +30,7 @@ from app.commands.options import (
 )
 from app.commands.progress import STDERR, JobBar, items_progress
 from judge_client import BadRequest, ItemResult, Job, Judge
-from judge_client.types import Kind, Swap, VerdictMode
+from judge_client.types import Aggregate, Kind, Swap, VerdictMode
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,26 @@ def summary_text(summary: dict[str, Any]) -> str:
     return text + f"\nresults: {summary['output']}"
 
 
+def juror(spec: str) -> str | dict[str, Any]:
+    """A ``--judge`` value: ``MODEL``, or ``MODEL,template=NAME[@VERSION],weight=W`` (either key)."""
+    model, *pairs = [part.strip() for part in spec.split(",")]
+    if not model or "=" in model:
+        raise typer.BadParameter(f"{spec!r}: give the judge's model first (MODEL[,template=NAME][,weight=W])")
+    judge: dict[str, Any] = {"model": model}
+    for pair in pairs:
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or key not in ("template", "weight") or not value or key in judge:
+            raise typer.BadParameter(f"{spec!r}: after the model, give template=NAME or weight=W, once each")
+        if key == "weight":
+            try:
+                judge["weight"] = float(value)
+            except ValueError:
+                raise typer.BadParameter(f"{spec!r}: weight must be a number, not {value!r}") from None
+        else:
+            judge["template"] = value
+    return judge if len(judge) > 1 else model
+
+
 def _options(
     kind: Kind,
     model: str | None,
@@ -137,6 +157,8 @@ def _options(
     seed: int | None,
     scale: tuple[float | None, float | None],
     samples: int | None = None,
+    judges: list[str] | None = None,
+    aggregate: Aggregate | None = None,
 ) -> dict[str, Any]:
     if (scale[0] is None) != (scale[1] is None):
         raise typer.BadParameter("give both --scale-min and --scale-max, or neither")
@@ -144,6 +166,8 @@ def _options(
         raise typer.BadParameter("--scale-min/--scale-max apply to --kind single only")
     if kind == "single" and swap is not None:
         raise typer.BadParameter("--swap applies to --kind pairwise only")
+    if aggregate is not None and not judges:
+        raise typer.BadParameter("--aggregate applies to a jury (--judge, given twice or more)")
     options: dict[str, Any] = {
         "model": model,
         "template": template,
@@ -156,6 +180,8 @@ def _options(
         "seed": seed,
         "scale": scale if scale[0] is not None else None,
         "samples": samples,
+        "judges": [juror(spec) for spec in judges] if judges else None,
+        "aggregate": aggregate,
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -191,6 +217,15 @@ def batch(
         help="Self-consistency: judge each order this many times (with --temperature above 0); each "
         "result then carries its `votes` (or `score_std`) and `agreement`.",
     ),
+    judges: list[str] | None = typer.Option(
+        None,
+        "--judge",
+        help="A jury: give --judge once per judge (2-7), as MODEL or MODEL,template=NAME,weight=W; each "
+        "result then carries every judge's own verdict, the `votes` and the judges' `agreement`.",
+    ),
+    aggregate: Aggregate | None = typer.Option(
+        None, help="How a jury's verdicts combine: majority, mean or weighted (service default by kind)."
+    ),
     scale_min: float | None = typer.Option(None, help="Grading scale (single), with --scale-max."),
     scale_max: float | None = typer.Option(None),
     metadata: list[str] | None = typer.Option(None, help=METADATA_HELP),
@@ -221,6 +256,8 @@ def batch(
         seed,
         (scale_min, scale_max),
         samples,
+        judges,
+        aggregate,
     )
     if metadata:
         options["metadata"] = labels(metadata)

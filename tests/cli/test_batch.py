@@ -10,8 +10,10 @@ from typing import Any
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
+from app.models import repository as models_repo
 from tests.client.live import LiveService, free_port, scripted_judge
-from tests.workers.conftest import user_text
+from tests.workers.conftest import ScriptedEngine, user_text
+from workers import context
 
 PAIRS: list[dict[str, Any]] = [
     {"id": "p0", "question": "What is 2+2?", "answer_a": "It is four.", "answer_b": "5"},
@@ -246,3 +248,50 @@ def test_self_consistency_samples_show_each_items_votes_and_agreement(
     assert f"agreement {mean:.0f}% on average, {split} item(s) split" in result.stderr
     [job] = json.loads(_run(runner, service, "jobs", "list", "--json").stdout)["jobs"]
     assert job["params"]["samples"] == 3
+
+
+def test_a_jury_of_two_judges_with_weights_and_templates(
+    runner: CliRunner, service: LiveService, tmp_path: Path
+) -> None:
+    """``--judge`` twice: one jury job; each result carries both judges' verdicts and their votes."""
+    with service.state.db.unit_of_work() as session:
+        models_repo.upsert(session, "judge-b", "transformers", None)
+    pool = context.current().engines
+    pool.load_engine = lambda model: ScriptedEngine(scripted_judge)
+    pool.max_extra = 1
+    default = service.state.settings.default_model
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:2])
+    result = _batch(
+        runner,
+        service,
+        str(items),
+        "--judge",
+        default,
+        "--judge",
+        "judge-b, weight=2",
+        "--aggregate",
+        "weighted",
+    )
+    assert result.exit_code == 0, result.output
+    rows = _lines(result.stdout)
+    assert [r["verdict"] for r in rows] == ["A", "B"]
+    for row in rows:
+        assert [(j["model"], j["weight"]) for j in row["judges"]] == [(default, 1.0), ("judge-b", 2.0)]
+        assert row["agreement"] == 1.0
+    [job] = json.loads(_run(runner, service, "jobs", "list", "--json").stdout)["jobs"]
+    assert job["params"]["jury"]["aggregate"] == "weighted"
+    assert "agreement 100% on average, 0 item(s) split" in result.stderr
+
+
+def test_bad_judge_specs_are_usage_errors(runner: CliRunner, service: LiveService, tmp_path: Path) -> None:
+    items = _jsonl(tmp_path / "pairs.jsonl", PAIRS[:1])
+    for spec, said in [
+        ("weight=2", "give the judge's model first"),
+        ("judge-b,colour=red", "template=NAME or weight=W"),
+        ("judge-b,weight=heavy", "weight must be a number"),
+    ]:
+        result = _batch(runner, service, str(items), "--judge", "smol", "--judge", spec)
+        assert result.exit_code == 2, result.output
+        assert said in plain(result.stderr)
+    result = _batch(runner, service, str(items), "--aggregate", "mean")
+    assert result.exit_code == 2 and "--aggregate applies to a jury" in plain(result.stderr)

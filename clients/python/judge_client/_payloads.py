@@ -9,7 +9,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import ValidationError
 
 from judge_client.errors import InvalidArgument
-from judge_client.types import Kind, PairwiseItem, SingleItem, Swap, VerdictMode, VerdictParser
+from judge_client.types import Aggregate, Kind, PairwiseItem, SingleItem, Swap, VerdictMode, VerdictParser
 
 
 class JudgeOptions(TypedDict, total=False):
@@ -25,7 +25,7 @@ class JudgeOptions(TypedDict, total=False):
     samples: int  # judgments per order, pooled (self-consistency; needs a temperature above 0)
     # A jury instead of `model`: 2-7 judge model names, or {"model", "weight", "template"} each.
     judges: Sequence[str | Mapping[str, Any]]
-    aggregate: Literal["majority", "mean", "weighted"]  # how a jury's verdicts combine
+    aggregate: Aggregate  # how a jury's verdicts combine
     cache: Literal["use", "refresh", "off"]  # the verdict cache; default use (greedy), off (sampled)
     verdict_mode: VerdictMode
     parser: VerdictParser  # how generated verdicts are read: strict or fastchat

@@ -17,6 +17,7 @@ Kind = Literal["pairwise", "single"]
 Swap = Literal["conservative", "random", "none"]
 VerdictMode = Literal["generate", "logprobs"]
 VerdictParser = Literal["strict", "fastchat"]
+Aggregate = Literal["majority", "mean", "weighted"]  # how a jury's verdicts combine
 Verdict = Literal["A", "B", "tie"]
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
