@@ -8,6 +8,9 @@ every row and grow each layer's cache by concatenation at every step. Here:
   layer; an attention function registered with transformers (:func:`install`) attends each row's
   queries to that copy and to the row's own keys in one softmax, without materialising the prefix
   per row;
+- a batch may hold several prefixes (several templates' prompts, a jury's judges): each runs once,
+  their keys/values sit side by side, and each row sees only its own prefix's columns, so the rows of
+  every template decode in the same steps instead of one sub-batch per template;
 - each row's own tokens (its part of the prompt, then what it generates) live in a key/value store
   allocated once per batch for its prompt and every token it may generate (what the scheduler's token
   budget counts), written in place; rows that finish are compacted in place, never copied;
@@ -66,6 +69,9 @@ class _Pass:
     first: torch.Tensor  # [rows] column of each row's first own token
     queries_at: int
     keys_at: int
+    # [rows, 1, 1, P]: True at the prefix columns a row may not see (another prefix's); None: every
+    # row sees every prefix column (one prefix, shared by all).
+    hidden: torch.Tensor | None = None
     _blocked: dict[tuple[int, int, int], torch.Tensor] = field(default_factory=dict)
 
     def blocked(self, start: int, stop: int, keys: int) -> torch.Tensor:
@@ -141,6 +147,7 @@ def _attention(
             value,
             active.blocked(start, min(start + block, queries), keys),
             prefix,
+            active.hidden,
             scale,
         )
         for start in range(0, queries, block)
@@ -156,10 +163,12 @@ def _attend(
     value: torch.Tensor,
     blocked: torch.Tensor,
     prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    hidden: torch.Tensor | None,
     scale: float,
 ) -> torch.Tensor:
     """Attention of ``query`` [rows, heads, queries, dim] over [shared prefix] + [the row's own keys];
-    ``blocked`` [rows, 1, 1, queries, own keys] marks what a query may not see. Returns [rows, heads,
+    ``blocked`` [rows, 1, 1, queries, own keys] marks what a query may not see, ``hidden`` [rows, 1, 1,
+    prefix columns] the prefix columns it may not see (None: all visible). Returns [rows, heads,
     queries, dim]."""
     rows, heads, queries, dim = query.shape
     kv_heads = key.shape[1]
@@ -177,6 +186,8 @@ def _attend(
         flat = q.transpose(0, 1).reshape(kv_heads, rows * groups * queries, dim)
         scores = torch.bmm(flat, prefix_keys.transpose(1, 2)).mul_(scale)
         scores = scores.view(kv_heads, rows, groups * queries, shared).transpose(0, 1)
+        if hidden is not None:
+            scores.masked_fill_(hidden, torch.finfo(scores.dtype).min)
         probs = _softmax(torch.cat([scores, own], dim=-1))
         out = torch.matmul(probs[..., shared:], value)
         to_prefix = probs[..., :shared].transpose(0, 1).reshape(kv_heads, rows * groups * queries, shared)
@@ -284,6 +295,28 @@ class _RowStore:
 
 
 @dataclass(frozen=True)
+class _Prefixes:
+    """The prefixes of a batch's rows, each computed once.
+
+    ``kv``: per layer, the keys/values of every distinct prefix side by side ``[kv_heads, P, dim]``
+    (None: no row has one); ``lengths`` [rows]: each row's prefix length (where its own positions
+    start); ``owner`` [rows] and ``columns`` [P]: which prefix a row reads and which prefix each column
+    holds (-1 for a row without one), None when one prefix is every row's."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]] | None
+    lengths: torch.Tensor
+    owner: torch.Tensor | None = None
+    columns: torch.Tensor | None = None
+
+    def hidden(self, rows: torch.Tensor | slice) -> torch.Tensor | None:
+        """For the rows ``rows`` (original indices or a slice of them): ``[rows, 1, 1, P]``, True at the
+        prefix columns the row may not see; None when every row sees every column."""
+        if self.owner is None or self.columns is None:
+            return None
+        return (self.columns[None, :] != self.owner[rows][:, None])[:, None, None, :]
+
+
+@dataclass(frozen=True)
 class Decoded:
     """One row's generated tokens, and how many there were when a stop string showed (if one did)."""
 
@@ -302,37 +335,64 @@ class Decoder:
     # -- prompts ---------------------------------------------------------------------------------
 
     def prefix_kv(self, prefix: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """The shared prefix's keys/values per layer, batch dimension dropped; None without one."""
+        """The prefix's keys/values per layer, batch dimension dropped; None without one."""
         if not prefix:
             return None
         ids = torch.tensor([list(prefix)], dtype=torch.long, device=self._model.device)
         cache = self._model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
         return [(layer.keys[0], layer.values[0]) for layer in cache.layers]
 
+    def _prefixes(self, sequences: Sequence[Sequence[int]], shared: Sequence[int]) -> _Prefixes:
+        """Row ``r``'s first ``shared[r]`` tokens are its prefix (0: none); rows whose prefixes are the
+        same tokens share one, computed once."""
+        device = self._model.device
+        lengths = torch.tensor(list(shared), dtype=torch.long, device=device)
+        distinct: dict[tuple[int, ...], int] = {}
+        owner = [
+            distinct.setdefault(tuple(seq[:n]), len(distinct)) if n > 0 else -1
+            for seq, n in zip(sequences, shared, strict=True)
+        ]
+        if not distinct:
+            return _Prefixes(None, lengths)
+        computed = [self.prefix_kv(prefix) for prefix in distinct]
+        if len(computed) == 1 and -1 not in owner:
+            return _Prefixes(computed[0], lengths)
+        layers = len(computed[0] or [])
+        kv = [
+            (
+                torch.cat([c[layer][0] for c in computed if c is not None], dim=1),
+                torch.cat([c[layer][1] for c in computed if c is not None], dim=1),
+            )
+            for layer in range(layers)
+        ]
+        columns = torch.tensor(
+            [k for k, prefix in enumerate(distinct) for _ in prefix], dtype=torch.long, device=device
+        )
+        return _Prefixes(kv, lengths, torch.tensor(owner, dtype=torch.long, device=device), columns)
+
     def tail_logprobs(
         self,
         sequences: Sequence[Sequence[int]],
-        shared: int,
+        shared: Sequence[int],
         keep: int,
         between: Callable[[], object] | None = None,
     ) -> torch.Tensor:
         """Next-token log-probs ``[rows, keep, vocab]`` at each sequence's last ``keep`` positions;
-        the first ``shared`` tokens are the same in every sequence. ``between`` runs between prefill
-        chunks."""
-        prefix = self.prefix_kv(sequences[0][:shared])
-        suffixes = [list(s[shared:]) for s in sequences]
+        row ``r``'s first ``shared[r]`` tokens are its prefix, computed once for every row with the
+        same one. ``between`` runs between prefill chunks."""
+        prefixes = self._prefixes(sequences, shared)
+        suffixes = [list(s[n:]) for s, n in zip(sequences, shared, strict=True)]
         width = max(len(s) for s in suffixes)
         store = _RowStore(self._model, len(sequences), width, zeroed=width)
         weight = self._model.get_output_embeddings().weight
         head = weight.float() if weight.dtype != torch.float32 else None
-        logits = self._prefill(store, prefix, shared, suffixes, keep, between, head)
+        logits = self._prefill(store, prefixes, suffixes, keep, between, head)
         return torch.log_softmax(logits.float(), dim=-1)
 
     def _prefill(
         self,
         store: _RowStore,
-        prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,
-        shared: int,
+        prefixes: _Prefixes,
         suffixes: list[list[int]],
         keep: int,
         between: Callable[[], object] | None = None,
@@ -362,7 +422,9 @@ class Decoder:
             start = end - width
             columns = torch.arange(start, end, device=device)
             # Padding columns take the position of the row's first token; they are never attended to.
-            positions = (shared + columns[None, :] - first[:, None]).clamp(min=shared)
+            offset = prefixes.lengths[rows][:, None]
+            positions = torch.maximum(offset + columns[None, :] - first[:, None], offset)
+            hidden = prefixes.hidden(rows)
             for low, high in self._pieces(start, end, len(chunk), keep):
                 if passes and between is not None:
                     between()
@@ -371,7 +433,7 @@ class Decoder:
                 logits = self._forward(
                     ids[:, low - start : high - start],
                     positions[:, low - start : high - start],
-                    _Pass(prefix, first, queries_at=low, keys_at=start),
+                    _Pass(prefixes.kv, first, queries_at=low, keys_at=start, hidden=hidden),
                     store,
                     keep if high == end else 1,
                     head if high == end else None,
@@ -432,7 +494,7 @@ class Decoder:
     def generate(
         self,
         sequences: Sequence[Sequence[int]],
-        shared: int,
+        shared: Sequence[int],
         max_new_tokens: int,
         pick: Callable[[torch.Tensor], torch.Tensor],
         stop_ids: set[int],
@@ -442,13 +504,15 @@ class Decoder:
     ) -> list[Decoded]:
         """Decode every sequence until an id in ``stop_ids`` (kept), ``stopped(tokens)`` says a stop
         string showed, or ``max_new_tokens``. ``pick`` turns ``[rows, vocab]`` logits into the next
-        token ids. Sequences should be of similar length (padding costs compute).
+        token ids. Row ``r``'s first ``shared[r]`` tokens are its prefix, computed once for every row
+        with the same one. Sequences should have own parts (after their prefix) of similar length
+        (padding costs compute).
 
         ``between`` runs between prefill chunks and decode steps and returns the rows (indices into
         ``sequences``) to stop now: they leave the batch with what they have. ``row_done`` hears of
         each row that finished (not of rows stopped that way) as soon as it finishes."""
-        prefix = self.prefix_kv(sequences[0][:shared])
-        suffixes = [list(s[shared:]) for s in sequences]
+        prefixes = self._prefixes(sequences, shared)
+        suffixes = [list(s[n:]) for s, n in zip(sequences, shared, strict=True)]
         end = max(len(s) for s in suffixes)
         # Room for every token a row may generate, allocated once: the scheduler's token budget counts
         # prompt + max new tokens, and a store grown by copying would hold two copies at once.
@@ -459,13 +523,14 @@ class Decoder:
             if between is not None:
                 dropped.update(between())
 
-        first = self._prefill(store, prefix, shared, suffixes, keep=1, between=pause)[:, -1]
+        first = self._prefill(store, prefixes, suffixes, keep=1, between=pause)[:, -1]
         device = self._model.device
         lengths = torch.tensor([len(s) for s in suffixes], device=device)
         tokens: list[list[int]] = [[] for _ in sequences]
         stopped_at: list[int | None] = [None] * len(sequences)
         rows = torch.arange(len(sequences), device=device)  # original index of each row still decoding
-        positions = shared + lengths  # next position of each row
+        positions = prefixes.lengths + lengths  # next position of each row
+        hidden = prefixes.hidden(rows)
         stop_tensor = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
         picked = pick(first)
 
@@ -498,12 +563,13 @@ class Decoder:
             if len(keep) < len(new):
                 kept = torch.tensor(store.keep_rows(keep, used=column), device=device)
                 rows, picked, positions = rows[kept], picked[kept], positions[kept]
+                hidden = prefixes.hidden(rows)
             # A row's own tokens: its right-aligned prompt, then all it generates. Skip the columns
             # that are padding for every remaining row.
             first = end - lengths[rows]
             first_real = int(first.min())
             store.window(slice(0, len(keep)), write_at=column, read_from=first_real)
-            active = _Pass(prefix, first, queries_at=column, keys_at=first_real)
+            active = _Pass(prefixes.kv, first, queries_at=column, keys_at=first_real, hidden=hidden)
             logits = self._forward(picked[:, None], positions[:, None], active, store, keep=1)
             picked = pick(logits[:, -1])
             positions = positions + 1

@@ -37,8 +37,9 @@ _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "
 
 # A shared prefix shorter than this is not worth an extra forward pass and a cache copy.
 _MIN_SHARED_PREFIX = 16
-# A run of prompts sharing a prefix decodes as its own sub-batch only with at least this many rows
-# (fewer: they join the rest, whose decode steps they share).
+# A run of prompts sharing a prefix gets a prefix of its own only with at least this many rows (fewer:
+# they join the rest): every row of a batch scores against every prefix's columns (masked where not
+# its own), so a prefix pays off only when it saves the prefill of several rows.
 _MIN_GROUP_ROWS = 8
 
 
@@ -69,6 +70,31 @@ def prefix_groups(
     return sorted(groups, key=lambda g: g[0]) if len(groups) > 1 else [list(range(len(sequences)))]
 
 
+def shared_prefixes(
+    sequences: Sequence[Sequence[int]],
+    keep: int,
+    min_shared: int = _MIN_SHARED_PREFIX,
+    min_rows: int = _MIN_GROUP_ROWS,
+) -> list[int]:
+    """Each sequence's prefix length when they decode as one batch: the tokens its group
+    (:func:`prefix_groups`) shares, leaving each sequence at least ``keep`` of its own; 0 where that is
+    under ``min_shared`` tokens (not worth a forward pass of its own) or the group is one sequence."""
+    lengths = [0] * len(sequences)
+    if len(sequences) < 2:
+        return lengths
+    for group in prefix_groups(sequences, min_shared, min_rows):
+        if len(group) < 2:
+            continue
+        members = [list(sequences[i]) for i in group]
+        # The longest prefix common to a group is the one common to its lexicographic extremes.
+        limit = min(len(s) for s in members) - keep
+        shared = min(_common_length(min(members), max(members)), max(limit, 0))
+        if shared >= min_shared:
+            for i in group:
+                lengths[i] = shared
+    return lengths
+
+
 class TransformersEngine:
     """A causal LM loaded once with transformers; batched, order-preserving generation and scoring.
 
@@ -77,8 +103,10 @@ class TransformersEngine:
     float16 on a GPU: see :mod:`app.engine.precision`) or a torch dtype name. ``batch_size`` bounds
     the sequences decoded together (prompts are grouped by length). On models whose layers all
     attend to the whole context, batches run through :mod:`app.engine.decoding`: with
-    ``prefix_cache`` the longest token prefix that all prompts of a batch share (a judge template's
-    system prompt, say) is computed once per batch and its keys/values kept once for every row.
+    ``prefix_cache`` the longest token prefix that the prompts of a batch share (a judge template's
+    system prompt, say) is computed once per batch and its keys/values kept once for every row; a
+    batch of several templates' prompts computes each template's prefix once and decodes them all
+    together (:func:`shared_prefixes`).
     Other models use transformers' ``generate()``.
     """
 
@@ -254,7 +282,7 @@ class TransformersEngine:
             stop = _StopCheck(self._tokenizer, sampling.stop)
             self._decoder.generate(
                 sequences,
-                shared=self._shared_prefix_len(sequences, keep=1),
+                shared=self._shared_prefixes(sequences, keep=1),
                 max_new_tokens=sampling.max_tokens,
                 pick=_picker(sampling),
                 stop_ids=self._stop_ids,
@@ -378,7 +406,7 @@ class TransformersEngine:
         """
         if self._decoder is not None:
             return self._decoder.tail_logprobs(
-                sequences, self._shared_prefix_len(sequences, keep), keep, between
+                sequences, self._shared_prefixes(sequences, keep), keep, between
             )
         ids, mask = self._pad(sequences)
         # Positions count real tokens only, as generate() does, so padding never shifts them.
@@ -390,16 +418,12 @@ class TransformersEngine:
 
     # -- shared prefixes -----------------------------------------------------------------------
 
-    def _shared_prefix_len(self, sequences: list[list[int]], keep: int) -> int:
-        """How many leading tokens every sequence shares, leaving each at least ``keep`` of its own;
-        0 when prefix caching is off or the shared part is too short to pay off."""
-        if not self._prefix_cache or len(sequences) < 2:
-            return 0
-        # The longest prefix common to all sequences is the one common to the lexicographic extremes.
-        low, high = min(sequences), max(sequences)
-        limit = min(len(s) for s in sequences) - keep
-        shared = min(_common_length(low, high), max(limit, 0))
-        return shared if shared >= _MIN_SHARED_PREFIX else 0
+    def _shared_prefixes(self, sequences: list[list[int]], keep: int) -> list[int]:
+        """Each sequence's prefix length in its batch (:func:`shared_prefixes`); all 0 when prefix
+        caching is off."""
+        if not self._prefix_cache:
+            return [0] * len(sequences)
+        return shared_prefixes(sequences, keep)
 
     def _label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
         return label_token_ids(self._tokenizer, labels)
@@ -486,14 +510,20 @@ class TransformersEngine:
                 )
 
     def _length_sorted_batches(self, sequences: list[list[int]]) -> Iterator[list[int]]:
-        """Indices of ``sequences`` in batches of similar length, to keep padding small; with prefix
-        caching, first split by shared prefix (:func:`prefix_groups`), so that a batch of several
-        templates' prompts computes each template's instructions once instead of none at all."""
-        groups = prefix_groups(sequences) if self._prefix_cache else [list(range(len(sequences)))]
-        for group in groups:
-            order = sorted(group, key=lambda i: len(sequences[i]))
-            for start in range(0, len(order), self._batch_size):
-                yield order[start : start + self._batch_size]
+        """Indices of ``sequences`` in batches of at most ``batch_size``, in order of the length that
+        each sequence computes itself, to keep padding small: with prefix caching, what follows its
+        template's prefix (:func:`shared_prefixes`), and more than a batch's worth go by prefix group
+        first, so that each batch holds few prefixes, each with many rows."""
+        if not self._prefix_cache:
+            order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        else:
+            own = [len(s) - n for s, n in zip(sequences, shared_prefixes(sequences, keep=1), strict=True)]
+            groups = [list(range(len(sequences)))]
+            if len(sequences) > self._batch_size:
+                groups = prefix_groups(sequences)
+            order = [i for group in groups for i in sorted(group, key=lambda i: own[i])]
+        for start in range(0, len(order), self._batch_size):
+            yield order[start : start + self._batch_size]
 
     def _pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask, left-padded (for transformers' own generate/forward)."""

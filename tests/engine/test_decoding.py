@@ -60,7 +60,7 @@ def greedy(
     decoder: Decoder, engine: TransformersEngine, prompts: list[list[int]], **kwargs: Any
 ) -> list[Any]:
     with torch.inference_mode():
-        shared = engine._shared_prefix_len(prompts, keep=1)
+        shared = engine._shared_prefixes(prompts, keep=1)
         return decoder.generate(
             prompts,
             shared=shared,
@@ -109,7 +109,7 @@ def test_chunked_prefill_equals_one_chunk(wide: TransformersEngine, prompts: lis
     tiny = greedy(Decoder(wide._model, wide._pad_id, prefill_tokens=1), wide, prompts, max_new_tokens=6)
     assert [r.tokens for r in tiny] == [r.tokens for r in whole]
     with torch.inference_mode():
-        shared = wide._shared_prefix_len(prompts, keep=2)
+        shared = wide._shared_prefixes(prompts, keep=2)
         one = Decoder(wide._model, wide._pad_id).tail_logprobs(prompts, shared, keep=2)
         chunked = Decoder(wide._model, wide._pad_id, prefill_tokens=64)
         many = chunked.tail_logprobs(prompts, shared, keep=2)
@@ -121,11 +121,11 @@ def test_a_row_longer_than_the_prefill_budget_goes_in_preemptible_pieces(
 ) -> None:
     longest = max(prompts, key=len)
     with torch.inference_mode():
-        one = Decoder(wide._model, wide._pad_id).tail_logprobs([longest], 0, keep=3)
+        one = Decoder(wide._model, wide._pad_id).tail_logprobs([longest], [0], keep=3)
         pauses: list[int] = []
         budget = len(longest) // 4
         pieces = Decoder(wide._model, wide._pad_id, prefill_tokens=budget)
-        many = pieces.tail_logprobs([longest], 0, keep=3, between=lambda: pauses.append(1))
+        many = pieces.tail_logprobs([longest], [0], keep=3, between=lambda: pauses.append(1))
     assert torch.allclose(one, many, atol=1e-4)
     # A preemption point between every two pieces of the one row, not only between rows.
     assert len(pauses) == -(-len(longest) // budget) - 1 >= 3
@@ -139,7 +139,7 @@ def test_long_prompts_attend_in_query_blocks_with_the_same_result(
 ) -> None:
     whole = greedy(Decoder(wide._model, wide._pad_id), wide, prompts, max_new_tokens=6)
     with torch.inference_mode():
-        shared = wide._shared_prefix_len(prompts, keep=2)
+        shared = wide._shared_prefixes(prompts, keep=2)
         one = Decoder(wide._model, wide._pad_id).tail_logprobs(prompts, shared, keep=2)
     monkeypatch.setattr(decoding, "_QUERY_BLOCK", 5)  # every prompt's queries in several blocks
     blocked = greedy(Decoder(wide._model, wide._pad_id), wide, prompts, max_new_tokens=6)
@@ -154,12 +154,61 @@ def test_without_a_shared_prefix(wide: TransformersEngine, prompts: list[list[in
     with torch.inference_mode():
         rows = decoder.generate(
             prompts[:3],
-            shared=0,
+            shared=[0, 0, 0],
             max_new_tokens=8,
             pick=lambda logits: logits.argmax(dim=-1),
             stop_ids=wide._stop_ids,
         )
     assert [r.tokens for r in rows] == [reference(wide, p, 8) for p in prompts[:3]]
+
+
+def test_rows_of_several_prefixes_decode_together_as_one_by_one(
+    wide: TransformersEngine, prompts: list[list[int]]
+) -> None:
+    """Two templates' prompts and one of none in one batch, each row reading only its own prefix's
+    keys, rows leaving at different steps (compaction keeps each row's prefix): what transformers
+    gives each prompt alone."""
+    terse = [
+        wide._encode(
+            [
+                {"role": "system", "content": "Pick the better answer; reply [[A]] or [[B]] only."},
+                {"role": "user", "content": f"Q: {q}\nA: {a}\nB: {b}"},
+            ]
+        )
+        for q, a, b in QUESTIONS[:3]
+    ]
+    plain = wide._encode([{"role": "user", "content": "Name three colours."}])
+    batch = [prompts[0], terse[0], prompts[1], plain, terse[1], prompts[2], terse[2]]
+    # Each template's prefix: what its first two prompts share (their questions differ).
+    first = next(i for i, (x, y) in enumerate(zip(prompts[0], prompts[1], strict=False)) if x != y)
+    second = next(i for i, (x, y) in enumerate(zip(terse[0], terse[1], strict=False)) if x != y)
+    assert first > 16 and second > 16 and first != second
+    shared = [first, second, first, 0, second, first, second]
+    decoder = Decoder(wide._model, wide._pad_id)
+    computed: list[int] = []
+    compute = decoder.prefix_kv
+
+    def recording(prefix: list[int]) -> Any:
+        computed.append(len(prefix))
+        return compute(prefix)
+
+    decoder.prefix_kv = recording  # type: ignore[method-assign]
+    with torch.inference_mode():
+        rows = decoder.generate(
+            batch,
+            shared=shared,
+            max_new_tokens=30,
+            pick=lambda logits: logits.argmax(dim=-1),
+            stop_ids=wide._stop_ids,
+        )
+    assert sorted(computed) == sorted([first, second])
+    expected = [reference(wide, p, 30) for p in batch]
+    assert [r.tokens for r in rows] == expected
+    assert len({len(t) for t in expected}) > 1, "some rows should end before others"
+    with torch.inference_mode():
+        scored = decoder.tail_logprobs(batch, shared, keep=2)
+        alone = torch.cat([decoder.tail_logprobs([p], [0], keep=2) for p in batch])
+    assert torch.allclose(scored, alone, atol=1e-4)
 
 
 def test_a_stop_check_ends_only_its_row(wide: TransformersEngine, prompts: list[list[int]]) -> None:

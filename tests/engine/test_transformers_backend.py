@@ -219,15 +219,18 @@ def test_shared_prefix_is_capped_and_skipped_when_short(
     wide: TransformersEngine, plain: TransformersEngine
 ) -> None:
     shared = [wide._encode(p) for p in SHARED]
-    common = wide._shared_prefix_len(shared, keep=1)
+    lengths = wide._shared_prefixes(shared, keep=1)
+    common = lengths[0]
+    assert lengths == [common] * len(shared)
     assert 16 <= common < min(len(s) for s in shared)
     assert all(s[:common] == shared[0][:common] for s in shared)
     assert shared[0][common] != shared[1][common]
     # Identical prompts keep their last tokens (``keep``) to run past the cache.
-    assert wide._shared_prefix_len([shared[0], shared[0]], keep=1) == len(shared[0]) - 1
-    assert wide._shared_prefix_len([shared[0], shared[0]], keep=3) == len(shared[0]) - 3
-    assert wide._shared_prefix_len([wide._encode(p) for p in UNSHARED], keep=1) == 0
-    assert plain._shared_prefix_len(shared, keep=1) == 0
+    assert wide._shared_prefixes([shared[0], shared[0]], keep=1) == [len(shared[0]) - 1] * 2
+    assert wide._shared_prefixes([shared[0], shared[0]], keep=3) == [len(shared[0]) - 3] * 2
+    unshared = [wide._encode(p) for p in UNSHARED]
+    assert wide._shared_prefixes(unshared, keep=1) == [0] * len(unshared)
+    assert plain._shared_prefixes(shared, keep=1) == [0] * len(shared)
 
 
 def test_prefix_cached_generation_equals_uncached_and_one_by_one(
@@ -257,18 +260,40 @@ def test_prefix_cached_generation_equals_uncached_and_one_by_one(
 def test_a_batch_of_two_templates_computes_each_templates_prefix_once(
     wide: TransformersEngine, plain: TransformersEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two wordings' prompts interleaved in one call (a jury of one model's names): two sub-batches,
-    each with its own shared prefix, where one batch would share only the chat template's opening."""
+    """Two wordings' prompts interleaved in one call (a jury of one model's names): one batch whose
+    rows each read their own template's prefix (computed once each), where a single shared prefix
+    would be only the chat template's opening; a few prompts of no template join it without one."""
     terse = "Pick the better answer to the question. Reply with the letter of the better answer only."
     questions = [(f"What is {n} + {n}?", str(2 * n), str(2 * n + 1)) for n in range(8)]
     first = [judged(*q) for q in questions]
     second = [[{"role": "system", "content": terse}, *judged(*q)[1:]] for q in questions]
-    mixed = [p for pair in zip(first, second, strict=True) for p in pair]
+    mixed = [p for pair in zip(first, second, strict=True) for p in pair] + UNSHARED[:2]
     computed = prefix_lengths(wide, monkeypatch)
+    decoder = wide._decoder
+    assert decoder is not None
+    batches: list[list[int]] = []
+    run = decoder.generate
+
+    def recording(sequences: Any, shared: list[int], **kwargs: Any) -> Any:
+        batches.append(list(shared))
+        return run(sequences, shared, **kwargs)
+
+    monkeypatch.setattr(decoder, "generate", recording)
+    monkeypatch.setattr(wide, "_batch_size", 32)  # room for every row in one batch
     sampling = SamplingParams(max_tokens=4)
     got = wide.generate(mixed, sampling)
     assert len(computed) == 2 and min(computed) >= 16, computed
+    assert len(batches) == 1 and sorted(set(batches[0])) == sorted({0, *computed}), batches
+    assert batches[0].count(0) == 2  # the two prompts of no template
     assert outcomes(got) == outcomes(plain.generate(mixed, sampling))
+    prefixes = sorted(computed)
+    for labels in (["A", "B"], ["A", "B", "10"]):
+        computed.clear()
+        scored = wide.label_logprobs(mixed, labels)
+        # (Three labels: 54 prompt + label rows, two batches; each computes the prefixes it holds.)
+        assert sorted(set(computed)) == sorted(set(prefixes)), computed
+        for got_one, want in zip(scored, plain.label_logprobs(mixed, labels), strict=True):
+            assert got_one.probs == pytest.approx(want.probs, abs=1e-4)
 
 
 @pytest.mark.parametrize("labels", [["A", "B"], ["A", "B", "10"]], ids=["one-token", "multi-token"])
