@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -68,13 +69,31 @@ def root(session: Session, record: ModelRecord) -> ModelRecord:
     return chain[-1] if chain else record
 
 
+def _shares_weights(record: ModelRecord) -> bool:
+    """Whether ``record`` may share an engine with other names: an operator's model with a folder."""
+    return record.parent_id is None and record.artifact_path is not None and record.backend != "openai"
+
+
+def weights_owners(records: Sequence[ModelRecord]) -> dict[str, str]:
+    """:func:`weights_owner`'s name for each of ``records``, from the records alone (pass the whole
+    registry): one query for a list of models, not one per model."""
+    first: dict[tuple[str, str | None], str] = {}
+    for record in sorted(records, key=lambda r: (r.created_at, r.name)):
+        if _shares_weights(record):
+            first.setdefault((record.backend, record.artifact_path), record.name)
+    return {
+        r.name: first.get((r.backend, r.artifact_path), r.name) if _shares_weights(r) else r.name
+        for r in records
+    }
+
+
 def weights_owner(session: Session, record: ModelRecord) -> ModelRecord:
     """The model whose engine serves ``record``'s weights: the first registered of the operator's
     models (no parent) with the same backend and the same folder (``record`` itself when it is the
     first, or has no folder of its own, or was trained). Names registered for the same folder (one per
     template, say) share one engine and one queue: the weights are loaded once and their calls batch
     together."""
-    if record.parent_id is not None or record.artifact_path is None or record.backend == "openai":
+    if not _shares_weights(record):
         return record
     first = session.scalars(
         select(ModelRecord)

@@ -100,11 +100,9 @@ def _visible(record: ModelRecord, tenant: str) -> bool:
     return record.owner is None or record.owner == tenant
 
 
-def _out(session: Session, record: ModelRecord, default_model: str, dtypes: Mapping[str, str]) -> ModelOut:
-    dtype = dtypes.get(record.name)
-    if dtype is None and record.parent_id is None:
-        # Another name for weights a worker holds is served in that engine's dtype.
-        dtype = dtypes.get(repository.weights_owner(session, record).name)
+def _out(record: ModelRecord, default_model: str, dtypes: Mapping[str, str], owner: str) -> ModelOut:
+    """``owner``: the name whose engine serves the record's weights (another name for weights a worker
+    holds is served in that engine's dtype)."""
     return ModelOut(
         id=record.id,
         name=record.name,
@@ -114,7 +112,7 @@ def _out(session: Session, record: ModelRecord, default_model: str, dtypes: Mapp
         iteration=record.iteration,
         metrics=record.metrics,
         default=record.name == default_model,
-        dtype=dtype,
+        dtype=dtypes.get(record.name) or dtypes.get(owner),
         created_at=record.created_at,
     )
 
@@ -126,8 +124,10 @@ def _ref(record: ModelRecord) -> ModelRef:
 def list_models(session: Session, redis: Redis, default_model: str, tenant: str) -> ModelList:
     """The models ``tenant`` may use, each with the dtype its workers reported serving it in."""
     dtypes = served_dtypes(redis)
-    visible = [m for m in repository.list_models(session) if _visible(m, tenant)]
-    return ModelList(models=[_out(session, m, default_model, dtypes) for m in visible])
+    registry = repository.list_models(session)
+    owners = repository.weights_owners(registry)
+    visible = [m for m in registry if _visible(m, tenant)]
+    return ModelList(models=[_out(m, default_model, dtypes, owners[m.name]) for m in visible])
 
 
 def model_detail(
@@ -139,7 +139,9 @@ def model_detail(
     if record is None or not _visible(record, tenant):
         raise NotFound(f"no model {ref!r}")
     return ModelDetail(
-        **_out(session, record, default_model, served_dtypes(redis)).model_dump(),
+        **_out(
+            record, default_model, served_dtypes(redis), repository.weights_owner(session, record).name
+        ).model_dump(),
         artifact_path=record.artifact_path if operator else None,
         lineage=[_ref(m) for m in repository.ancestors(session, record)],
         children=[_ref(m) for m in repository.children(session, record) if _visible(m, tenant)],

@@ -187,9 +187,16 @@ def test_names_registered_for_the_same_weights_are_judged_on_one_queue(
         models_repo.upsert(session, DEFAULT_MODEL, "transformers", str(folder))
         models_repo.upsert(session, "smol-terse", "transformers", str(folder))
         models_repo.upsert(session, "other-judge", "transformers", str(other))
+        models_repo.upsert(session, "remote-judge", "openai", str(folder))  # never shares an engine
         terse = models_repo.get_by_name(session, "smol-terse")
         assert terse is not None
         assert models_repo.weights_owner(session, terse).name == DEFAULT_MODEL
+        # The registry-wide form (GET /v1/models: one query) names the same owners.
+        registry = models_repo.list_models(session)
+        assert models_repo.weights_owners(registry) == {
+            m.name: models_repo.weights_owner(session, m).name for m in registry
+        }
+        assert models_repo.weights_owners(registry)["remote-judge"] == "remote-judge"
     jobs = {}
     for model in ("smol-terse", "other-judge"):
         response = client.post(PAIRWISE, json={"items": [PAIR], "model": model})
