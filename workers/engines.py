@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -16,6 +17,10 @@ from app.models.availability import LoadReports
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+# How long a worker trusts what it looked up about whose weights a name is.
+OWNER_SECONDS = 30.0
+_now = time.monotonic  # (a test moves this clock)
 
 
 class EngineBusy(RuntimeError):
@@ -49,25 +54,27 @@ class EnginePool:
         self.family_of = family_of
         self.reports = reports
         self.weights_owner = weights_owner
-        self._owners: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, float]] = {}  # name -> (owner, when looked up)
         self.extra: OrderedDict[str, Engine] = OrderedDict()
         # Whose weights ``main`` holds now: ``model``, or a descendant it swapped to.
         self.loaded_model = model
 
     def serving_name(self, model: str) -> str:
         """The name ``model``'s requests are batched and served under: the model registered first for
-        its weights (remembered: a registered model keeps its folder), else ``model``."""
+        its weights, else ``model``. Remembered for OWNER_SECONDS (a name registered again for another
+        folder is seen within that long, without a registry query per request)."""
         if self.weights_owner is None or model == self.model:
             return model
+        now = _now()
         found = self._owners.get(model)
-        if found is None:
+        if found is None or now - found[1] >= OWNER_SECONDS:
             try:
-                found = self.weights_owner(model)
+                found = (self.weights_owner(model), now)
             except Exception:  # noqa: BLE001 - the registry unreachable: serve it under its own name
                 log.warning("could not look up whose weights %r are", model, exc_info=True)
-                return model
+                return found[0] if found is not None else model
             self._owners[model] = found
-        return found
+        return found[0]
 
     def peek(self, model: str) -> Engine | None:
         """The engine holding ``model``'s weights now, without loading anything."""

@@ -20,6 +20,7 @@ from app.engine.base import (
     SamplingParams,
 )
 from app.scheduling.policy import Limits, Priority
+from workers import engines
 from workers.engines import EnginePool
 from workers.scheduler import InferenceScheduler, RequestCancelled, SchedulerStopped
 
@@ -273,7 +274,7 @@ def test_serving_work_is_a_clients_or_a_judging_jobs_request_not_a_long_jobs() -
     assert not scheduler.has_serving_work()
 
 
-def test_names_for_the_same_weights_share_batches() -> None:
+def test_names_for_the_same_weights_share_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests for a second name of the engine's weights (a jury's judge with its own template) run
     on the engine that holds them, in the same batches as the first name's."""
     engine = SteppingEngine()
@@ -284,6 +285,8 @@ def test_names_for_the_same_weights_share_batches() -> None:
         looked_up.append(model)
         return owners.get(model, model)
 
+    clock = [0.0]
+    monkeypatch.setattr(engines, "_now", lambda: clock[0])
     pool = EnginePool(engine, "stepper", 0, weights_owner=owner)
     scheduler = InferenceScheduler(pool, Limits(rows=8, tokens=10_000, aging_s=30))
     futures = [
@@ -301,3 +304,8 @@ def test_names_for_the_same_weights_share_batches() -> None:
     assert [g.text for g in scheduler.results(futures)] == ["A", "B", "C", "D"]
     assert engine.batches == [["a", "b", "c", "d"]]
     assert looked_up == ["stepper-terse", "stepper-strict"]  # once per name
+    # A name registered again for other weights is seen once what the pool remembered is stale.
+    owners["stepper-terse"] = "stepper-terse"
+    assert pool.serving_name("stepper-terse") == "stepper"
+    clock[0] += engines.OWNER_SECONDS
+    assert pool.serving_name("stepper-terse") == "stepper-terse"
