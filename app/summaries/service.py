@@ -20,6 +20,7 @@ from app.judging import repository as judging_repo
 from app.judging.jury_members import jury_of, ordered_members
 from app.judging.kind import NAMES as JUDGING_KINDS
 from app.judging.results import item_result
+from app.summaries.cache import SummaryCache, ended_key
 from app.summaries.compose import summarize
 from app.summaries.jury import JudgeRun, jury_figures
 from app.summaries.observations import JudgedItem, observations
@@ -27,6 +28,8 @@ from app.summaries.schemas import JuryOut, SummaryOut
 
 # The most jobs one summary reads (an MT-Bench run is a few dozen).
 MAX_JOBS = 10_000
+# Summaries of ended jobs, per process (app.summaries.cache).
+_ENDED = SummaryCache()
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,20 @@ def _summary(
     rounds = options.bootstrap_rounds(settings)
     with db.unit_of_work() as session:
         jobs = pick(session)
+        # Ended jobs' figures do not change: the same jobs and options give the same summary.
+        key = ended_key(jobs, rounds, options.seed, options.baseline)
+        cached = _ENDED.get(key)
+        if cached is not None:
+            return cached
         job_ids = [job.id for job in jobs]
         seen = observations(_items(session, jobs))
         jury = _jury(session, jobs[0]) if len(jobs) == 1 else None
     # The statistics (up to a second or so of bootstrap refits) run after the session has closed.
     summary = summarize(job_ids, seen, rounds, options.seed, options.baseline)
-    return summary.model_copy(update={"jury": jury}) if jury is not None else summary
+    if jury is not None:
+        summary = summary.model_copy(update={"jury": jury})
+    _ENDED.put(key, summary)
+    return summary
 
 
 def _jury(session: Session, job: Job) -> JuryOut | None:

@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.core.state import AppState
 from app.jobs import repository as jobs_repo
+from app.summaries import service as summaries_service
 from tests.api.helpers import PAIRWISE, SINGLE_URL, assert_error
 from tests.workers.conftest import ScriptedEngine, longer_answer_judge, user_text
 from workers.tasks import run_job
@@ -114,3 +116,37 @@ def test_errors(client: TestClient, state: AppState) -> None:
         )
     response = client.get(f"/v1/jobs/{job.id}/summary", params={"rounds": too_many})
     assert_error(response, 422, "validation_error", "rounds")
+
+
+def test_an_ended_jobs_summary_is_remembered_and_a_running_ones_is_not(
+    client: TestClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second view of an ended job's summary (a dashboard page reloaded) reads no items and refits
+    nothing; other options, or a job that joins the metadata selection, are computed afresh."""
+    worker(longer_answer_judge)
+    item = {"question": "q", "answer_a": "a long answer", "answer_b": "b"}
+    body = {"items": [item], "metadata": {"run": "c"}, "cache": "off"}
+    job_id = _judged(client, PAIRWISE, body)
+    reads: list[int] = []
+    read_items = summaries_service._items
+
+    def counted(session: Any, jobs: list[Any]) -> Any:
+        reads.append(len(jobs))
+        return read_items(session, jobs)
+
+    monkeypatch.setattr(summaries_service, "_items", counted)
+    first = client.get(f"/v1/jobs/{job_id}/summary", params={"rounds": 20}).json()
+    assert client.get(f"/v1/jobs/{job_id}/summary", params={"rounds": 20}).json() == first
+    assert reads == [1]
+    client.get(f"/v1/jobs/{job_id}/summary", params={"rounds": 20, "seed": 1}).raise_for_status()
+    assert reads == [1, 1]
+    # The same one job selected by its metadata: the same summary, already known.
+    assert client.get("/v1/summary", params={"metadata": "run:c", "rounds": 20}).json() == first
+    second = _judged(client, PAIRWISE, body)
+    both = client.get("/v1/summary", params={"metadata": "run:c", "rounds": 20}).json()
+    assert set(both["jobs"]) == {job_id, second} and reads == [1, 1, 2]
+    # A job still running: its summary is read every time.
+    queued = client.post(PAIRWISE, json=body).json()["id"]
+    for _ in range(2):
+        client.get(f"/v1/jobs/{queued}/summary", params={"rounds": 20}).raise_for_status()
+    assert reads == [1, 1, 2, 1, 1]
