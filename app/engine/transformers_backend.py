@@ -75,14 +75,16 @@ def shared_prefixes(
     keep: int,
     min_shared: int = _MIN_SHARED_PREFIX,
     min_rows: int = _MIN_GROUP_ROWS,
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> list[int]:
     """Each sequence's prefix length when they decode as one batch: the tokens its group
-    (:func:`prefix_groups`) shares, leaving each sequence at least ``keep`` of its own; 0 where that is
-    under ``min_shared`` tokens (not worth a forward pass of its own) or the group is one sequence."""
+    (:func:`prefix_groups`, or ``groups`` already found) shares, leaving each sequence at least ``keep``
+    of its own; 0 where that is under ``min_shared`` tokens (not worth a forward pass of its own) or the
+    group is one sequence."""
     lengths = [0] * len(sequences)
     if len(sequences) < 2:
         return lengths
-    for group in prefix_groups(sequences, min_shared, min_rows):
+    for group in groups if groups is not None else prefix_groups(sequences, min_shared, min_rows):
         if len(group) < 2:
             continue
         members = [list(sequences[i]) for i in group]
@@ -517,10 +519,11 @@ class TransformersEngine:
         if not self._prefix_cache:
             order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         else:
-            own = [len(s) - n for s, n in zip(sequences, shared_prefixes(sequences, keep=1), strict=True)]
-            groups = [list(range(len(sequences)))]
-            if len(sequences) > self._batch_size:
-                groups = prefix_groups(sequences)
+            groups = prefix_groups(sequences)
+            shared = shared_prefixes(sequences, keep=1, groups=groups)
+            own = [len(s) - n for s, n in zip(sequences, shared, strict=True)]
+            if len(sequences) <= self._batch_size:
+                groups = [list(range(len(sequences)))]  # one batch: by own length alone
             order = [i for group in groups for i in sorted(group, key=lambda i: own[i])]
         for start in range(0, len(order), self._batch_size):
             yield order[start : start + self._batch_size]
