@@ -73,6 +73,17 @@ class JudgeWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
+def rq_worker(redis_url: str, queue: str, worker_id: str) -> JudgeWorker:
+    """RQ's worker for ``queue``, on a Redis client of its own. RQ waits for a delivery with a blocking
+    pop of up to ``dequeue_timeout`` (405 s) and raises its client's socket timeout above that, but
+    only for connections made afterwards: one already in a shared pool keeps redis-py's 5 s, and a pop
+    made there failed (RQ then retries after up to a minute; on the embedded Redis, which does not
+    cancel a blocked pop whose client has gone, that pop went on to take the next delivery for
+    nobody)."""
+    redis = Redis.from_url(redis_url)
+    return JudgeWorker([Queue(queue, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
+
+
 def resolve_model_path(settings: Settings, db: Database, model: str) -> Path | None:
     """The model's local folder (registered artifact, or pulled now if it is the default model)."""
     if settings.backend == "openai":
@@ -162,7 +173,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
     sweeper.start()
     deliverer = Deliverer(db, settings)
     deliverer.start()
-    worker = JudgeWorker([Queue(name, connection=redis)], connection=redis, name=worker_id.replace(":", "-"))
+    worker = rq_worker(settings.redis_url, name, worker_id)
     log.info("worker %s serving queue %s", worker_id, name)
     try:
         worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
@@ -175,6 +186,7 @@ def run_worker(settings: Settings, model: str | None = None, burst: bool = False
         deliverer.stop()
         lease.__exit__(None, None, None)
         ctx.engines.close()
+        worker.connection.close()
         db.dispose()
 
 

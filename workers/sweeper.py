@@ -1,7 +1,7 @@
 """Repairs delivery: re-queues jobs whose worker died (expired lease), re-delivers queued jobs that RQ
-does not hold (enqueue failed after the commit, Redis lost its data, a worker released one), and fails
-jobs that no worker will take: their model's workers reported that they cannot load it, or none took
-them in time.
+does not hold (enqueue failed after the commit, Redis lost its data, a worker released one, a popped
+delivery no worker started), and fails jobs that no worker will take: their model's workers reported
+that they cannot load it, or none took them in time.
 
 Every worker runs one for its own queue (and for jobs no worker will take, every queue: a model with no
 worker has no sweeper of its own); the conditional claim makes duplicates harmless.
@@ -49,7 +49,7 @@ def sweep(
     with db.unit_of_work() as session:
         queues = None if queue_name is None else [queue_name]
         for job in jobs_repo.stale_queued(session, REDELIVERY_AFTER, queues):
-            if not queue.is_delivery_pending(job.id, job.attempts):
+            if not queue.is_delivery_pending(job.id, job.attempts, job.queue):
                 log.warning("re-delivering job %s (not held by the queue)", job.id)
                 queue.enqueue(job.id, job.queue, job.attempts)
                 fixed += 1

@@ -14,6 +14,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
@@ -107,14 +108,27 @@ class JobQueue:
         )
         return int(withdrawn)
 
-    def is_delivery_pending(self, job_id: uuid.UUID, attempt: int) -> bool:
-        """Whether RQ still holds an undelivered or running delivery of this attempt."""
+    def is_delivery_pending(self, job_id: uuid.UUID, attempt: int, queue: str) -> bool:
+        """Whether RQ still holds this attempt's delivery: waiting on ``queue`` or in RQ's intermediate
+        list (taken by a worker about to start it), or started, deferred or scheduled. A delivery RQ
+        still calls queued that neither list holds was popped by a client that never started it (a
+        worker killed in between; on the embedded Redis, a blocking pop left behind by a client that
+        had gone, which that server does not cancel): it is lost. Two round trips."""
+        rq_id = delivery_id(job_id, attempt)
         try:
-            rq_job = RQJob.fetch(delivery_id(job_id, attempt), connection=self.redis)
+            rq_job = RQJob.fetch(rq_id, connection=self.redis)
         except NoSuchJobError:
             return False
         status = rq_job.get_status(refresh=False)
-        return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+        if status in (JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            return True
+        if status != JobStatus.QUEUED:
+            return False
+        key = Queue(queue, connection=self.redis).key
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpos(key, rq_id)
+        pipe.lpos(IntermediateQueue.get_intermediate_queue_key(key), rq_id)
+        return any(position is not None for position in pipe.execute())
 
     def announce_end(self, job_id: uuid.UUID, data: dict[str, Any], ended_job: str | None = None) -> None:
         """Append the job's `end` event (``data``: :func:`end_data`) to its stream and wake its `?wait=`

@@ -84,7 +84,9 @@ def test_stopping_serve_stops_its_children_then_redis_quietly(
             headers={"Authorization": f"Bearer {key}"},
             timeout=180,
         )
-        assert r.status_code == 200, r.text  # the worker has served a job (and is idle again)
+        assert r.status_code == 200, (
+            f"{r.text}\n{service.output()}"
+        )  # the worker has served a job (and is idle again)
         if how == "ctrl-c":
             os.killpg(proc.pid, sig)
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
 from sqlalchemy import update
 
 from app.db.base import utcnow
@@ -178,3 +179,30 @@ def test_a_descendant_that_cannot_load_fails_only_its_own_jobs(
     report_load_failure(redis, QUEUE, "sr-child-1", "ModelUnavailable: its folder is missing", "w1")
     assert fail_unloadable(db, JobQueue(redis, 60), grace_seconds=0) == 1
     assert (_job(db, child_job).status, _job(db, root_job).status) == ("failed", "queued")
+
+
+def test_a_delivery_popped_and_never_started_is_redelivered(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    """RQ still calls the delivery queued, but no list holds it: a client popped it and never started
+    it (a worker killed in between, or a pop the embedded Redis kept for a client that had gone)."""
+    job_id = submit("pairwise", {"items": [ITEM]})
+    rq_queue = Queue(QUEUE, connection=redis)
+    assert redis.lpop(rq_queue.key) == delivery_id(job_id, 0).encode()
+    _age(db, job_id, updated_at=utcnow() - timedelta(minutes=5))
+    queue = JobQueue(redis, 60)
+    assert sweep(db, queue, QUEUE, lease_seconds=60, max_attempts=3) == 1
+    assert rq_queue.job_ids == [delivery_id(job_id, 0)]
+    assert sweep(db, queue, QUEUE, lease_seconds=60, max_attempts=3) == 0
+
+
+def test_a_delivery_a_worker_is_about_to_start_is_left_alone(
+    db: RollbackDatabase, redis: Redis, submit: Submit
+) -> None:
+    """Popped into RQ's intermediate list (RQ moves a delivery there as a worker takes it): held."""
+    job_id = submit("pairwise", {"items": [ITEM]})
+    rq_queue = Queue(QUEUE, connection=redis)
+    assert redis.lmove(rq_queue.key, IntermediateQueue.get_intermediate_queue_key(rq_queue.key)) is not None
+    _age(db, job_id, updated_at=utcnow() - timedelta(minutes=5))
+    assert sweep(db, JobQueue(redis, 60), QUEUE, lease_seconds=60, max_attempts=3) == 0
+    assert rq_queue.job_ids == []
