@@ -95,9 +95,16 @@ async def _holds_everything_after(redis: AsyncRedis, key: str, last_id: str) -> 
     return added is not None and int(added) == int(info.get("length", -1))
 
 
-def _block_seconds(redis: AsyncRedis, wanted: float) -> float:
-    """How long one blocking read on ``redis`` may wait: ``wanted``, within the client's socket timeout."""
-    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+async def _block_seconds(redis: AsyncRedis, wanted: float) -> float:
+    """How long one blocking read on ``redis`` may wait: ``wanted``, within the client's socket timeout.
+    The timeout is the one its connections have: a client made without one (``from_url(url)``) does not
+    name it in its pool's settings, yet its connections get redis-py's default."""
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    try:
+        timeout = connection.socket_timeout
+    finally:
+        await pool.release(connection)
     return wanted if timeout is None else min(wanted, float(timeout) * _BLOCK_SHARE_OF_SOCKET_TIMEOUT)
 
 
@@ -150,7 +157,7 @@ async def follow(
     key = stream_key(job_id)
     cursor = opening.cursor
     # Reads block for at most the client's socket timeout allows, so a keep-alive may take several.
-    block_ms = max(1, int(_block_seconds(redis, keepalive_seconds) * 1000))
+    block_ms = max(1, int(await _block_seconds(redis, keepalive_seconds) * 1000))
     clock = asyncio.get_running_loop().time
     quiet_since = clock()
     while True:

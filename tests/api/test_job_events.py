@@ -327,6 +327,25 @@ def test_a_quiet_stream_stays_open_past_the_redis_socket_timeout(live: Live) -> 
         assert [(e.name, e.data["status"]) for e in rest] == [("end", "cancelled")]
 
 
+# The service's own client: made without a socket timeout, so redis-py's default (5 s) applies, which
+# its pool's settings do not name. Keep-alives 6 s apart: one read blocking that long would fail.
+@pytest.mark.parametrize("live", [{"keepalive": 6.0}], indirect=True)
+def test_a_quiet_stream_outlives_redis_pys_default_socket_timeout(live: Live) -> None:
+    with live.client() as client:
+        job_id = _create(client)
+        with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+            lines = response.iter_lines()
+            reader = EventReader(lines)
+            assert reader.next() is not None  # the state
+            started = time.monotonic()
+            while next(lines) != ": keep-alive":  # the stream must not end meanwhile
+                pass
+            assert time.monotonic() - started >= 6.0 - 0.1
+            assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+            rest = reader.rest()
+        assert [(e.name, e.data["status"]) for e in rest] == [("end", "cancelled")]
+
+
 def test_a_live_stream_ends_when_the_job_is_cancelled(live: Live) -> None:
     with live.client() as client:
         job_id = _create(client)
