@@ -26,7 +26,8 @@ max_tokens), conservative swap: 2N judge calls, greedy. One judgment = one judge
      the GFLOP/s of (a) and (b) (the FLOPs of what the service computed, bench/flops.py) as a share of
      the peaks, and the dtype the service ran in (GET /v1/models).
   3. Verdict agreement between the dtypes on the logprob-mode workload: every call scored by the
-     engine in float32 and in bfloat16 (same verdict share, mean |dP(A)|).
+     engine in float32 and in bfloat16 (same verdict share, mean |dP(A)|; and the share among the calls
+     that are not near-ties in float32).
   4. With --profile: a torch.profiler table of one batch of each mode in the service's dtype.
 It ends with a table of the issues' targets, the measured values and MET / MISSED.
 """
@@ -465,13 +466,21 @@ def service_flops(flops: ModelFlops, job: dict[str, Any], shared: int, batch_siz
     return total + batches * flops.prefix(shared)
 
 
+# A float32 verdict whose top two labels are closer than this is a near-tie: any rounding may flip it.
+NEAR_TIE = 0.03
+
+
 @dataclass(frozen=True)
 class Agreement:
-    """How often two dtypes' label distributions pick the same verdict, and their mean |dP(A)|."""
+    """How often two dtypes' label distributions pick the same verdict, and their mean |dP(A)|; the
+    same counts over the calls that are not near-ties in float32 (top two labels ``NEAR_TIE`` apart or
+    more)."""
 
     same: int
     total: int
     mean_abs_dp: float
+    same_clear: int
+    clear: int
 
 
 def dtype_agreement(model_dir: Path, conversations: list[Conversation], batch_size: int) -> Agreement:
@@ -485,11 +494,21 @@ def dtype_agreement(model_dir: Path, conversations: list[Conversation], batch_si
         dists[dtype] = engine.label_logprobs(conversations, labels)
         engine.close()
     pairs = list(zip(dists["float32"], dists["bfloat16"], strict=True))
-    same = sum(
-        max(a.probs, key=a.probs.__getitem__) == max(b.probs, key=b.probs.__getitem__) for a, b in pairs
-    )
+    agrees = [_verdict(a.probs) == _verdict(b.probs) for a, b in pairs]
+    clear = [_margin(a.probs) >= NEAR_TIE for a, _ in pairs]
     mean_dp = statistics.mean(abs(a.probs["A"] - b.probs["A"]) for a, b in pairs)
-    return Agreement(same, len(pairs), mean_dp)
+    same_clear = sum(agree for agree, is_clear in zip(agrees, clear, strict=True) if is_clear)
+    return Agreement(sum(agrees), len(pairs), mean_dp, same_clear, sum(clear))
+
+
+def _verdict(probs: dict[str, float]) -> str:
+    return max(probs, key=probs.__getitem__)
+
+
+def _margin(probs: dict[str, float]) -> float:
+    """The gap between the two most probable labels."""
+    first, second = sorted(probs.values(), reverse=True)[:2]
+    return first - second
 
 
 def profile_batches(
@@ -697,7 +716,8 @@ def main() -> None:
     agreement = dtype_agreement(model_dir, [c.conversation for c in lp_calls], args.batch_size)
     print(
         f"logprob mode, bfloat16 vs float32 engine: same verdict {agreement.same}/{agreement.total}, "
-        f"mean |dP(A)| {agreement.mean_abs_dp:.3f}"
+        f"mean |dP(A)| {agreement.mean_abs_dp:.3f}; not near-ties in float32 (top two labels >= {NEAR_TIE} "
+        f"apart): same {agreement.same_clear}/{agreement.clear}"
     )
     if args.profile:
         profile_batches(model_dir, dtype, calls, lp_calls, args.max_tokens, args.batch_size)
@@ -756,6 +776,7 @@ def main() -> None:
         [
             ("matmul peak float32 / bfloat16", f"{peaks['float32']:.1f} / {peaks['bfloat16']:.1f}"),
             ("logprob mean |dP(A)| bf16 vs float32", f"{agreement.mean_abs_dp:.3f}"),
+            ("  same verdict where float32 is no near-tie", f"{agreement.same_clear}/{agreement.clear}"),
             ("naive loops: same text bf16 vs float32", f"{same_text}/{len(sample)}"),
             ("naive loops: same verdict bf16 vs float32", f"{same_verdict}/{len(sample)}"),
         ],
