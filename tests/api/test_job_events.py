@@ -306,41 +306,29 @@ def test_an_idle_stream_keeps_alive_and_still_ends_when_the_end_was_never_announ
 
 
 # Keep-alives further apart than the Redis client's socket timeout: a read blocking for a whole
-# interval would outlive the timeout (redis-py's 5 s against a 15 s interval, scaled down; Redis itself
-# ends a block up to 0.1 s late, so the timeout is not scaled below 0.5 s).
-@pytest.mark.parametrize("live", [{"keepalive": 0.75, "socket_timeout": 0.5}], indirect=True)
-def test_a_quiet_stream_stays_open_past_the_redis_socket_timeout(live: Live) -> None:
+# interval would outlive the timeout. "given": a timeout of the client's own (redis-py's 5 s against a
+# 15 s interval, scaled down; Redis itself ends a block up to 0.1 s late, so the timeout is not scaled
+# below 0.5 s). "default": the service's own client, made without one, so redis-py's default (5 s)
+# applies, which its pool's settings do not name; keep-alives 6 s apart.
+@pytest.mark.parametrize(
+    ("live", "keepalives"),
+    [({"keepalive": 0.75, "socket_timeout": 0.5}, 3), ({"keepalive": 6.0}, 1)],
+    indirect=["live"],
+    ids=["given", "default"],
+)
+def test_a_quiet_stream_stays_open_past_the_redis_socket_timeout(live: Live, keepalives: int) -> None:
+    interval = live.state.settings.events_keepalive_seconds
     with live.client() as client:
         job_id = _create(client)
         with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
             lines = response.iter_lines()
             reader = EventReader(lines)
             assert reader.next() is not None  # the state
-            started, keepalives = time.monotonic(), 0
-            while keepalives < 3:
-                line = next(lines)  # the stream must not end meanwhile
-                keepalives += line == ": keep-alive"
-            # Three intervals passed with nothing happening, and the stream still delivers the end.
-            assert time.monotonic() - started >= 3 * 0.75 - 0.1
-            assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
-            rest = reader.rest()
-        assert [(e.name, e.data["status"]) for e in rest] == [("end", "cancelled")]
-
-
-# The service's own client: made without a socket timeout, so redis-py's default (5 s) applies, which
-# its pool's settings do not name. Keep-alives 6 s apart: one read blocking that long would fail.
-@pytest.mark.parametrize("live", [{"keepalive": 6.0}], indirect=True)
-def test_a_quiet_stream_outlives_redis_pys_default_socket_timeout(live: Live) -> None:
-    with live.client() as client:
-        job_id = _create(client)
-        with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
-            lines = response.iter_lines()
-            reader = EventReader(lines)
-            assert reader.next() is not None  # the state
-            started = time.monotonic()
-            while next(lines) != ": keep-alive":  # the stream must not end meanwhile
-                pass
-            assert time.monotonic() - started >= 6.0 - 0.1
+            started, seen = time.monotonic(), 0
+            while seen < keepalives:
+                seen += next(lines) == ": keep-alive"  # the stream must not end meanwhile
+            # Whole intervals passed with nothing happening, and the stream still delivers the end.
+            assert time.monotonic() - started >= keepalives * interval - 0.1
             assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
             rest = reader.rest()
         assert [(e.name, e.data["status"]) for e in rest] == [("end", "cancelled")]

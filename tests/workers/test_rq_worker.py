@@ -10,12 +10,15 @@ from contextlib import nullcontext
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job as RQJob
 
 from app.embedded import fake_redis_server
 from tests.conftest import TEST_REDIS_URL
 from workers.main import rq_worker
 
 QUEUE = "judge.rq-worker-test"
+DELIVERY = "delivery-6s"
 
 
 @pytest.fixture(params=["redis", "embedded"])
@@ -23,9 +26,11 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     server = nullcontext(TEST_REDIS_URL) if request.param == "redis" else fake_redis_server()
     with server as url:
         client = Redis.from_url(url)
-        client.delete(Queue(QUEUE, connection=client).key)
+        key = Queue(QUEUE, connection=client).key
+        left = (key, IntermediateQueue.get_intermediate_queue_key(key), RQJob.key_for(DELIVERY))
+        client.delete(*left)
         yield url
-        client.delete(Queue(QUEUE, connection=client).key)
+        client.delete(*left)
         client.close()
 
 
@@ -39,7 +44,7 @@ def test_the_workers_blocking_pop_outlives_redis_pys_socket_timeout(redis_url: s
 
     def deliver_later() -> None:
         time.sleep(6)
-        producer.enqueue("builtins.print", "hello", job_id="delivery-6s")
+        producer.enqueue("builtins.print", "hello", job_id=DELIVERY)
 
     thread = threading.Thread(target=deliver_later)
     thread.start()
@@ -51,5 +56,5 @@ def test_the_workers_blocking_pop_outlives_redis_pys_socket_timeout(redis_url: s
         worker.connection.close()
     assert taken is not None
     job, _ = taken
-    assert job.id == "delivery-6s"
+    assert job.id == DELIVERY
     assert 5.5 < time.monotonic() - started < 15
